@@ -1,0 +1,3 @@
+from aligneval.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""Placeholder until the attack command lands."""
+
+
+def register(app):
+    return None

@@ -1,0 +1,288 @@
+"""Load labelled text from local files (csv, tsv, jsonl, json, parquet, `save_to_disk` folders) or the hub.
+
+Shared by training (`align`) and evaluation (`run`): one place that turns a source into `Examples`
+with stable ids, integer labels, the label names in a stable order and a content fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from aligneval.errors import ArtifactError, DataError, ResourceError, UsageError
+from aligneval.registry import did_you_mean
+
+LOCAL_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz"}
+ON_EMPTY_CHOICES = ("reject", "skip")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a split comes from and how to read it."""
+
+    path: str
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    id_column: str | None = None
+    label_map: dict[str, str] | None = None  # raw label value (as str) -> label name
+    hub_split: str | None = None
+    hub_config: str | None = None
+    sample: int | None = None
+    seed: int = 0
+    on_empty: str = "reject"  # null or empty texts: "reject" (error) or "skip" (drop and count)
+
+    def describe(self) -> str:
+        return self.path if self.hub_split is None else f"{self.path}[{self.hub_split}]"
+
+
+@dataclass
+class Examples:
+    """Labelled texts with stable ids; `labels[i]` indexes `label_names`."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    source: str
+    text_pairs: list[str] | None = None
+    skipped: int = 0
+    fingerprint: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.ids, self.texts, self.text_pairs, self.labels, self.label_names)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, indices: Sequence[int]) -> "Examples":
+        idx = list(indices)
+        return Examples(
+            ids=[self.ids[i] for i in idx],
+            texts=[self.texts[i] for i in idx],
+            labels=self.labels[idx],
+            label_names=list(self.label_names),
+            source=self.source,
+            text_pairs=None if self.text_pairs is None else [self.text_pairs[i] for i in idx],
+            skipped=self.skipped,
+        )
+
+    def text_sha256(self) -> list[str]:
+        pairs = self.text_pairs or [None] * len(self.texts)
+        return [text_hash(t, p) for t, p in zip(self.texts, pairs)]
+
+
+def text_hash(text: str, pair: str | None = None) -> str:
+    payload = text if pair is None else f"{text}\x1f{pair}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def fingerprint(ids, texts, pairs, labels, label_names) -> str:
+    """sha256 of the canonical content: same examples in the same order give the same fingerprint."""
+    h = hashlib.sha256()
+    h.update(json.dumps(list(label_names)).encode())
+    pairs = pairs or [None] * len(texts)
+    for i, t, p, y in zip(ids, texts, pairs, np.asarray(labels).tolist()):
+        h.update(json.dumps([i, t, p, y], ensure_ascii=False).encode("utf-8"))
+    return h.hexdigest()
+
+
+def is_local(path: str) -> bool:
+    """A path is local if it exists, has a data-file suffix, or is written as a path; else a hub id."""
+    if path.startswith("hub:"):
+        return False
+    p = Path(path).expanduser()
+    return p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or path.startswith((".", "/", "~"))
+
+
+def load_examples(source: DataSource, label_names: Sequence[str] | None = None) -> Examples:
+    """Read `source` into `Examples`. `label_names` (e.g. a model's id2label) fixes the label order."""
+    if source.on_empty not in ON_EMPTY_CHOICES:
+        raise UsageError(f"on_empty must be one of {', '.join(ON_EMPTY_CHOICES)}, not '{source.on_empty}'")
+    columns = _read_columns(source)
+    where = source.describe()
+    needed = [source.text_column, source.label_column]
+    needed += [c for c in (source.text_pair_column, source.id_column) if c]
+    for col in needed:
+        if col not in columns:
+            known = sorted(columns)
+            raise DataError(
+                f"{where}: no column '{col}'{did_you_mean(col, known)}; columns are: {', '.join(known)}"
+            )
+    n = len(columns[source.text_column])
+    if n == 0:
+        raise DataError(f"{where}: the split is empty")
+    texts = list(columns[source.text_column])
+    pairs = list(columns[source.text_pair_column]) if source.text_pair_column else None
+    ids = [str(v) for v in columns[source.id_column]] if source.id_column else [str(i) for i in range(n)]
+    raw_labels = list(columns[source.label_column])
+
+    keep = [i for i in range(n) if _is_text(texts[i]) and (pairs is None or _is_text(pairs[i]))]
+    bad = n - len(keep)
+    if bad and source.on_empty == "reject":
+        rows = ", ".join(str(i) for i in range(n) if i not in set(keep))[:80]
+        raise DataError(
+            f"{where}: {bad} null or empty text(s) (rows {rows}); set on_empty = \"skip\" to drop them"
+        )
+    if not keep:
+        raise DataError(f"{where}: every text is null or empty")
+    _check_unique(ids, where)
+
+    label_ids, names = encode_labels([raw_labels[i] for i in keep], label_names, source.label_map, where)
+    examples = Examples(
+        ids=[ids[i] for i in keep],
+        texts=[str(texts[i]) for i in keep],
+        labels=label_ids,
+        label_names=names,
+        source=where,
+        text_pairs=None if pairs is None else [str(pairs[i]) for i in keep],
+        skipped=bad,
+    )
+    if source.sample is not None and source.sample < len(examples):
+        if source.sample <= 0:
+            raise UsageError(f"{where}: sample must be positive, not {source.sample}")
+        rng = np.random.default_rng(source.seed)
+        chosen = np.sort(rng.choice(len(examples), size=source.sample, replace=False))
+        examples = replace(examples.subset(chosen.tolist()), skipped=bad)
+    return examples
+
+
+def encode_labels(
+    raw: Sequence[Any],
+    label_names: Sequence[str] | None = None,
+    label_map: dict[str, str] | None = None,
+    where: str = "data",
+) -> tuple[np.ndarray, list[str]]:
+    """Map raw labels to ids. Integers stay as they are; strings follow `label_names` or sorted order."""
+    if label_map:
+        unmapped = sorted({str(v) for v in raw} - set(label_map))
+        if unmapped:
+            raise DataError(f"{where}: label(s) {unmapped[:5]} are not in the label map {sorted(label_map)}")
+        raw = [label_map[str(v)] for v in raw]
+    if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in raw):
+        raise DataError(f"{where}: some labels are null")
+    if all(_is_int(v) for v in raw):
+        ints = np.array([int(v) for v in raw], dtype=np.int64)
+        if label_names is None:
+            if ints.min() < 0:
+                raise DataError(f"{where}: integer labels must be >= 0, found {int(ints.min())}")
+            names = [str(i) for i in range(int(ints.max()) + 1)]
+        else:
+            names = list(label_names)
+            outside = sorted({int(v) for v in ints if v < 0 or v >= len(names)})
+            if outside:
+                raise DataError(
+                    f"{where}: label id(s) {outside[:5]} are outside the model's label set {names}"
+                )
+        return ints, names
+    strings = [str(v) for v in raw]
+    names = list(label_names) if label_names is not None else sorted(set(strings))
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(strings) - set(index))
+    if unknown:
+        raise DataError(
+            f"{where}: data labels {sorted(set(strings))} do not match the model's label set {names}; "
+            "give a label map"
+        )
+    return np.array([index[s] for s in strings], dtype=np.int64), names
+
+
+def require_classes(examples: Examples, minimum: int = 2) -> None:
+    found = len(np.unique(examples.labels))
+    if found < minimum:
+        raise DataError(f"{examples.source}: the label column has {found} class(es); training needs {minimum}+")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
+def _check_unique(ids: list[str], where: str) -> None:
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+        raise DataError(f"{where}: duplicate id(s) {dupes[:5]}")
+
+
+def _read_columns(source: DataSource) -> dict[str, list]:
+    if is_local(source.path):
+        return _read_local(Path(source.path.removeprefix("file:")).expanduser(), source)
+    return _read_hub(source)
+
+
+def _read_local(path: Path, source: DataSource) -> dict[str, list]:
+    if not path.exists():
+        raise ArtifactError(f"data file not found: {path}")
+    try:
+        if path.is_dir():
+            return _read_saved_dataset(path, source)
+        frame = _read_frame(path)
+    except (ArtifactError, DataError, UsageError):
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise ArtifactError(f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return {str(c): frame[c].tolist() for c in frame.columns}
+
+
+def _read_frame(path: Path):
+    import pandas as pd
+
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return pd.read_parquet(path)
+    if name.endswith(".jsonl"):
+        return pd.read_json(path, lines=True, dtype=False)
+    if name.endswith(".json"):
+        return pd.read_json(path, dtype=False)
+    if name.endswith((".csv", ".tsv")):
+        sep = "\t" if name.endswith(".tsv") else ","
+        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[])
+    raise UsageError(f"{path}: unknown data format; use .csv, .tsv, .jsonl, .json, .parquet or a saved dataset")
+
+
+def _read_saved_dataset(path: Path, source: DataSource) -> dict[str, list]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is a folder but not a saved dataset (datasets.save_to_disk)") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        split = source.hub_split or ("train" if "train" in loaded else None)
+        if split not in loaded:
+            raise UsageError(f"{path}: name a split with hub_split; it has {', '.join(loaded)}")
+        loaded = loaded[split]
+    return loaded.to_dict()
+
+
+def _read_hub(source: DataSource) -> dict[str, list]:
+    """Real hub loading for online users; offline it fails with one clear line."""
+    import datasets
+
+    name = source.path.removeprefix("hub:")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise ResourceError(f"'{name}' is a hub dataset and the hub is switched off (HF_HUB_OFFLINE=1)")
+    try:
+        ds = datasets.load_dataset(name, source.hub_config, split=source.hub_split or "train")
+    except Exception as exc:  # network errors come in many types
+        raise ResourceError(
+            f"cannot load hub dataset '{name}' ({type(exc).__name__}); are you online? "
+            "Local files work offline."
+        ) from None
+    return ds.to_dict()

@@ -1,0 +1,88 @@
+"""Suite registry and the context a suite receives. A suite is a function of cached predictions.
+
+    @register_suite("accuracy", description="...", defaults={})
+    def accuracy(ctx: SuiteContext, settings: dict) -> SuiteOutput: ...
+
+Third-party suites register through the entry-point group `aligneval.suites`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from aligneval.records import SuiteOutput
+from aligneval.registry import Registry
+
+ENTRY_POINT_GROUP = "aligneval.suites"
+ROLES = ("dev", "test", "ood")
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    name: str
+    fn: Callable[["SuiteContext", dict[str, Any]], SuiteOutput]
+    description: str
+    defaults: dict[str, Any]
+    needs_models: bool = False  # True only for suites that must query a model (adversarial)
+
+
+SUITES: Registry[SuiteInfo] = Registry("suite")
+
+
+def register_suite(name: str, description: str = "", defaults: dict[str, Any] | None = None,
+                   needs_models: bool = False):
+    def decorator(fn):
+        SUITES.add(name, SuiteInfo(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
+                                   dict(defaults or {}), needs_models))
+        return fn
+
+    return decorator
+
+
+@dataclass
+class Predictions:
+    """One model on one split: rows aligned with `ids`; `probs` is [n, n_classes]."""
+
+    ids: list[str]
+    labels: np.ndarray
+    probs: np.ndarray
+    texts: list[str] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    name: str
+    role: str  # "dev" | "test" | "ood"
+    source: str
+    fingerprint: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    weights_sha256: str | None = None
+    card: dict[str, Any] | None = None
+
+
+@dataclass
+class SuiteContext:
+    models: dict[str, ModelInfo]
+    splits: dict[str, SplitInfo]
+    predictions: dict[tuple[str, str], Predictions]  # (model, split) -> predictions
+    run_dir: Path
+    seed: int = 0
+    examples: dict[str, Any] = field(default_factory=dict)  # split -> aligneval.data.Examples
+    settings: dict[str, Any] = field(default_factory=dict)  # run-level settings (max_length, batch_size)
+
+    def splits_with_role(self, role: str) -> list[str]:
+        return [name for name, info in self.splits.items() if info.role == role]
