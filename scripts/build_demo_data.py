@@ -37,8 +37,8 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fetch_archive() -> bytes:
-    tmp = Path(tempfile.mkdtemp())
+def fetch_archive(tmp: Path | None = None) -> bytes:
+    tmp = tmp or Path(tempfile.mkdtemp())
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
          "vadersentiment==3.3.2", "-d", str(tmp)],
@@ -47,13 +47,13 @@ def fetch_archive() -> bytes:
     return next(tmp.glob("vaderSentiment-3.3.2.tar.gz")).read_bytes()
 
 
-def ground_truth(inner: tarfile.TarFile, name: str) -> list[tuple[int, float, str]]:
+def ground_truth(inner: tarfile.TarFile, name: str) -> list[tuple[str, float, str]]:
     raw = inner.extractfile(f"hutto_ICWSM_2014/{name}_GroundTruth.txt").read().decode("utf-8")
     rows = []
     for line in raw.splitlines():
         if line.strip():
             ident, rating, text = line.split("\t", 2)
-            rows.append((int(ident), float(rating), text.strip()))
+            rows.append((ident.strip(), float(rating), text.strip()))  # ids look like "12" or "3_7"
     return rows
 
 
@@ -68,7 +68,7 @@ def write_jsonl_gz(path: Path, rows: list[dict]) -> str:
 
 def movie_rows(rows):
     return [
-        {"id": f"movie-{i}", "text": t, "label": "positive" if i <= POSITIVE_MAX_ID else "negative",
+        {"id": f"movie-{i}", "text": t, "label": "positive" if int(i) <= POSITIVE_MAX_ID else "negative",
          "rating": r}
         for i, r, t in rows
     ]
@@ -82,7 +82,7 @@ def domain_rows(prefix, rows):
     ]
 
 
-def build(archive: bytes) -> dict[str, dict]:
+def build(archive: bytes, out: Path = OUT) -> dict[str, dict]:
     if sha256(archive) != ARCHIVE_SHA256:
         raise SystemExit(f"archive sha256 {sha256(archive)} != expected {ARCHIVE_SHA256}")
     outer = tarfile.open(fileobj=io.BytesIO(archive))
@@ -100,10 +100,10 @@ def build(archive: bytes) -> dict[str, dict]:
     for short, long_name in DOMAINS.items():
         splits[short] = domain_rows(short, ground_truth(inner, long_name))
 
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, rows in splits.items():
-        digest = write_jsonl_gz(OUT / f"{name}.jsonl.gz", rows)
+        digest = write_jsonl_gz(out / f"{name}.jsonl.gz", rows)
         counts = {lab: sum(r["label"] == lab for r in rows) for lab in ("negative", "positive")}
         manifest[name] = {"file": f"{name}.jsonl.gz", "rows": len(rows), "labels": counts, "sha256": digest}
     meta = {
@@ -116,7 +116,7 @@ def build(archive: bytes) -> dict[str, dict]:
         "licence": "MIT (C.J. Hutto, 2016); cite Hutto & Gilbert, ICWSM 2014",
         "splits": manifest,
     }
-    (OUT / "manifest.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (out / "manifest.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
