@@ -22,9 +22,24 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                     help="Print the version and exit."),
+    ) -> None:
+        """Is my Hugging Face model better once converted to alignment attention?"""
+
     for name in COMMAND_MODULES:
         importlib.import_module(f"aligneval.commands.{name}").register(app)
     return app
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from aligneval import __version__
+
+        typer.echo(f"aligneval {__version__}")
+        raise typer.Exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:

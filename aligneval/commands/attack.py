@@ -1,5 +1,126 @@
-"""Placeholder until the attack command lands."""
+"""`aligneval attack`: a one-off adversarial attack, `--list` of recipes, `--setup` of NLTK data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
-def register(app):
-    return None
+def register(app: typer.Typer) -> None:
+    @app.command("attack")
+    def attack_command(
+        model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of a local model folder; repeat."),
+        data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data file (csv, jsonl, parquet)."),
+        recipe: List[str] = typer.Option([], "--recipe", "-r", help="TextAttack recipe (default deepwordbug); repeat."),
+        num_examples: int = typer.Option(100, "--num-examples", "-n", help="Examples in the shared list."),
+        query_budget: int = typer.Option(200, "--query-budget", "-q", help="Model queries per example."),
+        time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Wall-clock seconds per model "
+                                                    "and recipe; the rest is left for a re-run."),
+        examples: str = typer.Option("correct-by-all", "--examples", help="correct-by-all | all"),
+        seed: int = typer.Option(0, "--seed", help="Chooses the examples; seeds every attack."),
+        out: Path = typer.Option(Path("runs/attack"), "--out", "-o", help="Output folder (resumable)."),
+        text_column: str = typer.Option("text", "--text-column"),
+        label_column: str = typer.Option("label", "--label-column"),
+        id_column: Optional[str] = typer.Option(None, "--id-column", help="Default: 'id' when present, else row numbers."),
+        max_length: int = typer.Option(256, "--max-length"),
+        batch_size: int = typer.Option(32, "--batch-size"),
+        list_recipes: bool = typer.Option(False, "--list", help="Which recipes can run here, and why not."),
+        setup: bool = typer.Option(False, "--setup", help="Find or build the NLTK data the recipes need."),
+    ) -> int:
+        """Attack models with TextAttack recipes on one shared example list; killed runs resume."""
+        from aligneval.errors import UsageError
+
+        if list_recipes:
+            _print_list()
+            return 0
+        if setup:
+            return _setup()
+        if not model or data is None:
+            raise UsageError("attack needs --model NAME=PATH (one or more) and --data FILE "
+                             "(or --list / --setup)")
+        from aligneval.attack.runner import attack
+
+        result = attack(_parse_models(model), str(data), out, recipes=recipe or ["deepwordbug"],
+                        num_examples=num_examples, query_budget=query_budget, seed=seed, examples=examples,
+                        time_budget_s=time_budget, max_length=max_length, batch_size=batch_size,
+                        text_column=text_column, label_column=label_column, id_column=id_column)
+        _print_records(result.records)
+        typer.echo(f"wrote {out / 'attack_results.json'}")
+        return 0
+
+
+def _parse_models(pairs: list[str]) -> dict[str, str]:
+    from aligneval.errors import UsageError
+
+    models: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--model expects NAME=PATH, got '{pair}'")
+        if name in models:
+            raise UsageError(f"--model: name '{name}' given twice")
+        models[name] = path
+    return models
+
+
+def _print_list() -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from aligneval.attack.recipes import RECIPES, unavailable_reason
+
+    table = Table(title="TextAttack recipes")
+    for col in ("recipe", "runs here", "needs / why not", "paper"):
+        table.add_column(col)
+    for name, info in RECIPES.items():
+        reason = unavailable_reason(name)
+        needs = reason or (", ".join(f"NLTK {n} (found)" for n in info.needs) or "nothing")
+        if reason is None and info.online:
+            needs = f"network (reachable): {info.online}"
+        table.add_row(name, "yes" if reason is None else "no", escape(needs), escape(info.paper))
+    Console(width=160).print(table)
+
+
+def _setup() -> int:
+    from aligneval.attack import resources
+
+    missing = 0
+    for st in resources.setup():
+        if st.ok:
+            typer.echo(f"ok       {st.name:<10} {st.found}")
+        else:
+            missing += 1
+            typer.echo(f"missing  {st.name:<10} {st.how_to_get}")
+    typer.echo(f"NLTK data folders aligneval adds to NLTK_DATA: {', '.join(resources.our_nltk_paths())}")
+    if missing:
+        from aligneval.errors import ResourceError
+
+        raise ResourceError(f"{missing} NLTK resource(s) missing; see above")
+    return 0
+
+
+def _print_records(records) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    models = list(dict.fromkeys(r.model for r in records))
+    rows: dict[str, dict[str, object]] = {}
+    notes: list[str] = []
+    for r in records:
+        rows.setdefault(r.metric, {})[r.model] = r.value
+        if r.extra.get("unavailable") and r.extra["unavailable"] not in notes:
+            notes.append(r.extra["unavailable"])
+    table = Table(title="adversarial")
+    table.add_column("metric")
+    for m in models:
+        table.add_column(escape(m), justify="right")
+    for metric, values in rows.items():
+        table.add_row(escape(metric), *("-" if values.get(m) is None else f"{values[m]:.4g}" for m in models))
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(f"not run: {escape(note)}", markup=False)

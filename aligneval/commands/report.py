@@ -1,5 +1,113 @@
-"""Placeholder until the report command lands."""
+"""`aligneval compare RUN` and `aligneval report RUN --out DIR`: paired statistics and reports from stored
+results. Both read files only (results.json, cached predictions); neither loads a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+RUN_HELP = "A run folder (runs/<name>) or its results.json."
 
 
-def register(app):
-    return None
+def register(app: typer.Typer) -> None:
+    @app.command("compare")
+    def compare_command(
+        run: Path = typer.Argument(..., help=RUN_HELP),
+        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
+        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
+                                                help="Candidate model (default: the only other model)."),
+        against: Optional[Path] = typer.Option(None, "--against",
+                                               help="Take the baseline from this older run or results.json."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                           help="Where to write comparison.json (default: <run>/comparison.json)."),
+        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        holm: bool = typer.Option(False, "--holm", help="Holm-adjust p-values over all comparisons."),
+        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        show_all: bool = typer.Option(False, "--all", help="Print every split, not only the test split."),
+    ) -> int:
+        """Candidate - baseline for every metric and split: paired bootstrap CI, exact McNemar, verdict."""
+        from aligneval.compare import compare
+
+        comp = compare(run, baseline, candidate, resamples=resamples, seed=seed, holm=holm,
+                       confidence=confidence, against=against)
+        target = out or ((run if run.is_dir() else run.parent) / "comparison.json")
+        if target.suffix != ".json":
+            target = target / "comparison.json"
+        comp.write(target)
+        print_comparison(comp, show_all)
+        typer.echo(f"wrote {target}")
+        return 0
+
+    @app.command("report")
+    def report_command(
+        run: Path = typer.Argument(..., help=RUN_HELP),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<run name>)."),
+        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
+        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
+                                                help="Candidate model (default: the only other model)."),
+        against: Optional[Path] = typer.Option(None, "--against",
+                                               help="Take the baseline from this older run or results.json."),
+        fmt: List[str] = typer.Option(["html", "md"], "--format", "-f", help="html and/or md; repeat."),
+        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        holm: bool = typer.Option(False, "--holm", help="Holm-adjust p-values over all comparisons."),
+        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        max_examples: int = typer.Option(25, "--max-examples", help="Rows in the example tables."),
+    ) -> int:
+        """Write report.html (one self-contained file), report.md + plots/ and comparison.json."""
+        from aligneval.report import build_report
+
+        run_dir = run if run.is_dir() else run.parent
+        target = out or Path("reports") / run_dir.resolve().name
+        paths = build_report(run, target, baseline=baseline, candidate=candidate, against=against,
+                             resamples=resamples, seed=seed, holm=holm, confidence=confidence,
+                             max_examples=max_examples, formats=tuple(fmt))
+        for p in (paths.html, paths.markdown, paths.comparison):
+            if p is not None:
+                typer.echo(f"wrote {p}")
+        return 0
+
+
+def print_comparison(comp, show_all: bool = False) -> None:
+    """The headline table: one row per metric on the test split (every split with --all)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from aligneval.report.context import comparison_row, metric_rank
+
+    colors = {"better": "green", "worse": "red", "no-difference": "dim", "n/a": "dim"}
+    rows = sorted(comp.records, key=lambda r: (r["split"], metric_rank(r["metric"])))
+    splits = sorted({r["split"] for r in rows})
+    roles = {s: ((getattr(comp.results, "doc", {}) or {}).get("data", {}).get(s) or {}).get("role") for s in splits}
+    tests = [s for s in splits if roles.get(s) == "test"]
+    if not show_all and tests:
+        rows = [r for r in rows if r["split"] in tests]
+    conf = f"{comp.settings.get('confidence', 0.95):.0%}"
+    table = Table(title=escape(f"{comp.candidate} vs {comp.baseline}"))
+    for col, just in (("split", "left"), ("metric", "left"), (escape(comp.baseline), "right"), (escape(comp.candidate), "right"),
+                      ("Δ", "right"), (f"{conf} CI", "right"), ("p", "right"), ("verdict", "left")):
+        table.add_column(col, justify=just)
+    seen = set()
+    for r in rows:
+        if (r["split"], r["metric"]) in seen:
+            continue
+        seen.add((r["split"], r["metric"]))
+        c = comparison_row(r)
+        table.add_row(escape(r["split"]), escape(f"{r['metric']} {c['direction']}"), c["baseline"], c["candidate"],
+                      c["delta"], escape(c["ci"]), c["p"], f"[{colors.get(r['verdict'], 'dim')}]{c['verdict_text']}[/]")
+    _console().print(table)
+    for w in comp.warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
+def _console():
+    """Rich console; at least 120 columns when writing to a pipe or CI log (rich assumes 80)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=140)

@@ -22,7 +22,25 @@ def _netcal(kind: str, bins: int, equal_intervals: bool, probs: np.ndarray, labe
     cls = {"ece": ncm.ECE, "mce": ncm.MCE, "ace": ncm.ACE}[kind]
     conf = confidence(probs)
     hit = correct(probs, labels).astype(np.int64)
+    if not equal_intervals:
+        edges = bin_edges(np.clip(conf, PROB_EPS, 1 - PROB_EPS), bins, equal_mass=True)
+        if np.any(np.diff(edges) <= 0):
+            # tied confidences collapse quantile edges and scipy (inside netcal) refuses zero-width
+            # bins; the same definition over the same edges, with the empty bins left out
+            return _binned(kind, conf, hit, edges)
     return float(cls(bins=bins, equal_intervals=equal_intervals).measure(conf, hit))
+
+
+def _binned(kind: str, conf: np.ndarray, hit: np.ndarray, edges: np.ndarray) -> float:
+    conf = np.clip(conf, PROB_EPS, 1 - PROB_EPS)
+    idx = assign_bins(conf, edges)
+    gaps, weights = [], []
+    for b in np.unique(idx):
+        mask = idx == b
+        gaps.append(abs(hit[mask].mean() - conf[mask].mean()))
+        weights.append(mask.mean())
+    gaps_a, weights_a = np.array(gaps), np.array(weights)
+    return float({"ece": np.sum(gaps_a * weights_a), "mce": gaps_a.max(), "ace": gaps_a.mean()}[kind])
 
 
 def ece(probs, labels, bins: int = 15) -> float:

@@ -28,16 +28,20 @@ class SuiteInfo:
     description: str
     defaults: dict[str, Any]
     needs_models: bool = False  # True only for suites that must query a model (adversarial)
+    # optional check of the merged settings against the spec's splits ({name: role}), e.g. metric
+    # names or "temperature needs a dev split"; raises UsageError with one line
+    validate: Callable[[dict[str, Any], dict[str, str]], None] | None = None
 
 
 SUITES: Registry[SuiteInfo] = Registry("suite")
 
 
 def register_suite(name: str, description: str = "", defaults: dict[str, Any] | None = None,
-                   needs_models: bool = False):
+                   needs_models: bool = False,
+                   validate: Callable[[dict[str, Any], dict[str, str]], None] | None = None):
     def decorator(fn):
         SUITES.add(name, SuiteInfo(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
-                                   dict(defaults or {}), needs_models))
+                                   dict(defaults or {}), needs_models, validate))
         return fn
 
     return decorator

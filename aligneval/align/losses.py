@@ -1,0 +1,465 @@
+"""The alignment regularizers: distances between each head's key and query distributions.
+
+Every variant is an `Aligner` module: `aligner(k, q, mask) -> Tensor[N]`, one value per layer, where
+k and q are the stacked per-head keys and queries of N layers, [N, B, H, L, d_h], and mask is the
+attention mask [B, L] (1 = real token). Each value is already the mean over examples and heads, so
+the training objective is `task_loss + λ · aligner(k, q, mask).mean()` (METHOD.md).
+
+Padding is masked everywhere (a deliberate change from the authors' code): padded positions are
+replaced by zeros before any computation and weighted out of every mean, so garbage in the padding
+changes neither the value nor the gradient.
+
+The auxiliary networks (discriminator, critic, navigator) have one set of parameters per layer,
+shared by that layer's heads, stored stacked ([N, ...]) so all layers run in one batched matmul.
+Min-max games use the gradient-reversal layer: one backward pass trains both players.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aligneval.errors import UsageError
+from aligneval.registry import Registry
+
+AUX_WIDTH = 16
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.neg()
+
+
+def grad_reverse(x: torch.Tensor) -> torch.Tensor:
+    """Identity forward, gradient × −1 backward: what lies behind it climbs the loss."""
+    return _GradReverse.apply(x)
+
+
+def adversarial(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Apply an auxiliary net as the *maximizing* player: GR(fn(GR(x))).
+
+    The net's parameters see the reversed gradient (they maximize the loss) while x sees the
+    reversal twice, i.e. the plain gradient (the attention projections minimize it).
+    """
+    return grad_reverse(fn(grad_reverse(x)))
+
+
+class StackedLinear(nn.Module):
+    """N independent Linear layers (one per attention layer) applied as one batched matmul.
+
+    Input [N, ..., in] -> [N, ..., out]. Initialized like `nn.Linear` (uniform ±1/sqrt(in)).
+    """
+
+    def __init__(self, n: int, d_in: int, d_out: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(d_in)
+        self.weight = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, d_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(shape[0], -1, shape[-1])
+        out = torch.baddbmm(self.bias, flat, self.weight)
+        return out.reshape(*shape[:-1], out.shape[-1])
+
+    def layer(self, i: int) -> nn.Linear:
+        """Layer i as a plain nn.Linear (for independent reference computations in tests)."""
+        lin = nn.Linear(self.weight.shape[1], self.weight.shape[2]).to(self.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight[i].T)
+            lin.bias.copy_(self.bias[i, 0])
+        return lin
+
+
+class Highway(nn.Module):
+    """highway(x) = σ(Wx+b)·ReLU(Wx+b) + (1−σ(Wx+b))·x, as in the authors' discriminator."""
+
+    def __init__(self, n: int, d: int):
+        super().__init__()
+        self.lin = StackedLinear(n, d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        gate = torch.sigmoid(h)
+        return gate * F.relu(h) + (1.0 - gate) * x
+
+
+class SeededDropout(nn.Module):
+    """Dropout that draws from its own generator, so the auxiliary nets never consume the global
+    RNG: the backbone's dropout masks stay identical to the baseline twin's."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device) >= self.p
+        return x * keep / (1.0 - self.p)
+
+
+class Discriminator(nn.Module):
+    """D(x) = Linear(16→1)(ReLU(Linear(d_h→16)(dropout(highway(x))))) -> logits [N, ...]."""
+
+    def __init__(self, n: int, d: int, width: int = AUX_WIDTH, dropout: float = 0.1):
+        super().__init__()
+        self.highway = Highway(n, d)
+        self.dropout = SeededDropout(dropout)
+        self.hidden = StackedLinear(n, d, width)
+        self.out = StackedLinear(n, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.hidden(self.dropout(self.highway(x))))).squeeze(-1)
+
+
+class Critic(nn.Module):
+    """τ(x) = normalize(Linear(16→16)(ReLU(Linear(d_h→16)(highway(x))))): unit feature vectors."""
+
+    def __init__(self, n: int, d: int, width: int = AUX_WIDTH):
+        super().__init__()
+        self.highway = Highway(n, d)
+        self.hidden = StackedLinear(n, d, width)
+        self.out = StackedLinear(n, width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.out(F.relu(self.hidden(self.highway(x)))), dim=-1, eps=1e-6)
+
+
+class Navigator(nn.Module):
+    """φ(x) = normalize(Linear(16→16)(ReLU(Linear(d_h→16)(x)))): scores for the transport plans."""
+
+    def __init__(self, n: int, d: int, width: int = AUX_WIDTH):
+        super().__init__()
+        self.hidden = StackedLinear(n, d, width)
+        self.out = StackedLinear(n, width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.out(F.relu(self.hidden(x))), dim=-1, eps=1e-6)
+
+
+# ----------------------------------------------------------------------------- masking helpers
+
+
+def token_mask(mask: torch.Tensor) -> torch.Tensor:
+    """[B, L] attention mask -> bool [1, B, 1, L] that broadcasts against [N, B, H, L]."""
+    return mask.bool()[None, :, None, :]
+
+
+def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Replace padded positions of [N, B, H, L, d] by 0 (torch.where also blocks NaN garbage)."""
+    return torch.where(token_mask(mask)[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N, B, H, L] per-token values -> [N]: mean over each example's valid tokens, then over B, H."""
+    valid = token_mask(mask).expand_as(values)
+    summed = torch.where(valid, values, torch.zeros_like(values)).sum(-1)
+    per_example_head = summed / valid.sum(-1).clamp_min(1)
+    return per_example_head.flatten(1).mean(1)
+
+
+# ----------------------------------------------------------------------------- pure divergences
+
+
+def conditional_transport(
+    cost: torch.Tensor, scores: torch.Tensor, valid_k: torch.Tensor, valid_q: torch.Tensor, rho: float = 0.5
+) -> torch.Tensor:
+    """CT = (1−ρ)·mean_j Σ_i C_ij π(k_i|q_j) + ρ·mean_i Σ_j C_ij π(q_j|k_i) per group.
+
+    cost, scores: [G..., n, m] (rows index keys i, columns queries j); valid_k: bool [G..., n];
+    valid_q: bool [G..., m]. π(k_i|q_j) is the softmax over valid i of scores[:, j], π(q_j|k_i) the
+    softmax over valid j of scores[i, :]. Returns [G...].
+    """
+    vk = valid_k[..., :, None]
+    vq = valid_q[..., None, :]
+    low = torch.finfo(scores.dtype).min
+    p_k_given_q = torch.softmax(scores.masked_fill(~vk, low), dim=-2)
+    p_q_given_k = torch.softmax(scores.masked_fill(~vq, low), dim=-1)
+    c = cost.masked_fill(~(vk & vq), 0.0)
+    forward = (c * p_k_given_q).sum(-2)  # [G, m]: expected cost of moving each query to keys
+    backward = (c * p_q_given_k).sum(-1)  # [G, n]: expected cost of moving each key to queries
+    mean_q = (forward * valid_q).sum(-1) / valid_q.sum(-1).clamp_min(1)
+    mean_k = (backward * valid_k).sum(-1) / valid_k.sum(-1).clamp_min(1)
+    return (1.0 - rho) * mean_q + rho * mean_k
+
+
+def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """||x_i − y_j||² for [G, n, d] × [G, m, d] -> [G, n, m] (matmul form, clamped at 0)."""
+    xx = (x * x).sum(-1)[..., :, None]
+    yy = (y * y).sum(-1)[..., None, :]
+    return (xx + yy - 2.0 * x @ y.transpose(-1, -2)).clamp_min(0.0)
+
+
+MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def mmd2_unbiased(
+    x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, scales: tuple[float, ...] = MMD_SCALES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unbiased squared MMD between paired clouds x_i, y_i (the key and query of token i).
+
+    x, y: [G, L, d]; valid: bool [G, L]. Kernel: Σ_s exp(−||a−b||² / (s·m)), m = median squared
+    key–query distance over valid pairs (detached). The U-statistic of Gretton et al. (2012, Lemma 6)
+    with n = m: all three sums skip i = j, because k_i and q_i come from the same token and are not
+    independent. Returns (value [G], usable [G]) where usable needs ≥ 2 valid tokens.
+    """
+    vi, vj = valid[..., :, None], valid[..., None, :]
+    pair = vi & vj
+    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+    off = pair & ~eye
+    dxx, dyy, dxy = squared_distances(x, x), squared_distances(y, y), squared_distances(x, y)
+    with torch.no_grad():
+        med = torch.nanmedian(torch.where(pair, dxy, torch.nan).flatten(-2), dim=-1).values
+        med = torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)[..., None, None]
+
+    def kernel(d: torch.Tensor) -> torch.Tensor:
+        return sum(torch.exp(-d / (s * med)) for s in scales)
+
+    h = kernel(dxx) + kernel(dyy) - kernel(dxy) - kernel(dxy.transpose(-1, -2))
+    n = valid.sum(-1).to(x.dtype)
+    value = torch.where(off, h, torch.zeros_like(h)).sum((-1, -2)) / (n * (n - 1)).clamp_min(1.0)
+    return value, n >= 2
+
+
+def _softmin(eps: torch.Tensor, cost: torch.Tensor, logw_h: torch.Tensor) -> torch.Tensor:
+    """−ε·log Σ_j exp(logw_h_j − C_ij/ε) over the last axis: the log-domain Sinkhorn update.
+
+    eps is [G, 1, 1] (it broadcasts against the cost); the result is [G, n].
+    """
+    return -eps[..., 0] * torch.logsumexp(logw_h[..., None, :] - cost / eps, dim=-1)
+
+
+def entropic_ot(
+    x: torch.Tensor, y: torch.Tensor, loga: torch.Tensor, logb: torch.Tensor, eps: torch.Tensor,
+    iters: int, tol: float = 1e-6,
+) -> torch.Tensor:
+    """Entropic OT_ε(α, β) = ⟨α, f⟩ + ⟨β, g⟩ at the Sinkhorn fixed point, squared Euclidean cost.
+
+    x [G, n, d], y [G, m, d]; loga [G, n], logb [G, m] log-weights (−inf on padding); eps [G, 1, 1].
+    The potentials are iterated without autograd; one last update with the cost attached gives
+    the envelope-theorem gradient (each point only through its own potential, as geomloss does).
+    """
+    e = eps[..., 0]  # [G, 1]
+    with torch.no_grad():
+        c = squared_distances(x, y)
+        f = torch.zeros_like(loga)
+        g = torch.zeros_like(logb)
+        for i in range(iters):
+            f_new = _softmin(eps, c, logb + g / e)
+            g = _softmin(eps, c.transpose(-1, -2), loga + f_new / e)
+            done = i % 10 == 9 and bool(((f_new - f).abs() / e).nan_to_num(0.0).max() < tol)
+            f = f_new
+            if done:
+                break
+    f = _softmin(eps, squared_distances(x, y.detach()), logb + g / e)
+    g = _softmin(eps, squared_distances(y, x.detach()), loga + f.detach() / e)
+    a, b = loga.exp(), logb.exp()
+    f = torch.where(a > 0, f, torch.zeros_like(f))
+    g = torch.where(b > 0, g, torch.zeros_like(g))
+    return (a * f).sum(-1) + (b * g).sum(-1)
+
+
+def sinkhorn_divergence(
+    x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, eps: float | torch.Tensor, iters: int = 100
+) -> torch.Tensor:
+    """Debiased S_ε = OT_ε(α,β) − ½OT_ε(α,α) − ½OT_ε(β,β) between uniform clouds on valid points.
+
+    x, y: [G, L, d]; valid: bool [G, L]; eps a float or [G] tensor. Returns [G].
+    """
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    x, y = torch.where(valid[..., None], x, zero), torch.where(valid[..., None], y, zero)
+    n = valid.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+    logw = torch.where(valid, -torch.log(n), torch.full_like(n, -math.inf))
+    eps_t = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])[:, None, None]
+    xy = entropic_ot(x, y, logw, logw, eps_t, iters)
+    xx = entropic_ot(x, x, logw, logw, eps_t, iters)
+    yy = entropic_ot(y, y, logw, logw, eps_t, iters)
+    return xy - 0.5 * (xx + yy)
+
+
+# ----------------------------------------------------------------------------- the variants
+
+
+class Aligner(nn.Module):
+    """Base: forward(k, q, mask) -> per-layer alignment loss [N]."""
+
+    adversarial = False  # True when the loss hides a min-max game behind gradient reversal
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        for module in self.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = generator
+
+
+class GanAligner(Aligner):
+    """gan: D_l = BCE(D(GR(k)), 1) + BCE(D(stopgrad(q)), 0), per valid token, mean over tokens/heads.
+
+    D learns to tell keys from queries; through GR the key projection learns to fool it.
+    """
+
+    adversarial = True
+
+    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1):
+        super().__init__()
+        self.disc = Discriminator(n_layers, d_head, width, dropout)
+
+    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        k, q = zero_padding(k, mask), zero_padding(q, mask)
+        real = self.disc(grad_reverse(k))
+        fake = self.disc(q.detach())
+        per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
+        return token_mean(per_token, mask)
+
+
+NAVIGATOR_RULES = ("ct", "adversarial")
+
+
+class CTAligner(Aligner):
+    """ct / ct-heads: conditional transport with an adversarial critic τ and a navigator φ.
+
+    axis="tokens" matches each head's L keys against its L queries (C is [N, B, H, L, L]);
+    axis="heads" matches the H keys against the H queries at each token (C is [N, B, L, H, H]),
+    the released code's active branch. The critic maximizes CT (behind gradient reversal); the
+    navigator minimizes it with the projections (navigator="ct", the CT paper's rule) or maximizes
+    it with the critic (navigator="adversarial", the authors' alignment code).
+    """
+
+    adversarial = True
+
+    def __init__(
+        self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5,
+        axis: str = "tokens", navigator: str = "ct",
+    ):
+        super().__init__()
+        if axis not in ("tokens", "heads"):
+            raise UsageError(f"ct axis must be 'tokens' or 'heads', not '{axis}'")
+        if navigator not in NAVIGATOR_RULES:
+            raise UsageError(f"navigator must be one of {', '.join(NAVIGATOR_RULES)}, not '{navigator}'")
+        if not 0.0 <= rho <= 1.0:
+            raise UsageError(f"rho must lie in [0, 1], not {rho}")
+        self.critic = Critic(n_layers, d_head, width)
+        self.navigator = Navigator(n_layers, d_head, width)
+        self.rho, self.axis, self.navigator_rule = rho, axis, navigator
+
+    def features(self, k: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        tk, tq = adversarial(self.critic, k), adversarial(self.critic, q)
+        if self.navigator_rule == "ct":
+            pk, pq = self.navigator(k), self.navigator(q)
+        else:
+            pk, pq = adversarial(self.navigator, k), adversarial(self.navigator, q)
+        return tk, tq, pk, pq
+
+    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        k, q = zero_padding(k, mask), zero_padding(q, mask)
+        tk, tq, pk, pq = self.features(k, q)
+        valid = token_mask(mask)  # [1, B, 1, L]
+        if self.axis == "tokens":
+            cost = 1.0 - tk @ tq.transpose(-1, -2)  # [N, B, H, L, L]
+            scores = pk @ pq.transpose(-1, -2)
+            v = valid.expand(*cost.shape[:-1])
+            ct = conditional_transport(cost, scores, v, v, self.rho)  # [N, B, H]
+            return ct.flatten(1).mean(1)
+        tk, tq, pk, pq = (t.transpose(2, 3) for t in (tk, tq, pk, pq))  # [N, B, L, H, 16]
+        cost = 1.0 - tk @ tq.transpose(-1, -2)  # [N, B, L, H, H]
+        scores = pk @ pq.transpose(-1, -2)
+        heads = torch.ones(cost.shape[:-1], dtype=torch.bool, device=cost.device)
+        ct = conditional_transport(cost, scores, heads, heads, self.rho)  # [N, B, L]
+        return token_mean(ct[:, :, None, :], mask)
+
+
+class CombineAligner(Aligner):
+    """combine: ct (within heads) + ct-heads (across heads), each with its own critic and navigator."""
+
+    adversarial = True
+
+    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5, navigator: str = "ct"):
+        super().__init__()
+        self.tokens = CTAligner(n_layers, d_head, width, rho, "tokens", navigator)
+        self.heads = CTAligner(n_layers, d_head, width, rho, "heads", navigator)
+
+    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.tokens(k, q, mask) + self.heads(k, q, mask)
+
+
+def _per_example_head(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, B, H, L, d] -> ([N·B·H, L, d], valid [N·B·H, L])."""
+    n, b, h, length, d = x.shape
+    valid = token_mask(mask).expand(n, b, h, length).reshape(-1, length)
+    return x.reshape(-1, length, d), valid
+
+
+class MMDAligner(Aligner):
+    """mmd: unbiased squared MMD between each head's keys and queries (no parameters)."""
+
+    def __init__(self, n_layers: int, d_head: int, scales: tuple[float, ...] = MMD_SCALES):
+        super().__init__()
+        self.scales = tuple(float(s) for s in scales)
+
+    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        k, q = zero_padding(k, mask), zero_padding(q, mask)
+        x, valid = _per_example_head(k, mask)
+        y, _ = _per_example_head(q, mask)
+        value, usable = mmd2_unbiased(x, y, valid, self.scales)
+        value, usable = value.view(k.shape[0], -1), usable.view(k.shape[0], -1).to(k.dtype)
+        return (value * usable).sum(1) / usable.sum(1).clamp_min(1.0)
+
+
+class SinkhornAligner(Aligner):
+    """sinkhorn: debiased entropic OT between each head's keys and queries (no parameters).
+
+    ε = eps × the mean squared key–query distance of that example and head (detached) when
+    `relative` (the default, so one ε suits any model's scale), else eps as given.
+    """
+
+    def __init__(self, n_layers: int, d_head: int, eps: float = 0.1, iters: int = 50, relative: bool = True):
+        super().__init__()
+        if eps <= 0:
+            raise UsageError(f"sinkhorn eps must be positive, not {eps}")
+        self.eps, self.iters, self.relative = float(eps), int(iters), bool(relative)
+
+    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        k, q = zero_padding(k, mask), zero_padding(q, mask)
+        x, valid = _per_example_head(k, mask)
+        y, _ = _per_example_head(q, mask)
+        eps: float | torch.Tensor = self.eps
+        if self.relative:
+            with torch.no_grad():
+                pair = valid[:, :, None] & valid[:, None, :]
+                d = torch.where(pair, squared_distances(x, y), torch.zeros((), dtype=x.dtype))
+                eps = self.eps * (d.sum((-1, -2)) / pair.sum((-1, -2)).clamp_min(1)).clamp_min(1e-6)
+        value = sinkhorn_divergence(x, y, valid, eps, self.iters)
+        return value.view(k.shape[0], -1).mean(1)
+
+
+# ----------------------------------------------------------------------------- registry
+
+VARIANTS: Registry[Callable[..., Aligner]] = Registry("alignment variant")
+VARIANTS.add("gan", GanAligner)
+VARIANTS.add("ct", lambda n, d, **kw: CTAligner(n, d, axis="tokens", **kw))
+VARIANTS.add("ct-heads", lambda n, d, **kw: CTAligner(n, d, axis="heads", **kw))
+VARIANTS.add("combine", CombineAligner)
+VARIANTS.add("mmd", MMDAligner)
+VARIANTS.add("sinkhorn", SinkhornAligner)
+
+
+def build_aligner(variant: str, n_layers: int, d_head: int, **options) -> Aligner:
+    """The variant's Aligner for N layers of head width d_head; unknown options -> UsageError."""
+    factory = VARIANTS.get(variant)
+    try:
+        return factory(n_layers, d_head, **options)
+    except TypeError as exc:
+        raise UsageError(f"variant '{variant}' does not take option(s) {sorted(options)}: {exc}") from None

@@ -1,0 +1,551 @@
+"""Fine-tune the baseline and its aligned twin identically; the only difference is the regularizer.
+
+Both twins start from the same loaded weights (one load, one deep copy: same classifier head), see
+the same batches in the same order (a seeded generator per model), use the same AdamW, linear
+warm-up/decay, clipping, accumulation and number of steps, and the same global RNG stream for
+dropout (the auxiliary nets draw from their own generators). Each finished model folder is written
+to a temporary folder next to its target and renamed into place, so an interrupted run never leaves
+a half-written checkpoint, and a re-run skips what is finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aligneval.data import DataSource, Examples, load_examples, require_classes
+from aligneval.errors import ArtifactError, ResourceError, UsageError
+
+CARD_NAME = "alignment.json"
+LOG_NAME = "train_log.jsonl"
+CARD_FORMAT = "aligneval.alignment/1"
+ROLES = ("baseline", "aligned")
+VERSIONED_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "numpy", "datasets")
+
+
+@dataclass
+class SeedRun:
+    """The two model folders of one seed; `trained` lists the roles trained in this call."""
+
+    seed: int
+    baseline: Path
+    aligned: Path
+    trained: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlignResult:
+    out: Path
+    runs: list[SeedRun]
+
+    @property
+    def baseline(self) -> Path:
+        return self.runs[0].baseline
+
+    @property
+    def aligned(self) -> Path:
+        return self.runs[0].aligned
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def align_pair(
+    model: str,
+    train: str | os.PathLike | DataSource,
+    out: str | os.PathLike,
+    *,
+    dev: str | os.PathLike | DataSource | None = None,
+    variant: str = "gan",
+    lam: float = 0.01,
+    seeds: tuple[int, ...] | list[int] = (13,),
+    epochs: int = 1,
+    max_steps: int | None = None,
+    batch_size: int = 16,
+    grad_accum: int = 1,
+    max_length: int = 128,
+    lr: float = 3e-5,
+    warmup_ratio: float = 0.06,
+    weight_decay: float = 0.0,
+    clip: float = 1.0,
+    freeze_layers: int = 0,
+    qk_pattern: str | None = None,
+    variant_options: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **data_kwargs: Any,
+) -> AlignResult:
+    """Fine-tune `model` (hub id or local folder) and its aligned twin on `train`; see module doc.
+
+    Writes `out/{baseline,aligned}/` (one seed) or `out/seed-<s>/{baseline,aligned}/` (several),
+    each a `save_pretrained` folder with its tokenizer, `alignment.json` and `train_log.jsonl`.
+    `data_kwargs` (text_column, text_pair_column, label_column, ...) configure path inputs.
+    """
+    from aligneval.align.losses import VARIANTS
+
+    VARIANTS.get(variant)  # unknown variant -> "did you mean" before any work
+    seeds = _check_seeds(seeds)
+    hp = dict(
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+        max_length=max_length, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, clip=clip,
+        freeze_layers=freeze_layers, qk_pattern=qk_pattern, optimizer="AdamW(eps=1e-8)",
+        schedule="linear warm-up then linear decay",
+    )
+    _check_numbers(lam, hp)
+    options = dict(variant_options or {})
+
+    train_src, dev_src = _source(train, data_kwargs), (None if dev is None else _source(dev, data_kwargs))
+    train_ex = load_examples(train_src)
+    require_classes(train_ex)
+    dev_ex = load_examples(dev_src, label_names=train_ex.label_names) if dev_src is not None else None
+
+    run = dict(
+        base_model=_model_ref(model), variant=variant, lam=float(lam), variant_options=options,
+        hyperparameters=hp, label_names=train_ex.label_names,
+        train=train_ex.fingerprint, dev=None if dev_ex is None else dev_ex.fingerprint,
+    )
+    out = Path(out)
+    plan = _plan(out, seeds, run, overwrite)
+    result = AlignResult(out, [SeedRun(s, b, a) for s, b, a, _ in plan])
+    todo = [(s, roles) for s, _, _, roles in plan if roles]
+    if not todo:
+        return result
+
+    tokenizer, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=todo[0][0])
+    _check_architecture(loaded, qk_pattern, freeze_layers)
+    features = _tokenize(tokenizer, train_ex, max_length)
+    dev_features = _tokenize(tokenizer, dev_ex, max_length) if dev_ex is not None else None
+    data_card = {"train": _data_card(train_ex), "dev": None if dev_ex is None else _data_card(dev_ex)}
+
+    by_seed = {r.seed: r for r in result.runs}
+    for seed, roles in todo:
+        seed_run = by_seed[seed]
+        if loaded is None:
+            _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed)
+        pair = {"baseline": loaded, "aligned": copy.deepcopy(loaded)}
+        loaded = None
+        for role in ROLES:
+            if role not in roles:
+                continue
+            target = seed_run.baseline if role == "baseline" else seed_run.aligned
+            card = dict(
+                format=CARD_FORMAT, role=role,
+                variant=variant if role == "aligned" else "none",
+                **{"lambda": float(lam) if role == "aligned" else 0.0},
+                twin={"variant": variant, "lambda": float(lam)},
+                variant_options=options if role == "aligned" else {},
+                seed=seed, base_model=run["base_model"], hyperparameters=hp, data=data_card,
+                label_names=train_ex.label_names, versions=_versions(), run_key=_run_key(run),
+            )
+            _train_and_save(
+                pair[role], tokenizer, features, dev_features, target, card,
+                variant=variant if role == "aligned" else None, lam=float(lam), options=options,
+                seed=seed, hp=hp, progress=progress, overwrite=overwrite,
+            )
+            pair[role] = None  # free memory before the twin trains
+            seed_run.trained.append(role)
+    return result
+
+
+# ----------------------------------------------------------------------------- validation and planning
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in seeds)
+    except (TypeError, ValueError):
+        raise UsageError(f"seeds must be integers, not {seeds!r}") from None
+    if not values:
+        raise UsageError("give at least one seed")
+    if len(set(values)) != len(values):
+        raise UsageError(f"seeds repeat: {list(values)}")
+    return values
+
+
+def _check_numbers(lam: float, hp: dict) -> None:
+    if not isinstance(lam, (int, float)) or math.isnan(lam) or lam < 0:
+        raise UsageError(f"--lambda must be >= 0, not {lam}")
+    positive = ("epochs", "batch_size", "grad_accum", "max_length", "lr")
+    for name in positive:
+        if not hp[name] or hp[name] <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {hp[name]}")
+    if hp["max_steps"] is not None and hp["max_steps"] <= 0:
+        raise UsageError(f"--max-steps must be positive, not {hp['max_steps']}")
+    if not 0.0 <= hp["warmup_ratio"] < 1.0:
+        raise UsageError(f"--warmup-ratio must lie in [0, 1), not {hp['warmup_ratio']}")
+    for name in ("weight_decay", "clip", "freeze_layers"):
+        if hp[name] < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {hp[name]}")
+
+
+def _source(data, data_kwargs: dict) -> DataSource:
+    if isinstance(data, DataSource):
+        return replace(data, **data_kwargs) if data_kwargs else data
+    try:
+        return DataSource(path=str(data), **data_kwargs)
+    except TypeError as exc:
+        raise UsageError(f"unknown data option: {exc}") from None
+
+
+def _model_ref(model: str) -> str:
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
+
+
+def _run_key(run: dict) -> str:
+    return hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _targets(out: Path, seeds: tuple[int, ...]) -> list[tuple[int, Path]]:
+    if len(seeds) == 1:
+        return [(seeds[0], out)]
+    return [(s, out / f"seed-{s}") for s in seeds]
+
+
+def _read_card(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / CARD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _plan(out: Path, seeds: tuple[int, ...], run: dict, overwrite: bool):
+    """[(seed, baseline_dir, aligned_dir, roles_to_train)]; refuses an out folder of another run."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    key = _run_key(run)
+    plan = []
+    for seed, folder in _targets(out, seeds):
+        roles = []
+        for role in ROLES:
+            target = folder / role
+            if not target.exists():
+                roles.append(role)
+                continue
+            card = _read_card(target)
+            if card is not None and card.get("run_key") == key and card.get("seed") == seed:
+                continue  # finished: keep it
+            if not overwrite:
+                what = "a different run" if card is not None else "files that are not a finished aligneval model"
+                raise UsageError(f"{target} holds {what}; pass --overwrite to replace it or choose another --out")
+            roles.append(role)
+        plan.append((seed, folder / "baseline", folder / "aligned", roles))
+    return plan
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int):
+    """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`."""
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(model).expanduser()
+    use_safetensors: bool | None = True
+    if path.exists():
+        if not path.is_dir():
+            raise ArtifactError(f"--model {model} is a file; give a model folder or a hub id")
+        has_safe = any(path.glob("*.safetensors"))
+        has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt"))
+        if not has_safe:
+            if not has_pickle:
+                raise ArtifactError(f"{path} holds no model weights (*.safetensors)")
+            if not allow_pickle:
+                raise UsageError(
+                    f"{path} holds only pickle weights (*.bin), which can run code when loaded; "
+                    "convert them to safetensors or pass --allow-pickle if you trust the folder"
+                )
+            use_safetensors = None
+    elif model.startswith((".", "/", "~")) or model.count("/") > 1:  # a path, not an org/name hub id
+        raise ArtifactError(f"model folder not found: {model}")
+    elif allow_pickle:
+        use_safetensors = None
+    id2label = {i: name for i, name in enumerate(label_names)}
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        torch.manual_seed(seed)
+        loaded = AutoModelForSequenceClassification.from_pretrained(
+            model, num_labels=len(label_names), id2label=id2label,
+            label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
+            use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        error = ArtifactError if path.exists() else ResourceError
+        raise error(f"cannot load model '{model}': {first}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return tokenizer, loaded
+
+
+def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> None:
+    """Fail before training when the q/k projections cannot be found or the freeze is impossible."""
+    from aligneval.align.hooks import arch_spec, find_qk_modules, freeze_targets
+
+    find_qk_modules(model, arch_spec(model.config, qk_pattern))
+    freeze_targets(model, freeze_layers, qk_pattern)
+
+
+def _tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
+    enc = tokenizer(
+        examples.texts, examples.text_pairs, truncation=True, max_length=max_length, return_attention_mask=False
+    )
+    keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+    return {"columns": {k: enc[k] for k in keys}, "labels": examples.labels.tolist(),
+            "lengths": [len(ids) for ids in enc["input_ids"]], "pad_id": tokenizer.pad_token_id or 0}
+
+
+def _collate(features: dict, index: list[int]):
+    """Dynamic padding to the longest example of the batch."""
+    import torch
+
+    length = max(features["lengths"][i] for i in index)
+    batch = {}
+    for name, column in features["columns"].items():
+        fill = features["pad_id"] if name == "input_ids" else 0
+        tensor = torch.full((len(index), length), fill, dtype=torch.long)
+        for row, i in enumerate(index):
+            tensor[row, : len(column[i])] = torch.tensor(column[i], dtype=torch.long)
+        batch[name] = tensor
+    lengths = torch.tensor([features["lengths"][i] for i in index])
+    batch["attention_mask"] = (torch.arange(length)[None, :] < lengths[:, None]).long()
+    labels = torch.tensor([features["labels"][i] for i in index], dtype=torch.long)
+    return batch, labels
+
+
+def epoch_batches(lengths: list[int], batch_size: int, generator) -> list[list[int]]:
+    """Shuffle, sort by length within buckets of 50 batches (less padding), shuffle the batches."""
+    import torch
+
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    bucket = batch_size * 50
+    batches = []
+    for start in range(0, len(order), bucket):
+        chunk = sorted(order[start : start + bucket], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _optimizer(model, aligner, hp: dict):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if aligner is not None and any(True for _ in aligner.parameters()):
+        groups.append({"params": list(aligner.parameters()), "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=hp["lr"], eps=1e-8)
+
+
+def _evaluate(model, features: dict, batch_size: int) -> float:
+    import torch
+
+    order = sorted(range(len(features["lengths"])), key=lambda i: features["lengths"][i])
+    correct = 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size * 2):
+            batch, labels = _collate(features, order[start : start + batch_size * 2])
+            correct += int((model(**batch).logits.argmax(-1) == labels).sum())
+    model.train(was_training)
+    return correct / max(1, len(order))
+
+
+def _build_aligner(model, capture, features: dict, variant: str, options: dict, seed: int):
+    """Probe one eval-mode forward (no RNG use) for the layer count and head width, then build the
+    aligner under a forked RNG so the global stream stays the baseline's."""
+    import torch
+
+    from aligneval.align.losses import build_aligner
+
+    batch, _ = _collate(features, [0])
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+    layers = capture.layers()
+    capture.clear()
+    model.train()
+    shapes = {tuple(q.shape[1:]) for q, _ in layers} | {tuple(k.shape[1:]) for _, k in layers}
+    if len({s[0] for s in shapes}) != 1 or len({s[2] for s in shapes}) != 1:
+        raise UsageError(f"attention layers differ in head count or width {sorted(shapes)}; not supported")
+    d_head = layers[0][0].shape[-1]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        aligner = build_aligner(variant, len(layers), d_head, **options)
+    aligner.set_generator(torch.Generator().manual_seed(seed + 2))
+    return aligner.train()
+
+
+def _train_and_save(model, tokenizer, features, dev_features, target: Path, card: dict, *, variant, lam,
+                    options, seed, hp, progress, overwrite) -> None:
+    """Train one twin into a temporary folder next to `target`, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        stats = _train(model, features, dev_features, tmp / LOG_NAME, variant=variant, lam=lam, options=options,
+                       seed=seed, hp=hp, progress=progress, label=f"seed {seed} {card['role']}")
+        card.update(stats)
+        card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
+        if target.exists():
+            if not overwrite:
+                raise UsageError(f"{target} appeared while training; re-run to resume")
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _train(model, features, dev_features, log_path: Path, *, variant, lam, options, seed, hp, progress, label):
+    import torch
+    import torch.nn.functional as F
+    from transformers import get_linear_schedule_with_warmup
+
+    from aligneval.align.hooks import attach, freeze_bottom
+
+    start_time = time.perf_counter()
+    freeze_bottom(model, hp["freeze_layers"], hp["qk_pattern"])
+    model.train()
+    capture = aligner = None
+    if variant is not None:
+        capture = attach(model, hp["qk_pattern"], trainable_only=True)
+        aligner = _build_aligner(model, capture, features, variant, options, seed)
+    n = len(features["lengths"])
+    updates_per_epoch = math.ceil(math.ceil(n / hp["batch_size"]) / hp["grad_accum"])
+    total = hp["max_steps"] or hp["epochs"] * updates_per_epoch
+    optimizer = _optimizer(model, aligner, hp)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp["warmup_ratio"] * total), total)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    aux = list(aligner.parameters()) if aligner is not None else []
+
+    torch.manual_seed(seed)  # the dropout stream: identical for both twins
+    order_gen = torch.Generator().manual_seed(seed)  # the data order: identical for both twins
+    step, epoch, history, dev_history = 0, 0, [], []
+    bar = _progress_bar(progress, label, total)
+    with open(log_path, "w") as log, (bar if bar is not None else contextlib.nullcontext()):
+        task_id = bar.add_task(label, total=total) if bar is not None else None
+        while step < total:
+            epoch += 1
+            batches = epoch_batches(features["lengths"], hp["batch_size"], order_gen)
+            groups = [batches[i : i + hp["grad_accum"]] for i in range(0, len(batches), hp["grad_accum"])]
+            for group in groups:
+                task_sum, align_sum, layer_sum = 0.0, 0.0, None
+                for index in group:
+                    batch, labels = _collate(features, index)
+                    logits = model(**batch).logits
+                    task = F.cross_entropy(logits, labels)
+                    loss = task
+                    if aligner is not None:
+                        layers = capture.layers()
+                        capture.clear()
+                        k = torch.stack([k for _, k in layers])
+                        q = torch.stack([q for q, _ in layers])
+                        per_layer = aligner(k, q, batch["attention_mask"])
+                        align = per_layer.mean()
+                        loss = task + lam * align
+                        align_sum += float(align.detach())
+                        values = per_layer.detach()
+                        layer_sum = values if layer_sum is None else layer_sum + values
+                    (loss / len(group)).backward()
+                    task_sum += float(task.detach())
+                if hp["clip"]:
+                    torch.nn.utils.clip_grad_norm_(trainable, hp["clip"])
+                    if aux:
+                        torch.nn.utils.clip_grad_norm_(aux, hp["clip"])
+                lr_now = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                record = {"step": step, "epoch": epoch, "task_loss": task_sum / len(group),
+                          "alignment_loss": None if aligner is None else align_sum / len(group),
+                          "alignment_loss_layers": None if layer_sum is None
+                          else [round(float(v) / len(group), 6) for v in layer_sum],
+                          "lr": lr_now}
+                history.append(record)
+                end_of_epoch = group is groups[-1] or step == total
+                if end_of_epoch and dev_features is not None:
+                    if capture is not None:
+                        capture.enabled = False
+                    record["dev_accuracy"] = _evaluate(model, dev_features, hp["batch_size"])
+                    if capture is not None:
+                        capture.enabled = True
+                    dev_history.append({"epoch": epoch, "step": step, "accuracy": record["dev_accuracy"]})
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if bar is not None:
+                    bar.update(task_id, advance=1, description=f"{label} loss {record['task_loss']:.3f}")
+                if step == total:
+                    break
+    if capture is not None:
+        capture.remove()
+    for p in model.parameters():
+        p.requires_grad_(True)  # the saved folder carries no training-time freeze
+    model.eval()
+    tail = history[-20:]
+    final = {
+        "task_loss": history[-1]["task_loss"],
+        "alignment_loss": history[-1]["alignment_loss"],
+        "task_loss_last20_mean": sum(r["task_loss"] for r in tail) / len(tail),
+        "alignment_loss_last20_mean": None if aligner is None
+        else sum(r["alignment_loss"] for r in tail) / len(tail),
+        "dev_accuracy": dev_history[-1]["accuracy"] if dev_history else None,
+    }
+    return {"steps": step, "epochs_run": epoch, "final": final, "dev_history": dev_history,
+            "wall_time_s": round(time.perf_counter() - start_time, 3)}
+
+
+def _progress_bar(enabled: bool, label: str, total: int):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(file=sys.stderr), transient=False)
+
+
+def _data_card(examples: Examples) -> dict:
+    return {"source": examples.source, "fingerprint": examples.fingerprint, "size": len(examples),
+            "skipped": examples.skipped}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found

@@ -1,0 +1,88 @@
+"""The append-only attack log `runs/<run>/attacks/<model>/<recipe>.jsonl`.
+
+Line 1 is a header naming everything that determines the outcomes (recipe, query budget, seed,
+max length, model weights hash, example-ids hash); every further line is one finished example,
+flushed and fsynced before the next starts. A re-run with the same header reads finished examples
+back; a different header moves the old log aside (`.stale`) and starts fresh; a line cut by a
+kill is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+FORMAT = 1
+
+
+def ids_sha256(ids: Iterable[str]) -> str:
+    return hashlib.sha256(json.dumps(list(ids), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def make_header(**fields: Any) -> dict[str, Any]:
+    return {"kind": "header", "format": FORMAT, **fields}
+
+
+def read(path: Path, header: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Finished rows by id, and what happened: 'new', 'resumed' or 'stale' (header mismatch)."""
+    if not path.exists():
+        return {}, "new"
+    rows: dict[str, dict[str, Any]] = {}
+    data = path.read_bytes()
+    first: dict[str, Any] | None = None
+    good_bytes = offset = 0
+    while True:
+        nl = data.find(b"\n", offset)
+        if nl < 0:
+            break  # an unterminated last piece was cut by a kill: dropped, redone
+        raw = data[offset:nl]
+        try:
+            obj = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            break
+        if obj is not None:
+            if first is None:
+                first = obj
+            elif obj.get("kind") == "result":
+                rows[obj["id"]] = obj
+        offset = good_bytes = nl + 1
+    if first is None:  # killed before the header was complete
+        path.unlink()
+        return {}, "new"
+    if first != json.loads(json.dumps(header, ensure_ascii=False)):
+        os.replace(path, path.with_name(path.name + ".stale"))
+        return {}, "stale"
+    with open(path, "r+b") as fh:  # drop a cut last line so appends start on a clean line
+        fh.truncate(good_bytes)
+    return rows, "resumed"
+
+
+class Appender:
+    """Writes the header (when new) and one fsynced line per finished example."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        self.fh = open(path, "a", encoding="utf-8")
+        if new:
+            self._write(header)
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        self.fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._write({"kind": "result", **row})
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> "Appender":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

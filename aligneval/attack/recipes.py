@@ -1,0 +1,120 @@
+"""The recipe registry: which TextAttack recipes exist, what each needs, whether it can run here.
+
+Offline recipes need nothing (deepwordbug, pruthi, input-reduction) or WordNet (pwws, leap). The
+others fetch models or data at build time; without the network they fail with one line naming
+what they need, and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from aligneval.attack import resources
+from aligneval.errors import ResourceError
+from aligneval.registry import Registry
+
+OFFLINE_VARS = ("ALIGNEVAL_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+PROBE_HOSTS = (("textattack.s3.amazonaws.com", 443), ("huggingface.co", 443))
+USE = "Universal Sentence Encoder (TF Hub)"
+COUNTER_FITTED = "counter-fitted word embeddings (TextAttack's S3)"
+POS_TAGGER = "NLTK averaged_perceptron_tagger + universal_tagset"
+
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    name: str
+    target: str  # "module:Class" with a `build(model_wrapper)` classmethod
+    paper: str
+    needs: tuple[str, ...] = ()  # local resources (see aligneval.attack.resources.STATUS)
+    online: str | None = None  # what it downloads when built; None = runs offline
+
+
+RECIPES: Registry[RecipeInfo] = Registry("attack recipe")
+_TA = "textattack.attack_recipes"
+
+for _info in (
+    RecipeInfo("deepwordbug", f"{_TA}:DeepWordBugGao2018", "Gao et al. 2018, character edits"),
+    RecipeInfo("pruthi", f"{_TA}:Pruthi2019", "Pruthi et al. 2019, keyboard typos"),
+    RecipeInfo("input-reduction", f"{_TA}:InputReductionFeng2018", "Feng et al. 2018, word deletion"),
+    RecipeInfo("pwws", f"{_TA}:PWWSRen2019", "Ren et al. 2019, WordNet synonyms", needs=("wordnet",)),
+    RecipeInfo("leap", f"{_TA}:LEAP2023", "Xiao et al. 2023, WordNet synonyms + PSO", needs=("wordnet",)),
+    RecipeInfo("textfooler", f"{_TA}:TextFoolerJin2019", "Jin et al. 2019",
+               online=f"{COUNTER_FITTED}, {POS_TAGGER}, {USE}"),
+    RecipeInfo("textbugger", f"{_TA}:TextBuggerLi2018", "Li et al. 2018",
+               online=f"GloVe neighbour data (TextAttack's S3), {USE}"),
+    RecipeInfo("bae", f"{_TA}:BAEGarg2019", "Garg & Ramakrishnan 2019",
+               online=f"bert-base-uncased masked LM (HF hub), {USE}"),
+    RecipeInfo("bert-attack", f"{_TA}:BERTAttackLi2020", "Li et al. 2020",
+               online="bert-base-uncased masked LM (HF hub)"),
+    RecipeInfo("clare", f"{_TA}:CLARE2020", "Li et al. 2020",
+               online=f"distilroberta-base masked LM (HF hub), {USE}"),
+    RecipeInfo("a2t", f"{_TA}:A2TYoo2021", "Yoo & Qi 2021",
+               online=f"{COUNTER_FITTED}, {POS_TAGGER}, a sentence-BERT encoder (HF hub)"),
+    RecipeInfo("checklist", f"{_TA}:CheckList2020", "Ribeiro et al. 2020",
+               online="flair NER model (HF hub) and CheckList name/location lists"),
+    RecipeInfo("kuleshov", f"{_TA}:Kuleshov2017", "Kuleshov et al. 2017",
+               online=f"{COUNTER_FITTED}, GPT-2 (HF hub)"),
+    RecipeInfo("alzantot", f"{_TA}:GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018",
+               online=f"{COUNTER_FITTED}, Google 1-billion-words LM (TextAttack's S3)"),
+    RecipeInfo("faster-alzantot", f"{_TA}:FasterGeneticAlgorithmJia2019", "Jia et al. 2019",
+               online=f"{COUNTER_FITTED}, Google 1-billion-words LM (TextAttack's S3)"),
+    RecipeInfo("pso", f"{_TA}:PSOZang2020", "Zang et al. 2020",
+               online=f"HowNet sememes (OpenHowNet), {POS_TAGGER}"),
+):
+    RECIPES.add(_info.name, _info)
+
+
+@lru_cache(maxsize=1)
+def network_available(timeout: float = 2.0) -> bool:
+    """False when an offline variable is set or none of the download hosts answers."""
+    if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS):
+        return False
+    for host, port in PROBE_HOSTS:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why recipe `name` cannot run here (one line), or None when it can. Builds nothing."""
+    info = RECIPES.get(name)
+    if info.online and not network_available():
+        return f"{name} needs the network to fetch: {info.online}"
+    for need in info.needs:
+        st = resources.STATUS[need]()
+        if not st.ok:
+            return f"{name} needs NLTK '{need}' data: {st.how_to_get}"
+    return None
+
+
+def prepare(name: str) -> RecipeInfo:
+    """Make recipe `name` runnable (building WordNet when possible) or raise a one-line ResourceError."""
+    info = RECIPES.get(name)
+    if info.online and not network_available():
+        raise ResourceError(f"{name} needs the network to fetch: {info.online}")
+    for need in info.needs:
+        resources.ensure(need)
+    return info
+
+
+def build(name: str, model_wrapper: Any) -> Any:
+    """TextAttack's `Attack` for recipe `name` around `model_wrapper` (TextAttack imported lazily here)."""
+    from aligneval.attack.loader import load_textattack, no_nltk_downloads
+
+    info = prepare(name)
+    load_textattack()
+    module, cls = info.target.split(":")
+    with no_nltk_downloads():
+        try:
+            return getattr(importlib.import_module(module), cls).build(model_wrapper)
+        except (LookupError, OSError, ConnectionError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ResourceError(f"{name} could not be built: {first}") from None

@@ -1,0 +1,346 @@
+"""Predict once: batched, length-sorted, dynamically padded inference, cached on disk.
+
+A prediction is keyed by (weights sha256, config sha256, tokenizer files sha256, data fingerprint,
+max_length). The run folder keeps `predictions/<model>/<split>.parquet` (id, label, probs, text_sha256,
+text); a shared cache (`$ALIGNEVAL_CACHE`, default `~/.cache/aligneval/predictions`, `off` disables
+it) holds the same files by key, so re-scoring, re-reporting or adding a suite never re-runs a model.
+A cache hit imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from aligneval.data import Examples
+from aligneval.errors import ArtifactError, ResourceError
+from aligneval.suites.base import Predictions
+
+PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
+                   "spm.model", "tokenizer.model")
+CARD_FILES = ("alignment.json", "card.json")
+DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+# ---------- model artifacts ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A model folder checked before anything runs: hashes, label names, card."""
+
+    name: str
+    source: str  # as given (path or hub id)
+    path: Path  # local folder (a hub snapshot for hub ids)
+    weights_sha256: str
+    config_sha256: str
+    tokenizer_sha256: str
+    label_names: list[str]
+    pickle: bool = False
+    card: dict[str, Any] | None = None
+
+    @property
+    def default_label_names(self) -> bool:
+        """True for transformers' placeholder names LABEL_0, LABEL_1, ... (no real names known)."""
+        return all(DEFAULT_LABEL.match(n) for n in self.label_names)
+
+
+def sha256_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def weight_files(folder: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
+    """The weight files to load and hash; refuses pickle checkpoints unless allowed."""
+    safe = sorted(folder.glob("*.safetensors"))
+    if safe:
+        return safe, False
+    pickled = sorted(folder.glob("pytorch_model*.bin"))
+    if pickled:
+        if not allow_pickle:
+            raise ArtifactError(
+                f"{folder}: only a pickled checkpoint ({pickled[0].name}), which can run code when loaded; "
+                "re-save it with save_pretrained(safe_serialization=True) or pass --allow-pickle if you trust it"
+            )
+        return pickled, True
+    raise ArtifactError(f"{folder}: no model weights (expected model.safetensors); is this a model folder?")
+
+
+def resolve_model_dir(source: str) -> Path:
+    """A local folder as is; anything else is a hub id, downloaded when online."""
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ArtifactError(f"model path {path} is a file; give the folder written by save_pretrained")
+        return path.resolve()
+    if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
+        raise ArtifactError(f"model folder not found: {path}")  # written as a path, not a hub id
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ArtifactError(f"model folder not found: {path} (and the hub is switched off, HF_HUB_OFFLINE=1)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception as exc:  # network errors come in many types
+        raise ResourceError(f"cannot fetch model '{source}' from the hub ({type(exc).__name__}); "
+                            "are you online? Local folders work offline.") from None
+    return Path(local)
+
+
+def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelArtifact:
+    """Check a model folder and hash it, without importing torch."""
+    folder = resolve_model_dir(source)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ArtifactError(f"{folder}: no config.json; is this a folder written by save_pretrained?")
+    try:
+        config = json.loads(config_path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{config_path}: corrupt JSON ({exc})") from None
+    weights, pickled = weight_files(folder, allow_pickle)
+    tok_files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
+    if not tok_files:
+        raise ArtifactError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, ...); "
+                            "save the tokenizer next to the model")
+    card = None
+    for card_name in CARD_FILES:
+        if (folder / card_name).is_file():
+            try:
+                card = json.loads((folder / card_name).read_text("utf-8"))
+            except json.JSONDecodeError:
+                raise ArtifactError(f"{folder / card_name}: corrupt JSON") from None
+            break
+    return ModelArtifact(
+        name=name, source=source, path=folder, weights_sha256=sha256_files(weights),
+        config_sha256=sha256_files([config_path]), tokenizer_sha256=sha256_files(tok_files),
+        label_names=label_names_from_config(config), pickle=pickled, card=card,
+    )
+
+
+def label_names_from_config(config: dict[str, Any]) -> list[str]:
+    id2label = config.get("id2label")
+    if id2label:
+        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+    return [f"LABEL_{i}" for i in range(int(config.get("num_labels", 2)))]
+
+
+# ---------- the cache ------------------------------------------------------------------------
+
+def cache_key(model: ModelArtifact, examples: Examples, max_length: int) -> str:
+    payload = {"version": PREDICT_VERSION, "weights": model.weights_sha256, "config": model.config_sha256,
+               "tokenizer": model.tokenizer_sha256, "data": examples.fingerprint, "max_length": max_length}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def shared_cache_dir() -> Path | None:
+    value = os.environ.get("ALIGNEVAL_CACHE")
+    if value is not None and value.strip().lower() in ("", "0", "off", "none"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "aligneval" / "predictions"
+
+
+def write_predictions(path: Path, preds: Predictions, text_sha256: list[str], meta: dict[str, Any]) -> None:
+    """Atomic parquet write (temp file + rename) with the cache key in the schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "id": pa.array(preds.ids, pa.string()),
+        "label": pa.array(np.asarray(preds.labels, dtype=np.int64)),
+        "probs": pa.array([row.tolist() for row in np.asarray(preds.probs, dtype=np.float64)],
+                          pa.list_(pa.float64())),
+        "text_sha256": pa.array(text_sha256, pa.string()),
+        "text": pa.array(preds.texts or [""] * preds.n, pa.string()),
+    })
+    table = table.replace_schema_metadata({b"aligneval": json.dumps(meta, sort_keys=True).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_predictions(path: Path) -> tuple[Predictions, dict[str, Any]]:
+    """Read a predictions parquet; corrupt or missing -> ArtifactError."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise ArtifactError(f"predictions not found: {path}")
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
+        cols = table.to_pydict()
+        probs = np.array(cols["probs"], dtype=np.float64)
+        preds = Predictions(ids=[str(i) for i in cols["id"]], labels=np.asarray(cols["label"], dtype=np.int64),
+                            probs=probs, texts=cols.get("text"))
+    except Exception as exc:
+        raise ArtifactError(f"cannot read predictions {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if probs.ndim != 2 or len(probs) != len(preds.ids):
+        raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
+    return preds, meta
+
+
+def _cached(path: Path, key: str, examples: Examples) -> Predictions | None:
+    if not path.is_file():
+        return None
+    try:
+        preds, meta = read_predictions(path)
+    except ArtifactError:
+        return None
+    if meta.get("key") != key or preds.ids != examples.ids or not np.array_equal(preds.labels, examples.labels):
+        return None
+    return preds
+
+
+# ---------- inference ------------------------------------------------------------------------
+
+def predict_split(model: ModelArtifact, split: str, examples: Examples, run_dir: Path, *, max_length: int,
+                  batch_size: int, trust_remote_code: bool = False, progress: bool = True,
+                  loader: "ModelLoader | None" = None) -> Predictions:
+    """Predictions for one (model, split): from the run folder, else the shared cache, else the model."""
+    key = cache_key(model, examples, max_length)
+    target = Path(run_dir) / "predictions" / model.name / f"{split}.parquet"
+    shared = shared_cache_dir()
+    shared_path = shared / f"{key}.parquet" if shared else None
+    hashes = examples.text_sha256()
+    meta = {"key": key, "model": model.name, "split": split, "weights_sha256": model.weights_sha256,
+            "data_fingerprint": examples.fingerprint, "max_length": max_length, "label_names": examples.label_names}
+    for candidate in (target, shared_path):
+        if candidate is None:
+            continue
+        hit = _cached(candidate, key, examples)
+        if hit is not None:
+            if candidate != target:
+                write_predictions(target, hit, hashes, meta)
+            return hit
+    loader = loader or ModelLoader(trust_remote_code=trust_remote_code)
+    hf_model, tokenizer = loader.load(model)
+    probs = predict_probs(hf_model, tokenizer, examples.texts, examples.text_pairs, max_length=max_length,
+                          batch_size=batch_size, progress=progress, description=f"{model.name}/{split}")
+    preds = Predictions(ids=list(examples.ids), labels=examples.labels.copy(), probs=probs, texts=list(examples.texts))
+    write_predictions(target, preds, hashes, meta)
+    if shared_path is not None:
+        try:
+            write_predictions(shared_path, preds, hashes, meta)
+        except OSError:
+            pass  # a read-only or full shared cache must not fail the run
+    # what later runs will read back: float64 round-trips exactly, so first and second runs agree
+    return read_predictions(target)[0]
+
+
+class ModelLoader:
+    """Loads each model once per run (safetensors only unless the artifact was allowed as pickle)."""
+
+    def __init__(self, trust_remote_code: bool = False, device: str | None = None):
+        self.trust_remote_code = trust_remote_code
+        self.device = device
+        self._loaded: dict[Path, tuple[Any, Any]] = {}
+
+    def load(self, model: ModelArtifact) -> tuple[Any, Any]:
+        if model.path not in self._loaded:
+            self._loaded[model.path] = load_model(model.path, use_safetensors=not model.pickle,
+                                                  trust_remote_code=self.trust_remote_code, device=self.device)
+        return self._loaded[model.path]
+
+
+def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code: bool = False,
+               device: str | None = None):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        hf_model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"cannot load model from {folder}: {type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    hf_model.to(device).eval()
+    return hf_model, tokenizer
+
+
+def predict_probs(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
+                  max_length: int = 128, batch_size: int = 32, progress: bool = True,
+                  description: str = "predict") -> np.ndarray:
+    """Softmax probabilities [n, k] in input order. Batches are sorted by length and padded only to
+    their own longest example, which is where the speed over a fixed-length loop comes from."""
+    import torch
+
+    enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
+                    max_length=max_length, padding=False)
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    pad_values = {"input_ids": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                  "attention_mask": 0, "token_type_ids": 0}
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    device = next(model.parameters()).device
+    out = np.zeros((len(lengths), model.config.num_labels), dtype=np.float64)
+    with _progress(progress, description, len(lengths)) as advance, torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = int(lengths[idx].max())
+            batch = {}
+            for name in names:
+                arr = np.full((len(idx), width), pad_values[name], dtype=np.int64)
+                for row, i in enumerate(idx):
+                    seq = enc[name][i]
+                    if left:
+                        arr[row, width - len(seq):] = seq
+                    else:
+                        arr[row, :len(seq)] = seq
+                batch[name] = torch.from_numpy(arr).to(device)
+            logits = forward(model, batch)
+            out[idx] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            advance(len(idx))
+    return out
+
+
+def forward(model, batch: dict[str, Any]):
+    """One forward pass (a seam for tests that must prove a cached run never calls the model)."""
+    return model(**batch).logits
+
+
+class _progress:
+    """A rich progress bar on stderr, or nothing; yields `advance(n)`."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        self.enabled, self.description, self.total = enabled, description, total
+        self._bar = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,165 @@
+"""The results document: written atomically, read back as a typed `Results`.
+
+`runs/<run>/results.json` holds schema_version, environment, spec, seed, models, data, records,
+curves and examples (docs/results.md; JSON Schema in aligneval/schema/results.schema.json). Records
+are the unit every later stage reads, so nothing downstream special-cases a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from aligneval.errors import ArtifactError
+from aligneval.records import Curve, Record
+from aligneval.suites.base import ModelInfo, Predictions, SplitInfo
+
+SCHEMA_VERSION = "1.0"
+RESULTS_FILE = "results.json"
+
+
+@lru_cache(maxsize=1)
+def results_schema() -> dict[str, Any]:
+    import importlib.resources
+
+    return json.loads(importlib.resources.files("aligneval").joinpath("schema/results.schema.json").read_text("utf-8"))
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """Every JSON Schema violation as 'path: message' (empty when the document is valid)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(results_schema())
+    return [f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+            for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: non-finite floats become null (the schema says null = undefined)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
+    """Write to a temp file in the same folder, then rename: readers see the old file or the new one,
+    never half of one; on any error the temp file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, ensure_ascii=False, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_results(run_dir: str | Path, doc: dict[str, Any], validate: bool = True) -> Path:
+    doc = _clean(doc)
+    if validate:
+        errors = schema_errors(doc)
+        if errors:  # a bug in aligneval, not in the user's input: refuse to write a bad document
+            raise ValueError(f"results document does not match its schema: {errors[0]}")
+    return write_json_atomic(Path(run_dir) / RESULTS_FILE, doc)
+
+
+def dumps_records(records: Iterable[Record]) -> str:
+    """Canonical text of records (for byte-identity checks and hashing)."""
+    return json.dumps(_clean([r.to_dict() for r in records]), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass
+class Results:
+    """A loaded results document. `.predictions(model, split)` reads the per-example parquet."""
+
+    doc: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / RESULTS_FILE
+
+    @property
+    def records(self) -> list[Record]:
+        return [Record.from_dict(r) for r in self.doc["records"]]
+
+    @property
+    def curves(self) -> list[Curve]:
+        return [Curve(**c) for c in self.doc["curves"]]
+
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        return list(self.doc.get("examples", []))
+
+    @property
+    def models(self) -> dict[str, ModelInfo]:
+        return {name: ModelInfo(name=name, path=m["path"], weights_sha256=m.get("weights_sha256"), card=m.get("card"))
+                for name, m in self.doc["models"].items()}
+
+    @property
+    def splits(self) -> dict[str, SplitInfo]:
+        return {name: SplitInfo(name=name, role=d["role"], source=d["source"], fingerprint=d["fingerprint"],
+                                size=d["size"]) for name, d in self.doc["data"].items()}
+
+    @property
+    def spec_name(self) -> str:
+        return self.doc["spec"]["name"]
+
+    def predictions_path(self, model: str, split: str) -> Path:
+        return self.run_dir / "predictions" / model / f"{split}.parquet"
+
+    def predictions(self, model: str, split: str) -> Predictions:
+        from aligneval.predict import read_predictions
+
+        if model not in self.doc["models"]:
+            raise ArtifactError(f"{self.path}: no model '{model}' (models: {', '.join(self.doc['models'])})")
+        return read_predictions(self.predictions_path(model, split))[0]
+
+    def get(self, metric: str, split: str, model: str, suite: str | None = None) -> Record:
+        """The one record for (metric, split, model[, suite]); KeyError when absent or ambiguous."""
+        found = [r for r in self.records if r.metric == metric and r.split == split and r.model == model
+                 and (suite is None or r.suite == suite)]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} records for {(suite, split, model, metric)}")
+        return found[0]
+
+    def value(self, metric: str, split: str, model: str, suite: str | None = None) -> float | None:
+        return self.get(metric, split, model, suite).value
+
+
+def load_results(path: str | Path, validate: bool = True) -> Results:
+    """Read `runs/<run>` or `runs/<run>/results.json`; missing, corrupt or invalid -> ArtifactError."""
+    path = Path(path).expanduser()
+    file = path / RESULTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ArtifactError(f"results not found: {file} (run `aligneval run` first)")
+    try:
+        doc = json.loads(file.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{file}: corrupt results document ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{file}: corrupt results document (not a JSON object)")
+    version = str(doc.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise ArtifactError(f"{file}: schema_version '{version}' is not readable by this aligneval "
+                            f"(reads {SCHEMA_VERSION.split('.')[0]}.x)")
+    if validate:
+        errors = schema_errors(doc)
+        if errors:
+            raise ArtifactError(f"{file}: invalid results document: {errors[0]}")
+    return Results(doc=doc, run_dir=file.parent)

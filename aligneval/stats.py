@@ -1,0 +1,458 @@
+"""Paired statistics for "is the candidate better than the baseline on the same examples?".
+
+* Paired bootstrap: one matrix of resample counts W [resamples, n] (row r says how often example i is
+  drawn in resample r) is shared by both models and every metric of a split, so each resample is the
+  same multiset of example ids for both. Metrics that are sums over examples become matrix products
+  (`W @ per_example`), ranking metrics become cumulative sums over one global sort; anything else falls
+  back to calling the metric on the resampled rows. Each fast path is tested against the metric itself.
+* Exact McNemar for accuracy (`scipy.stats.binomtest`; b + c = 0 -> p = 1, no difference).
+* Several training seeds: per-seed values, mean +- sd and a seed-level t interval.
+* Holm's step-down correction over a family of p-values.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from aligneval.errors import DataError
+
+PROB_EPS = float(np.finfo(np.float64).eps)
+CELLS_PER_CHUNK = 4_000_000  # resamples x examples held in memory at once (~32 MB of float64)
+
+
+def get_metric(name: str):
+    """`aligneval.metrics.get_metric`, importing the metric modules if the package does not yet do so."""
+    try:
+        from aligneval.metrics import get_metric as _get
+    except ImportError:  # the metrics package without an __init__ that registers its modules
+        import importlib
+
+        for mod in ("classification", "calibration", "uncertainty"):
+            importlib.import_module(f"aligneval.metrics.{mod}")
+        from aligneval.metrics.base import get_metric as _get
+    return _get(name)
+
+
+def base_name(metric: str) -> str:
+    """`ts:ece@15` -> `ece@15`; `deepwordbug:accuracy_under_attack` -> `accuracy_under_attack`."""
+    return metric.rsplit(":", 1)[-1]
+
+
+def apply_temperature(probs: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Softmax(log p / T): temperature scaling applied to stored probabilities."""
+    if temperature is None or temperature == 1.0:
+        return probs
+    z = np.log(np.clip(probs, 1e-300, 1.0)) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# pairing
+
+
+def align_ids(ids_a: Sequence[str], ids_b: Sequence[str], split: str, names: tuple[str, str]) -> np.ndarray:
+    """Index into b that puts its rows in a's order; refuse (DataError) when the id sets differ."""
+    a, b = np.asarray(ids_a, dtype=object), np.asarray(ids_b, dtype=object)
+    for ids, name in ((a, names[0]), (b, names[1])):
+        if len(set(ids.tolist())) != len(ids):
+            raise DataError(f"split '{split}': {name} has duplicate example ids; cannot pair")
+    if len(a) == len(b) and np.array_equal(a, b):
+        return np.arange(len(b))
+    sa, sb = set(a.tolist()), set(b.tolist())
+    if sa != sb:
+        only_a, only_b = sorted(sa - sb), sorted(sb - sa)
+        parts = []
+        if only_a:
+            parts.append(f"{len(only_a)} ids only in {names[0]} (e.g. '{only_a[0]}')")
+        if only_b:
+            parts.append(f"{len(only_b)} ids only in {names[1]} (e.g. '{only_b[0]}')")
+        raise DataError(f"split '{split}': cannot pair {names[0]} with {names[1]}: the example ids differ: "
+                        + "; ".join(parts))
+    pos = {v: i for i, v in enumerate(b.tolist())}
+    return np.fromiter((pos[v] for v in a.tolist()), dtype=np.int64, count=len(a))
+
+
+def check_fingerprints(split: str, fp_a: str | None, fp_b: str | None, names: tuple[str, str]) -> None:
+    if fp_a and fp_b and fp_a != fp_b:
+        raise DataError(f"split '{split}': cannot pair {names[0]} with {names[1]}: data fingerprints differ "
+                        f"({fp_a[:12]} vs {fp_b[:12]}); the split's data changed between runs")
+
+
+# ----------------------------------------------------------------------------------------------
+# resampling
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """A generator per (seed, split): a split's intervals do not depend on which other splits are compared."""
+    return np.random.default_rng([int(seed), zlib.crc32(split.encode())])
+
+
+def count_chunks(n: int, resamples: int, rng: np.random.Generator, cells: int = CELLS_PER_CHUNK):
+    """Yield W chunks [c, n] of bootstrap counts (each row sums to n), `resamples` rows in total."""
+    step = max(1, min(resamples, cells // max(n, 1)))
+    done = 0
+    while done < resamples:
+        c = min(step, resamples - done)
+        idx = rng.integers(0, n, size=(c, n))
+        idx += (np.arange(c) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+        yield w
+        done += c
+
+
+# A "statistic" maps a counts chunk W [c, n] to c metric values of the resampled data.
+Statistic = Callable[[np.ndarray], np.ndarray]
+FAST: dict[str, Callable[..., Statistic]] = {}
+
+
+def fast_path(family: str):
+    def decorator(fn):
+        FAST[family] = fn
+        return fn
+
+    return decorator
+
+
+def _conf_hit(probs, labels):
+    conf = probs.max(axis=1)
+    hit = (probs.argmax(axis=1) == labels).astype(np.float64)
+    return conf, hit
+
+
+def _mean_of(per_example: np.ndarray) -> Statistic:
+    n = len(per_example)
+    return lambda w: (w @ per_example) / n
+
+
+@fast_path("accuracy")
+def _accuracy(probs, labels, **_):
+    return _mean_of(_conf_hit(probs, labels)[1])
+
+
+@fast_path("brier")
+def _brier(probs, labels, **_):
+    onehot = np.eye(probs.shape[1])[labels]
+    return _mean_of(((probs - onehot) ** 2).sum(axis=1))
+
+
+@fast_path("nll")
+def _nll(probs, labels, **_):
+    p = probs[np.arange(len(labels)), labels]
+    return _mean_of(-np.log(np.clip(p, PROB_EPS, 1 - PROB_EPS)))
+
+
+def _binned(probs, labels, bins):
+    from aligneval.metrics.calibration import assign_bins, bin_edges
+
+    conf, hit = _conf_hit(probs, labels)
+    conf = np.clip(conf, PROB_EPS, 1 - PROB_EPS)
+    idx = assign_bins(conf, bin_edges(conf, bins))
+    onehot = np.zeros((len(conf), bins))
+    onehot[np.arange(len(conf)), idx] = 1.0
+    return onehot, conf - hit
+
+
+@fast_path("ece")
+def _ece(probs, labels, bins=15, **_):
+    onehot, gap = _binned(probs, labels, bins)
+    mat = onehot * gap[:, None]
+    n = len(labels)
+    return lambda w: np.abs(w @ mat).sum(axis=1) / n
+
+
+@fast_path("mce")
+def _mce(probs, labels, bins=15, **_):
+    onehot, gap = _binned(probs, labels, bins)
+    mat = np.hstack([onehot * gap[:, None], onehot])
+
+    def stat(w):
+        s = w @ mat
+        gaps, counts = s[:, :bins], s[:, bins:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_bin = np.where(counts > 0, np.abs(gaps) / np.where(counts > 0, counts, 1), 0.0)
+        return per_bin.max(axis=1)
+
+    return stat
+
+
+@fast_path("macro_f1")
+def _macro_f1(probs, labels, **_):
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    cols = []
+    for c in range(k):
+        cols += [(pred == c) & (labels == c), pred == c, labels == c]
+    mat = np.stack(cols, axis=1).astype(np.float64)
+
+    def stat(w):
+        s = (w @ mat).reshape(len(w), k, 3)
+        tp, npred, ntrue = s[..., 0], s[..., 1], s[..., 2]
+        denom = npred + ntrue
+        present = denom > 0
+        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+        return f1.sum(axis=1) / present.sum(axis=1)
+
+    return stat
+
+
+def _groups(values: np.ndarray, descending: bool):
+    order = np.argsort(-values if descending else values, kind="stable")
+    v = values[order]
+    starts = np.r_[0, np.flatnonzero(v[1:] != v[:-1]) + 1]
+    return order, starts
+
+
+@fast_path("aurc")
+def _aurc(probs, labels, **_):
+    conf, hit = _conf_hit(probs, labels)
+    order, starts = _groups(conf, descending=True)
+    err = 1.0 - hit[order]
+    n = len(labels)
+
+    def stat(w):
+        ws = w[:, order]
+        kept = np.add.reduceat(ws, starts, axis=1).cumsum(axis=1)
+        errors = np.add.reduceat(ws * err, starts, axis=1).cumsum(axis=1)
+        gained = np.diff(kept, axis=1, prepend=0.0)
+        risk = np.divide(errors, kept, out=np.zeros_like(errors), where=kept > 0)
+        return (gained * risk).sum(axis=1) / n
+
+    return stat
+
+
+@fast_path("auroc_error")
+def _auroc_error(probs, labels, **_):
+    conf, hit = _conf_hit(probs, labels)
+    order, starts = _groups(conf, descending=False)
+    pos = hit[order]
+
+    def stat(w):
+        ws = w[:, order]
+        pos_g = np.add.reduceat(ws * pos, starts, axis=1)
+        neg_g = np.add.reduceat(ws * (1.0 - pos), starts, axis=1)
+        neg_before = neg_g.cumsum(axis=1) - neg_g
+        u = (pos_g * (neg_before + 0.5 * neg_g)).sum(axis=1)
+        n_pos, n_neg = pos_g.sum(axis=1), neg_g.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+    return stat
+
+
+def generic_statistic(metric_fn, probs, labels) -> Statistic:
+    """Fallback: call the metric on the rows each resample draws (slow, exact for any metric)."""
+    n = len(labels)
+    ar = np.arange(n)
+
+    def stat(w):
+        out = np.empty(len(w))
+        for r, row in enumerate(w):
+            idx = np.repeat(ar, row.astype(np.int64))
+            out[r] = metric_fn(probs[idx], labels[idx])
+        return out
+
+    return stat
+
+
+def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None) -> Statistic:
+    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists)."""
+    name = base_name(metric)
+    m = get_metric(name)
+    probs = apply_temperature(np.asarray(probs, dtype=np.float64), temperature)
+    labels = np.asarray(labels, dtype=np.int64)
+    family, _, param = name.partition("@")
+    if family in FAST:
+        kwargs = {"bins": int(param)} if param else dict(m.params or {})
+        return FAST[family](probs, labels, **kwargs)
+    if m.fn is None:
+        raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
+    return generic_statistic(m.fn, probs, labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# intervals and tests
+
+
+@dataclass(frozen=True)
+class Interval:
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    method: str
+    resamples: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def percentile_interval(observed: float, deltas: np.ndarray, confidence: float = 0.95,
+                        method: str = "paired bootstrap") -> Interval:
+    """Percentile CI of the bootstrap deltas and the two-sided bootstrap p-value of 'no difference':
+    p = 2 min(P*(d <= 0), P*(d >= 0)) with the (count + 1) / (R + 1) correction, capped at 1."""
+    d = deltas[np.isfinite(deltas)]
+    if len(d) == 0:
+        return Interval(observed, None, None, None, method, 0)
+    alpha = 1.0 - confidence
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    r = len(d)
+    p = min(1.0, 2 * min((np.sum(d <= 0) + 1) / (r + 1), (np.sum(d >= 0) + 1) / (r + 1)))
+    if np.all(d == 0):
+        p = 1.0
+    return Interval(observed, float(lo), float(hi), float(p), method, r)
+
+
+def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic], n: int, *,
+                    resamples: int = 1000, seed: int = 0, split: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Resampled values of every metric for both models over the same resamples of one split."""
+    rng = split_rng(seed, split)
+    out = {k: ([], []) for k in stats_a}
+    for w in count_chunks(n, resamples, rng):
+        for k in stats_a:
+            out[k][0].append(stats_a[k](w))
+            out[k][1].append(stats_b[k](w))
+    return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in out.items()}
+
+
+def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, *,
+                     resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                     temperature_a: float | None = None, temperature_b: float | None = None,
+                     split: str = "") -> Interval:
+    """CI of metric(b) - metric(a) over resamples of the same example ids (rows already aligned)."""
+    m = get_metric(base_name(metric))
+    labels = np.asarray(labels, dtype=np.int64)
+    observed = (m.fn(apply_temperature(np.asarray(probs_b, float), temperature_b), labels)
+                - m.fn(apply_temperature(np.asarray(probs_a, float), temperature_a), labels))
+    sa = {metric: statistic(metric, probs_a, labels, temperature_a)}
+    sb = {metric: statistic(metric, probs_b, labels, temperature_b)}
+    va, vb = bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)[metric]
+    return percentile_interval(float(observed), vb - va, confidence)
+
+
+def bootstrap_mean_difference(x: np.ndarray, y: np.ndarray, *, resamples: int = 1000, seed: int = 0,
+                              confidence: float = 0.95) -> Interval:
+    """Paired bootstrap CI of mean(y - x) for per-example values (attack outcomes, any 0/1 score)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    d = y - x
+    rng = np.random.default_rng(seed)
+    vals = np.concatenate([w @ d / len(d) for w in count_chunks(len(d), resamples, rng)])
+    return percentile_interval(float(d.mean()), vals, confidence)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    b: int  # baseline right, candidate wrong
+    c: int  # baseline wrong, candidate right
+    p_value: float
+
+    @property
+    def no_difference(self) -> bool:
+        return self.b + self.c == 0
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
+    """Exact McNemar test on paired correctness: binomial test of b out of b + c at 1/2."""
+    from scipy.stats import binomtest
+
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    if b + c == 0:
+        return McNemar(0, 0, 1.0)
+    return McNemar(b, c, float(min(1.0, binomtest(b, b + c, 0.5).pvalue)))
+
+
+# ----------------------------------------------------------------------------------------------
+# several seeds
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    baseline: dict[str, float]
+    candidate: dict[str, float]
+    baseline_mean: float
+    baseline_sd: float | None
+    candidate_mean: float
+    candidate_sd: float | None
+    interval: Interval
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline, "candidate": self.candidate,
+                "baseline_mean": self.baseline_mean, "baseline_sd": self.baseline_sd,
+                "candidate_mean": self.candidate_mean, "candidate_sd": self.candidate_sd,
+                "method": self.interval.method}
+
+
+def _sd(v: np.ndarray) -> float | None:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def seed_summary(baseline: dict[str, float], candidate: dict[str, float], confidence: float = 0.95) -> SeedSummary:
+    """Seed-level comparison: paired t over seeds both models share, else Welch's t over the means."""
+    from scipy import stats as st
+
+    a = np.array(list(baseline.values()), float)
+    b = np.array(list(candidate.values()), float)
+    delta = float(b.mean() - a.mean())
+    shared = sorted(set(baseline) & set(candidate))
+    if len(shared) >= 2 and len(shared) == len(baseline) == len(candidate):
+        d = np.array([candidate[s] - baseline[s] for s in shared])
+        sd = d.std(ddof=1)
+        if sd == 0:
+            iv = Interval(delta, delta, delta, 1.0 if delta == 0 else 0.0, "paired t over seeds")
+        else:
+            half = st.t.ppf(0.5 + confidence / 2, len(d) - 1) * sd / math.sqrt(len(d))
+            p = float(st.ttest_1samp(d, 0.0).pvalue)
+            iv = Interval(delta, delta - half, delta + half, p, "paired t over seeds")
+    elif len(a) >= 2 and len(b) >= 2:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = math.sqrt(va + vb)
+        if se == 0:
+            iv = Interval(delta, delta, delta, 1.0 if delta == 0 else 0.0, "Welch t over seeds")
+        else:
+            df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+            half = st.t.ppf(0.5 + confidence / 2, df) * se
+            p = float(st.ttest_ind(b, a, equal_var=False).pvalue)
+            iv = Interval(delta, delta - half, delta + half, p, "Welch t over seeds")
+    else:
+        iv = Interval(delta, None, None, None, "too few seeds for an interval")
+    return SeedSummary(dict(baseline), dict(candidate), float(a.mean()), _sd(a), float(b.mean()), _sd(b), iv)
+
+
+# ----------------------------------------------------------------------------------------------
+# multiple comparisons
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None): max_{j<=i} min(1, (m - j + 1) p_(j))."""
+    idx = [i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
+    out: list[float | None] = [None] * len(p_values)
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def verdict(delta: float | None, p_value: float | None, higher_is_better: bool | None, alpha: float = 0.05,
+            ci: tuple[float | None, float | None] = (None, None)) -> str:
+    """better / worse / no-difference from the test (p < alpha) and the metric's direction.
+    Without a p-value or a direction: "n/a"."""
+    if delta is None or higher_is_better is None:
+        return "n/a"
+    if p_value is None:
+        lo, hi = ci
+        if lo is None or hi is None:
+            return "n/a"
+        significant = lo > 0 or hi < 0
+    else:
+        significant = p_value < alpha
+    if not significant or delta == 0:
+        return "no-difference"
+    return "better" if (delta > 0) == bool(higher_is_better) else "worse"

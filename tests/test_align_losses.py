@@ -1,0 +1,411 @@
+"""Each alignment loss against an independent computation (hand-computed cases, plain loops, numpy
+log-domain Sinkhorn), padding invariance, and the signs the gradient-reversal games must produce."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from aligneval.align import losses
+from aligneval.align.losses import (
+    CTAligner,
+    GanAligner,
+    build_aligner,
+    conditional_transport,
+    mmd2_unbiased,
+    sinkhorn_divergence,
+)
+from aligneval.errors import UsageError
+
+torch.set_default_dtype(torch.float64)
+VARIANT_NAMES = ("gan", "ct", "ct-heads", "combine", "mmd", "sinkhorn")
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def _inputs(n=2, b=3, h=2, length=6, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(n, b, h, length, d, generator=g)
+    q = torch.randn(n, b, h, length, d, generator=g) + 0.5
+    mask = torch.ones(b, length, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[2, 2:] = 0
+    return k, q, mask
+
+
+def _aligner(name, n=2, d=4, seed=0, **kw):
+    torch.manual_seed(seed)
+    if name == "gan":
+        kw.setdefault("dropout", 0.0)
+    return build_aligner(name, n, d, **kw).double().eval()
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_and_did_you_mean():
+    assert set(VARIANT_NAMES) == set(losses.VARIANTS.names())
+    with pytest.raises(UsageError, match="did you mean 'gan'"):
+        build_aligner("gam", 1, 4)
+    with pytest.raises(UsageError):
+        build_aligner("mmd", 1, 4, bogus=1)
+
+
+# ----------------------------------------------------------------------------- hand-computed cases
+
+
+def test_gan_hand_case_constant_discriminator():
+    # D's output layer zeroed with bias b: every logit is b, so per token BCE = softplus(-b) + softplus(b).
+    aligner = _aligner("gan", n=1)
+    with torch.no_grad():
+        aligner.disc.out.weight.zero_()
+        aligner.disc.out.bias.fill_(0.3)
+    k, q, mask = _inputs(n=1)
+    expected = math.log1p(math.exp(-0.3)) + math.log1p(math.exp(0.3))
+    assert torch.allclose(aligner(k, q, mask), torch.tensor([expected]), atol=1e-12)
+
+
+def test_ct_hand_cases():
+    cost = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
+    valid = torch.tensor([[True, True]])
+    # Uniform navigator scores: each plan is 1/2 everywhere; every expected cost is 1/2.
+    uniform = conditional_transport(cost, torch.zeros(1, 2, 2), valid, valid, rho=0.5)
+    assert torch.allclose(uniform, torch.tensor([0.5]))
+    # Scores that favour the diagonal send each point to its zero-cost partner: CT -> 0.
+    sharp = conditional_transport(cost, 50.0 * torch.eye(2)[None], valid, valid, rho=0.3)
+    assert sharp.item() < 1e-12
+    # One padded key: every query must go to key 0; forward mean = mean_j C_0j = 0.5,
+    # backward (key 0 only) = softmax over j of S_0j = uniform -> 0.5. rho=0.25 mixes to 0.5.
+    pad = conditional_transport(cost, torch.zeros(1, 2, 2), torch.tensor([[True, False]]), valid, rho=0.25)
+    assert torch.allclose(pad, torch.tensor([0.5]))
+
+
+def test_mmd_hand_case():
+    # 1-D clouds x = {0, 1}, y = {2, 3}; key-query squared distances {4, 9, 1, 4}: median 4.
+    # U-statistic over i != j with one kernel exp(-d/4): e^{-1/4} - e^{-9/4}.
+    x = torch.tensor([[[0.0], [1.0]]])
+    y = torch.tensor([[[2.0], [3.0]]])
+    value, usable = mmd2_unbiased(x, y, torch.tensor([[True, True]]), scales=(1.0,))
+    assert usable.item()
+    assert math.isclose(value.item(), math.exp(-0.25) - math.exp(-2.25), rel_tol=1e-12)
+
+
+# ----------------------------------------------------------------------------- independent references
+
+
+def _np_mmd(x, y, scales):
+    n = len(x)
+    dxy = ((x[:, None] - y[None]) ** 2).sum(-1)
+    med = np.median(np.sort(dxy.ravel())[: (dxy.size + 1) // 2][-1:])  # lower median, as torch
+    k = lambda a, b: sum(math.exp(-((a - b) ** 2).sum() / (s * med)) for s in scales)  # noqa: E731
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                total += k(x[i], x[j]) + k(y[i], y[j]) - k(x[i], y[j]) - k(x[j], y[i])
+    return total / (n * (n - 1))
+
+
+def test_mmd_matches_loop_reference_on_valid_tokens():
+    k, q, mask = _inputs(n=1)
+    value = _aligner("mmd", n=1)(k, q, mask)
+    refs = []
+    for b in range(k.shape[1]):
+        n_valid = int(mask[b].sum())
+        for h in range(k.shape[2]):
+            x, y = k[0, b, h, :n_valid].numpy(), q[0, b, h, :n_valid].numpy()
+            refs.append(_np_mmd(x, y, losses.MMD_SCALES))
+    assert value.item() == pytest.approx(float(np.mean(refs)), abs=1e-9)
+
+
+def test_mmd_self_is_zero_and_grows_with_shift():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 40, 5, generator=g)
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    self_value, _ = mmd2_unbiased(x, x.clone(), valid)
+    assert abs(self_value.item()) < 1e-12
+    shifted = [mmd2_unbiased(x, x + delta, valid)[0].item() for delta in (0.25, 0.5, 1.0, 2.0)]
+    assert all(a < b for a, b in zip(shifted, shifted[1:]))
+    assert shifted[0] > 0
+
+
+def _np_entropic_ot(x, y, eps, iters=20000, tol=1e-13):
+    """Plain numpy log-domain Sinkhorn between uniform clouds, squared Euclidean cost."""
+    c = ((x[:, None] - y[None]) ** 2).sum(-1)
+    loga, logb = np.full(len(x), -np.log(len(x))), np.full(len(y), -np.log(len(y)))
+    f, g = np.zeros(len(x)), np.zeros(len(y))
+
+    def lse(a, axis):
+        m = a.max(axis=axis, keepdims=True)
+        return (m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+    for _ in range(iters):
+        f_new = -eps * lse(logb[None] + (g[None] - c) / eps, axis=1)
+        g = -eps * lse(loga[:, None] + (f_new[:, None] - c) / eps, axis=0)
+        if np.abs(f_new - f).max() < tol:
+            f = f_new
+            break
+        f = f_new
+    return np.exp(loga) @ f + np.exp(logb) @ g
+
+
+def _np_sinkhorn_divergence(x, y, eps):
+    return _np_entropic_ot(x, y, eps) - 0.5 * (_np_entropic_ot(x, x, eps) + _np_entropic_ot(y, y, eps))
+
+
+def test_sinkhorn_matches_numpy_reference():
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(3, 7, 3, generator=g), torch.randn(3, 7, 3, generator=g) + 0.7
+    valid = torch.ones(3, 7, dtype=torch.bool)
+    valid[1, 5:] = False
+    valid[2, 3:] = False
+    y[1, 5:] = 1e6  # garbage in the padding
+    eps = 0.5
+    ours = sinkhorn_divergence(x, y, valid, eps, iters=2000)
+    for gi in range(3):
+        n = int(valid[gi].sum())
+        ref = _np_sinkhorn_divergence(x[gi, :n].numpy(), y[gi, :n].numpy(), eps)
+        assert abs(ours[gi].item() - ref) < 1e-5
+
+
+def test_sinkhorn_symmetric_zero_on_identical_and_gradient():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 3, generator=g, requires_grad=True)
+    y = (torch.randn(2, 6, 3, generator=g) * 1.5).requires_grad_(True)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    a = sinkhorn_divergence(x, y, valid, 0.3, iters=3000)
+    b = sinkhorn_divergence(y, x, valid, 0.3, iters=3000)
+    assert torch.allclose(a, b, atol=1e-8)
+    same = sinkhorn_divergence(x, x.detach().clone(), valid, 0.3, iters=3000)
+    assert same.abs().max().item() < 1e-8
+    # Envelope-theorem gradient vs central finite differences of the numpy reference.
+    a[0].backward()
+    xn, yn, h = x.detach().numpy().copy(), y.detach().numpy(), 1e-5
+    for idx in [(0, 0, 0), (0, 3, 2), (0, 5, 1)]:
+        up, down = xn.copy(), xn.copy()
+        up[idx] += h
+        down[idx] -= h
+        fd = (_np_sinkhorn_divergence(up[0], yn[0], 0.3) - _np_sinkhorn_divergence(down[0], yn[0], 0.3)) / (2 * h)
+        assert x.grad[idx].item() == pytest.approx(fd, abs=1e-6)
+
+
+def _f(t) -> float:
+    return float(t.detach())
+
+
+def _highway(lin, x):
+    h = lin(x)
+    return torch.sigmoid(h) * F.relu(h) + (1 - torch.sigmoid(h)) * x
+
+
+def _loop_ct(aligner: CTAligner, k, q, mask):
+    """CT written as plain loops over layers, examples, heads and valid tokens only."""
+    per_layer = []
+    for n in range(k.shape[0]):
+        c = aligner.critic
+        nav = aligner.navigator
+        hw, c1, c2 = c.highway.lin.layer(n), c.hidden.layer(n), c.out.layer(n)
+        n1, n2 = nav.hidden.layer(n), nav.out.layer(n)
+        tau = lambda v: F.normalize(c2(F.relu(c1(_highway(hw, v)))), dim=-1, eps=1e-6)  # noqa: E731
+        phi = lambda v: F.normalize(n2(F.relu(n1(v))), dim=-1, eps=1e-6)  # noqa: E731
+        values = []
+        for b in range(k.shape[1]):
+            length = int(mask[b].sum())
+            if aligner.axis == "tokens":
+                groups = [(k[n, b, h, :length], q[n, b, h, :length]) for h in range(k.shape[2])]
+            else:
+                groups = [(k[n, b, :, t], q[n, b, :, t]) for t in range(length)]
+            group_values = []
+            for ks, qs in groups:
+                m = len(ks)
+                tk, tq, pk, pq = tau(ks), tau(qs), phi(ks), phi(qs)
+                total_fwd, total_bwd = 0.0, 0.0
+                for j in range(m):
+                    weights = [math.exp(_f(pk[i] @ pq[j])) for i in range(m)]
+                    z = sum(weights)
+                    total_fwd += sum((1 - _f(tk[i] @ tq[j])) * weights[i] / z for i in range(m))
+                for i in range(m):
+                    weights = [math.exp(_f(pk[i] @ pq[j])) for j in range(m)]
+                    z = sum(weights)
+                    total_bwd += sum((1 - _f(tk[i] @ tq[j])) * weights[j] / z for j in range(m))
+                group_values.append((1 - aligner.rho) * total_fwd / m + aligner.rho * total_bwd / m)
+            values.append(group_values)
+        if aligner.axis == "tokens":
+            per_layer.append(np.mean([v for vs in values for v in vs]))
+        else:
+            per_layer.append(np.mean([np.mean(vs) for vs in values]))
+    return np.array(per_layer)
+
+
+@pytest.mark.parametrize("axis", ["tokens", "heads"])
+def test_ct_equals_loop_implementation(axis):
+    k, q, mask = _inputs(n=2, b=3, h=3, length=5, d=4, seed=4)
+    name = "ct" if axis == "tokens" else "ct-heads"
+    aligner = _aligner(name, n=2, d=4, rho=0.3)
+    ours = aligner(k, q, mask).detach().numpy()
+    assert np.allclose(ours, _loop_ct(aligner, k, q, mask), atol=1e-6, rtol=0)
+
+
+def test_combine_is_sum_of_its_parts():
+    k, q, mask = _inputs()
+    aligner = _aligner("combine")
+    expected = aligner.tokens(k, q, mask) + aligner.heads(k, q, mask)
+    assert torch.allclose(aligner(k, q, mask), expected)
+
+
+def _loop_gan(aligner: GanAligner, k, q, mask):
+    d = aligner.disc
+    out = []
+    for n in range(k.shape[0]):
+        hw, l1, l2 = d.highway.lin.layer(n), d.hidden.layer(n), d.out.layer(n)
+        disc = lambda v: l2(F.relu(l1(_highway(hw, v)))).squeeze(-1)  # noqa: E731
+        vals = []
+        for b in range(k.shape[1]):
+            length = int(mask[b].sum())
+            for h in range(k.shape[2]):
+                real, fake = disc(k[n, b, h, :length]), disc(q[n, b, h, :length])
+                bce = F.binary_cross_entropy_with_logits
+                vals.append(_f(bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))))
+        out.append(np.mean(vals))
+    return np.array(out)
+
+
+def test_gan_equals_loop_with_torch_bce():
+    k, q, mask = _inputs(seed=5)
+    aligner = _aligner("gan")
+    assert np.allclose(aligner(k, q, mask).detach().numpy(), _loop_gan(aligner, k, q, mask), atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize("name", VARIANT_NAMES)
+def test_padding_garbage_changes_nothing(name):
+    k, q, mask = _inputs(seed=6)
+    aligner = _aligner(name)
+    pad = (mask == 0)[None, :, None, :, None].expand_as(k)
+    garbage_k, garbage_q = k.clone(), q.clone()
+    garbage_k[pad] = 1e4 * torch.randn(int(pad.sum()))
+    garbage_q[pad] = float("nan")
+    kc, qc = k.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    kg, qg = garbage_k.requires_grad_(True), garbage_q.requires_grad_(True)
+    clean, dirty = aligner(kc, qc, mask), aligner(kg, qg, mask)
+    assert torch.allclose(clean, dirty, atol=1e-10)
+    clean.sum().backward()
+    dirty.sum().backward()
+    for clean_grad, dirty_grad in ((kc.grad, kg.grad), (qc.grad, qg.grad)):
+        if clean_grad is None:  # gan detaches the queries
+            assert dirty_grad is None
+            continue
+        assert torch.allclose(clean_grad, dirty_grad, atol=1e-10)
+        assert torch.all(dirty_grad[pad] == 0)
+    # And a padded example gives what the same example gives unpadded on its own.
+    alone = aligner(k[:, 1:2, :, :4], q[:, 1:2, :, :4], mask[1:2, :4])
+    padded = aligner(k[:, 1:2], garbage_q[:, 1:2], mask[1:2])
+    assert torch.allclose(alone, padded, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- gradient reversal
+
+
+class _OneLayer(torch.nn.Module):
+    """x -> (Wq x, Wk x) split into heads, stacked as a 1-layer [1, B, H, L, d] pair."""
+
+    def __init__(self, dim=8, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.wq, self.wk = torch.nn.Linear(dim, dim), torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, length, dim = x.shape
+        split = lambda t: t.view(b, length, self.heads, -1).transpose(1, 2)[None]  # noqa: E731
+        return split(self.wk(x)), split(self.wq(x))
+
+
+def _loss_after_step(params, grads, step, fn):
+    with torch.no_grad():
+        saved = [p.clone() for p in params]
+        for p, g in zip(params, grads):
+            p.sub_(step * g)
+        value = fn().item()
+        for p, s in zip(params, saved):
+            p.copy_(s)
+    return value
+
+
+@pytest.mark.parametrize("name", ["gan", "ct", "ct-heads", "combine"])
+def test_gradient_reversal_signs(name):
+    torch.manual_seed(7)
+    proj = _OneLayer()
+    aligner = _aligner(name, n=1, d=4)
+    x = torch.randn(3, 6, 8)
+    mask = torch.ones(3, 6, dtype=torch.long)
+    mask[2, 4:] = 0
+
+    def loss():
+        k, q = proj(x)
+        return aligner(k, q, mask).mean()
+
+    proj.zero_grad()
+    aligner.zero_grad()
+    base = loss()
+    base.backward()
+    step = 1e-4
+    key_params = [proj.wk.weight, proj.wk.bias]
+    key_grads = [p.grad.clone() for p in key_params]
+    if name == "gan":
+        adv_params = list(aligner.parameters())  # the discriminator minimizes the BCE
+        assert proj.wq.weight.grad is None  # queries are detached in the gan game
+        # Descending the reported gradient: the discriminator lowers the loss, the key projection raises it.
+        aux_change = _loss_after_step(adv_params, [p.grad for p in adv_params], step, loss) - base.item()
+        key_change = _loss_after_step(key_params, key_grads, step, loss) - base.item()
+        assert aux_change < 0 < key_change
+        return
+    critics = [m for m in aligner.modules() if isinstance(m, losses.Critic)]
+    navigators = [m for m in aligner.modules() if isinstance(m, losses.Navigator)]
+    adv_params = [p for c in critics for p in c.parameters()]
+    friendly = [p for nav in navigators for p in nav.parameters()]
+    # The critic climbs CT; the projections and (CT-paper rule) the navigator descend it.
+    critic_change = _loss_after_step(adv_params, [p.grad for p in adv_params], step, loss) - base.item()
+    key_change = _loss_after_step(key_params, key_grads, step, loss) - base.item()
+    nav_change = _loss_after_step(friendly, [p.grad for p in friendly], step, loss) - base.item()
+    assert critic_change > 0 > key_change
+    assert nav_change < 0
+
+
+def test_reversal_is_exact_negation():
+    x = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(4, 3)
+    (losses.grad_reverse(x) * w).sum().backward()
+    assert torch.equal(x.grad, -w)
+    x.grad = None
+    (losses.adversarial(lambda t: 2 * t, x) * w).sum().backward()
+    assert torch.equal(x.grad, 2 * w)  # reversed twice: the input sees the plain gradient
+
+
+def test_adversarial_navigator_option_climbs():
+    torch.manual_seed(8)
+    proj = _OneLayer()
+    aligner = _aligner("ct", n=1, d=4, navigator="adversarial")
+    x = torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.long)
+
+    def loss():
+        k, q = proj(x)
+        return aligner(k, q, mask).mean()
+
+    base = loss()
+    base.backward()
+    nav = list(aligner.navigator.parameters())
+    assert _loss_after_step(nav, [p.grad for p in nav], 1e-4, loss) > base.item()
+    with pytest.raises(UsageError):
+        build_aligner("ct", 1, 4, navigator="sideways")

@@ -1,0 +1,153 @@
+"""Prediction: length-sorted dynamic padding gives the same probabilities as one-at-a-time inference;
+the cache means a second call never runs the model; model folders are checked before loading."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from aligneval import predict
+from aligneval.data import DataSource, load_examples
+from aligneval.errors import ArtifactError
+from tests.tiny import make_tiny_model, sentences, write_fixture
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("m"), seed=0)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNEVAL_CACHE", str(tmp_path / "shared-cache"))
+    return tmp_path / "shared-cache"
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    calls = []
+    real = predict.forward
+
+    def counting(model, batch):
+        calls.append(batch["input_ids"].shape)
+        return real(model, batch)
+
+    monkeypatch.setattr(predict, "forward", counting)
+    return calls
+
+
+def test_sorted_dynamic_padding_matches_one_at_a_time(model_dir):
+    import torch
+
+    hf_model, tok = predict.load_model(model_dir)
+    texts = [t for t, _ in sentences(40, seed=5)]
+    probs = predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=7, progress=False)
+    with torch.inference_mode():
+        ref = np.stack([torch.softmax(hf_model(**tok(t, truncation=True, max_length=16, return_tensors="pt"))
+                                      .logits.double(), -1)[0].numpy() for t in texts])
+    np.testing.assert_allclose(probs, ref, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
+
+
+def test_pairs_are_encoded_together(model_dir):
+    import torch
+
+    hf_model, tok = predict.load_model(model_dir)
+    a, b = ["the movie was great", "dull plot"], ["really good", "the cast was very bad and the story weak"]
+    probs = predict.predict_probs(hf_model, tok, a, b, max_length=16, batch_size=2, progress=False)
+    with torch.inference_mode():
+        ref = [torch.softmax(hf_model(**tok(x, y, truncation=True, max_length=16, return_tensors="pt")).logits.double(),
+                             -1)[0].numpy() for x, y in zip(a, b)]
+    np.testing.assert_allclose(probs, np.stack(ref), atol=1e-6)
+
+
+def test_cache_hit_runs_no_forward_and_writes_parquet(model_dir, tmp_path, cache, forward_calls):
+    data = write_fixture(tmp_path, n=30, name="test")
+    examples = load_examples(DataSource(str(data), id_column="id"))
+    art = predict.inspect_model("m", str(model_dir))
+    first = predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=16, batch_size=8, progress=False)
+    assert len(forward_calls) == 4  # ceil(30 / 8)
+    # batches are length-sorted: widths never increase
+    widths = [shape[1] for shape in forward_calls]
+    assert widths == sorted(widths, reverse=True)
+
+    again = predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=16, batch_size=8, progress=False)
+    other_run = predict.predict_split(art, "test", examples, tmp_path / "run2", max_length=16, batch_size=8,
+                                      progress=False)
+    assert len(forward_calls) == 4  # run folder hit, then shared-cache hit
+    for p in (again, other_run):
+        assert p.ids == first.ids and np.array_equal(p.probs, first.probs)
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "run2" / "predictions" / "m" / "test.parquet")
+    assert table.column_names == ["id", "label", "probs", "text_sha256", "text"]
+    assert table.num_rows == 30 and len(set(table.column("id").to_pylist())) == 30
+    assert table.column("text_sha256").to_pylist() == examples.text_sha256()
+
+    predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=12, batch_size=8, progress=False)
+    assert len(forward_calls) == 8  # a different max_length is a different prediction
+
+
+def test_cache_key_tracks_weights_tokenizer_data_and_length(model_dir, tmp_path):
+    data = write_fixture(tmp_path, n=20, name="d")
+    ex = load_examples(DataSource(str(data)))
+    ex_other = load_examples(DataSource(str(data), sample=10))
+    art = predict.inspect_model("m", str(model_dir))
+    other = make_tiny_model(tmp_path / "other", seed=1)
+    art2 = predict.inspect_model("m", str(other))
+    keys = {predict.cache_key(art, ex, 16), predict.cache_key(art, ex, 17), predict.cache_key(art, ex_other, 16),
+            predict.cache_key(art2, ex, 16)}
+    assert len(keys) == 4
+    assert art.weights_sha256 != art2.weights_sha256
+    assert predict.cache_key(art, ex, 16) == predict.cache_key(predict.inspect_model("x", str(model_dir)), ex, 16)
+
+
+def test_model_folder_checks(model_dir, tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(model_dir, empty)
+    (empty / "model.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="no model weights"):
+        predict.inspect_model("m", str(empty))
+    with pytest.raises(ArtifactError, match="model folder not found"):
+        predict.inspect_model("m", str(tmp_path / "no" / "such" / "folder"))
+    no_config = tmp_path / "noconf"
+    shutil.copytree(model_dir, no_config)
+    (no_config / "config.json").unlink()
+    with pytest.raises(ArtifactError, match="no config.json"):
+        predict.inspect_model("m", str(no_config))
+
+
+def test_bin_only_checkpoint_needs_allow_pickle(model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path / "pickled"
+    AutoModelForSequenceClassification.from_pretrained(model_dir).save_pretrained(folder, safe_serialization=False)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    assert (folder / "pytorch_model.bin").exists() and not list(folder.glob("*.safetensors"))
+    with pytest.raises(ArtifactError, match=r"pickled checkpoint \(pytorch_model.bin\).*--allow-pickle"):
+        predict.inspect_model("m", str(folder))
+    art = predict.inspect_model("m", str(folder), allow_pickle=True)
+    assert art.pickle
+    hf_model, tok = predict.ModelLoader().load(art)
+    safe_model, _ = predict.load_model(model_dir)
+    texts = ["the movie was great", "awful"]
+    np.testing.assert_allclose(predict.predict_probs(hf_model, tok, texts, progress=False),
+                               predict.predict_probs(safe_model, tok, texts, progress=False), atol=1e-7)
+
+
+def test_corrupt_predictions_file(tmp_path):
+    bad = tmp_path / "x.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(ArtifactError, match="cannot read predictions"):
+        predict.read_predictions(bad)
+    with pytest.raises(ArtifactError, match="predictions not found"):
+        predict.read_predictions(tmp_path / "none.parquet")
+
+
+def test_label_names_from_config():
+    assert predict.label_names_from_config({"id2label": {"1": "pos", "0": "neg"}}) == ["neg", "pos"]
+    assert predict.label_names_from_config({"num_labels": 3}) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    assert predict.label_names_from_config({}) == ["LABEL_0", "LABEL_1"]

@@ -1,0 +1,218 @@
+"""Reports: one self-contained HTML file, GitHub markdown + plots, numbers traceable to records, texts escaped."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aligneval.cli import main
+from aligneval.compare import compare, load
+from aligneval.report import build_report
+from aligneval.report import displays as D
+from aligneval.report.context import fmt, fmt_delta, fmt_p, metric_label
+from tests.fixtures_results import NASTY_TEXTS, make_run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    run = make_run(root / "run", n=200, nasty=True)
+    paths = build_report(run, root / "out", resamples=100)
+    return run, paths
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def test_html_is_one_self_contained_file(built):
+    _, paths = built
+    html = paths.html.read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
+    assert "@import" not in html and "url(" not in html  # no fonts or stylesheets from anywhere
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    import base64
+
+    for s in srcs:
+        w, h = _png_size(base64.b64decode(s.split(",", 1)[1]))
+        assert w >= 300 and h >= 200
+    assert 'name="viewport"' in html and "@media print" in html and "@media (max-width" in html
+    for section in ("headline", "forest", "reliability", "risk_coverage", "ood", "temperature", "attack",
+                    "disagreements", "adversarial-examples", "all", "setup"):
+        assert f'id="{section}"' in html
+
+
+def test_dataset_and_attack_texts_are_rendered_as_text_only(built):
+    _, paths = built
+    html = paths.html.read_text()
+    md = paths.markdown.read_text()
+    for raw in ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<b>x</b>"):
+        assert raw not in html and raw not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "{{ 7*7 }}" in html  # not evaluated as a template
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert NASTY_TEXTS[2].replace("*", "\\*") in md
+
+
+def test_markdown_references_plots_that_exist(built):
+    _, paths = built
+    md = paths.markdown.read_text()
+    refs = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", md)
+    assert len(refs) >= 8
+    for ref in refs:
+        assert (paths.out / ref).is_file() and _png_size((paths.out / ref).read_bytes())[0] >= 300
+    assert {p.name for p in paths.plots} == {r.split("/")[1] for r in refs}
+
+
+def _table_rows(md: str, heading: str) -> list[list[str]]:
+    block = md.split(heading, 1)[1]
+    rows = []
+    for line in block.splitlines()[2:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("| ") and not line.startswith("| ---"):
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def test_every_number_in_the_markdown_tables_traces_to_a_comparison_record(built):
+    _, paths = built
+    md = paths.markdown.read_text()
+    doc = json.loads(paths.comparison.read_text())
+    recs = {(r["split"], metric_label(r["metric"])): r for r in doc["comparison"]["records"]}
+    from aligneval.report.markdown import esc
+
+    checked = 0
+    for split in ("test", "dev", "ood_amazon"):
+        rows = _table_rows(md, f"### {esc(split)}")[1:]  # skip the header row
+        assert rows
+        for metric, suite, base, cand, delta, ci, p, n, _ in rows:
+            label = metric.rsplit(" ", 1)[0] if metric[-1] in "↑↓" else metric
+            r = recs[(split, label.replace("\\", ""))]
+            assert (base, cand, delta, p) == (fmt(r["baseline"]), fmt(r["candidate"]), fmt_delta(r["delta"]),
+                                              fmt_p(r["p_value"]))
+            assert n == fmt(r["n"])
+            checked += 1
+    assert checked == len({(r["split"], r["metric"]) for r in doc["comparison"]["records"]})
+
+
+def test_headline_counts_match_the_verdicts(built):
+    _, paths = built
+    doc = json.loads(paths.comparison.read_text())
+    test = {r["metric"]: r for r in doc["comparison"]["records"] if r["split"] == "test" and ":" not in r["metric"]}
+    md = paths.markdown.read_text()
+    want = {v: sum(r["verdict"] == v for r in test.values()) for v in ("better", "worse", "no-difference")}
+    assert (f"**{want['better']} better, {want['worse']} worse, {want['no-difference']} no significant difference**"
+            in md)
+
+
+def test_sections_without_data_are_left_out(tmp_path):
+    run = make_run(tmp_path / "plain", n=80, splits={"test": "test"}, attacks=False)
+    paths = build_report(run, tmp_path / "out", resamples=20)
+    html = paths.html.read_text()
+    for absent in ('id="attack"', 'id="temperature"', 'id="ood"', 'id="adversarial-examples"'):
+        assert absent not in html
+    assert 'id="reliability"' in html and 'id="headline"' in html
+    assert "Adversarial" not in paths.markdown.read_text()
+
+
+def test_missing_cached_predictions_is_an_artifact_error(tmp_path, capsys):
+    run = make_run(tmp_path / "r", n=60, attacks=False)
+    (run / "predictions" / "aligned" / "test.parquet").unlink()
+    assert main(["report", str(run), "--out", str(tmp_path / "o"), "--resamples", "10"]) == 3
+    assert "test.parquet" in capsys.readouterr().err
+
+
+def test_report_command_never_imports_torch_or_transformers(built, tmp_path):
+    run, _ = built
+    code = ("import sys; from aligneval.cli import main; "
+            f"rc = main(['report', {str(run)!r}, '--out', {str(tmp_path / 'cli')!r}, '--resamples', '20']); "
+            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr
+    assert (tmp_path / "cli" / "report.html").is_file() and (tmp_path / "cli" / "comparison.json").is_file()
+
+
+def test_report_never_constructs_a_model(built, tmp_path, monkeypatch):
+    import transformers
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was constructed")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "__init__", refuse)
+    run, _ = built
+    assert main(["report", str(run), "--out", str(tmp_path / "o"), "--resamples", "20", "--format", "md"]) == 0
+    assert (tmp_path / "o" / "report.md").is_file() and not (tmp_path / "o" / "report.html").exists()
+
+
+def test_cli_report_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 3
+    assert "results" in capsys.readouterr().err
+    run = make_run(tmp_path / "r", n=40, attacks=False)
+    assert main(["report", str(run), "--out", str(tmp_path / "o"), "--format", "pdf"]) == 2
+
+
+def test_displays_keep_the_stored_arrays_and_draw(built):
+    run, _ = built
+    res = load(run)
+    rel = D.ReliabilityDisplay.from_results(res, "test", ["baseline", "aligned"])
+    curve = next(c for c in res.curves if c.name == "reliability" and c.split == "test" and c.model == "aligned")
+    assert rel.bins["aligned"] == curve.data
+    assert rel.ece["aligned"] == res.value("ece@15", "test", "aligned", "calibration")
+    rel.plot()
+    assert len(rel.ax_.lines) == 3 and rel.ax_hist_ is not None  # diagonal + two models
+    rc = D.RiskCoverageDisplay.from_results(res, "ood_amazon", ["baseline", "aligned"])
+    np.testing.assert_array_equal(rc.curves["baseline"][0], next(
+        c.data["coverage"] for c in res.curves if c.name == "risk_coverage" and c.split == "ood_amazon"
+        and c.model == "baseline"))
+    assert rc.plot().figure_ is not None
+    ood = D.OodDisplay.from_results(res, "accuracy", "test", ["ood_amazon"], ["baseline", "aligned"])
+    v = ood.values["aligned"]
+    assert ood.drops()["aligned"]["ood_amazon"] == pytest.approx(v["ood_amazon"] - v["test"])
+    t = D.TemperatureDisplay.from_results(res, "ece@15", ["baseline", "aligned"])
+    assert {(r["model"], r["split"]) for r in t.rows} == {(m, s) for m in ("baseline", "aligned")
+                                                         for s in ("test", "ood_amazon")}
+    att = D.AttackDisplay.from_results(res, ["baseline", "aligned"])
+    assert att.recipes == ["deepwordbug", "pruthi"]
+    for d in (ood, t, att):
+        assert D.figure_png(d.plot())[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_forest_orients_lower_is_better_metrics():
+    rows = [{"metric": "ece@15", "split": "test", "delta": 0.02, "ci_low": 0.01, "ci_high": 0.03,
+             "verdict": "worse", "higher_is_better": False},
+            {"metric": "accuracy", "split": "test", "delta": 0.02, "ci_low": 0.01, "ci_high": 0.03,
+             "verdict": "better", "higher_is_better": True},
+            {"metric": "x", "split": "test", "delta": 0.1, "ci_low": None, "ci_high": None, "verdict": "n/a",
+             "higher_is_better": True}]
+    f = D.ForestDisplay.from_results(rows)
+    d, lo, hi = f.oriented()
+    np.testing.assert_allclose(d, [-0.02, 0.02])
+    np.testing.assert_allclose(lo, [-0.03, 0.01])
+    np.testing.assert_allclose(hi, [-0.01, 0.03])
+    assert D.figure_png(f.plot())[:4] == b"\x89PNG"
+
+
+def test_markdown_cells_escape_pipes_and_markup():
+    from aligneval.report.markdown import esc, table
+
+    t = table(["a", "b"], [["x | y", "<script>*bold*</script>"]])
+    row = t.splitlines()[2]
+    assert len(re.split(r"(?<!\\)\|", row)) == 4  # two cells, the pipe inside is escaped
+    assert "&lt;script&gt;" in row and "\\*bold\\*" in row
+    assert esc("line\nbreak") == "line break"
