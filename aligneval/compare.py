@@ -328,20 +328,28 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
         labels = np.asarray(pa.labels, np.int64)
         if not np.array_equal(labels, np.asarray(pb.labels, np.int64)[order]):
             raise DataError(f"split '{split}': {names[0]} and {names[1]} disagree on gold labels for the same ids")
-        sa, sb, obs = {}, {}, {}
+        # one statistic per distinct (metric, temperatures): suites may record the same metric twice
+        sa, sb, obs, stat_of = {}, {}, {}, {}
+        ranked_a: dict = {}
+        ranked_b: dict = {}
+        ones = np.ones((len(labels), 1))  # the full sample as a "resample": same numbers, no netcal/torch import
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
-            sa[k] = stats.statistic(ra.metric, probs_a, labels, ra.temperature)
-            sb[k] = stats.statistic(rb.metric, probs_b, labels, rb.temperature)
-            ones = np.ones((1, len(labels)))  # the full sample as a "resample": same numbers, no netcal/torch import
-            obs[k] = (float(sa[k](ones)[0]), float(sb[k](ones)[0]))
+            sk = (stats.base_name(rb.metric), ra.temperature, rb.temperature)
+            stat_of[k] = sk
+            if sk in sa:
+                continue
+            sa[sk] = stats.statistic(ra.metric, probs_a, labels, ra.temperature, ranked_a)
+            sb[sk] = stats.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
+            obs[sk] = (float(sa[sk](ones)[0]), float(sb[sk](ones)[0]))
         boot = stats.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
-            va, vb = boot[k]
-            iv = stats.percentile_interval(obs[k][1] - obs[k][0], vb - va, confidence)
+            sk = stat_of[k]
+            va, vb = boot[sk]
+            iv = stats.percentile_interval(obs[sk][1] - obs[sk][0], vb - va, confidence)
             extra = {}
-            for side, rec, val in (("baseline", ra, obs[k][0]), ("candidate", rb, obs[k][1])):
+            for side, rec, val in (("baseline", ra, obs[sk][0]), ("candidate", rb, obs[sk][1])):
                 if not math.isclose(val, rec.value, rel_tol=1e-6, abs_tol=1e-9):
                     comp.warnings.append(f"{rec.metric} [{split}] of {rec.model}: stored {rec.value:.6g} but "
                                          f"the stored predictions give {val:.6g}")

@@ -4,7 +4,7 @@ A prediction is keyed by (weights sha256, config sha256, tokenizer files sha256,
 max_length). The run folder keeps `predictions/<model>/<split>.parquet` (id, label, probs, text_sha256,
 text); a shared cache (`$ALIGNEVAL_CACHE`, default `~/.cache/aligneval/predictions`, `off` disables
 it) holds the same files by key, so re-scoring, re-reporting or adding a suite never re-runs a model.
-A cache hit imports neither torch nor transformers.
+A cache hit loads no model (predict_split imports neither torch nor transformers on a hit).
 """
 
 from __future__ import annotations

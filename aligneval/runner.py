@@ -97,8 +97,10 @@ def _check_out(out: Path, spec: Spec, models: dict[str, str], overwrite: bool) -
 
 def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | None = None,
         out: str | Path | None = None, *, suites: Iterable[str] | None = None, overwrite: bool = False,
-        allow_pickle: bool = False, trust_remote_code: bool = False, progress: bool = True) -> Results:
-    """Evaluate `models` on `spec`; returns the loaded results. See docs/results.md for the document."""
+        allow_pickle: bool = False, trust_remote_code: bool = False, progress: bool = True,
+        extra: dict[str, Any] | None = None) -> Results:
+    """Evaluate `models` on `spec`; returns the loaded results. See docs/results.md for the document.
+    `extra` is stored as is under the document's `extra` key (e.g. the demo's profile)."""
     from aligneval.predict import ModelLoader, inspect_model, predict_split
 
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
@@ -124,7 +126,8 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
     first = next(iter(artifacts))
     split_infos = {s.name: SplitInfo(s.name, s.role, s.source.describe(), examples[(first, s.name)].fingerprint,
                                      len(examples[(first, s.name)])) for s in spec.eval_splits()}
-    model_infos = {n: ModelInfo(n, a.source, a.weights_sha256, a.card) for n, a in artifacts.items()}
+    # suites get the resolved local folder (a hub snapshot for hub ids): needs_models suites load from it
+    model_infos = {n: ModelInfo(n, str(a.path), a.weights_sha256, a.card) for n, a in artifacts.items()}
     context = SuiteContext(models=model_infos, splits=split_infos, predictions=predictions, run_dir=run_dir,
                            seed=spec.seed, examples={s: examples[(first, s)] for s in split_infos},
                            settings={"max_length": spec.max_length, "batch_size": spec.batch_size,
@@ -161,6 +164,8 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
         "curves": [c.to_dict() for c in output.curves],
         "examples": output.examples,
     }
+    if extra:
+        doc["extra"] = dict(extra)
     write_results(run_dir, json.loads(json.dumps(doc, default=_jsonable)))
     return load_results(run_dir)
 

@@ -95,20 +95,24 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
 
 
 def count_chunks(n: int, resamples: int, rng: np.random.Generator, cells: int = CELLS_PER_CHUNK):
-    """Yield W chunks [c, n] of bootstrap counts (each row sums to n), `resamples` rows in total."""
+    """Yield W chunks [n, c] of bootstrap counts: column r says how often each example is drawn in
+    resample r (each column sums to n); `resamples` columns in total. Examples-major, so matrix
+    products and cumulative sums run over contiguous memory."""
     step = max(1, min(resamples, cells // max(n, 1)))
     done = 0
     while done < resamples:
         c = min(step, resamples - done)
         idx = rng.integers(0, n, size=(c, n))
-        idx += (np.arange(c) * n)[:, None]
-        w = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+        idx *= c
+        idx += np.arange(c)[:, None]
+        w = np.bincount(idx.ravel(), minlength=n * c).reshape(n, c).astype(np.float64)
         yield w
         done += c
 
 
-# A "statistic" maps a counts chunk W [c, n] to c metric values of the resampled data.
-Statistic = Callable[[np.ndarray], np.ndarray]
+# A "statistic" maps a counts chunk W [n, c] (and a per-chunk cache shared by statistics of the same
+# predictions) to the c metric values of the resampled data.
+Statistic = Callable[..., np.ndarray]
 FAST: dict[str, Callable[..., Statistic]] = {}
 
 
@@ -126,9 +130,48 @@ def _conf_hit(probs, labels):
     return conf, hit
 
 
+class Ranked:
+    """One model's predictions sorted by confidence (ascending, stable) with tie groups: shared by the
+    rank-based statistics (AURC, AUROC, ACE) so each chunk is gathered and accumulated once."""
+
+    def __init__(self, probs: np.ndarray, labels: np.ndarray):
+        conf, hit = _conf_hit(probs, labels)
+        self.n = len(conf)
+        self.order = np.argsort(conf, kind="stable")
+        self.cs = conf[self.order]
+        self.es = 1.0 - hit[self.order]
+        self.ends = np.r_[np.flatnonzero(self.cs[1:] != self.cs[:-1]), self.n - 1]
+
+    def _get(self, w, cache, name):
+        key = (id(self), name)
+        if cache is None or key not in cache:
+            ws = cache.get((id(self), "ws")) if cache is not None else None
+            if ws is None:
+                ws = w[self.order]
+                if cache is not None:
+                    cache[(id(self), "ws")] = ws
+            if name == "cw":
+                val = ws.cumsum(axis=0)
+            elif name == "ce":
+                val = (ws * self.es[:, None]).cumsum(axis=0)
+            else:  # "cc": cumulative confidence mass
+                val = (ws * self.cs[:, None]).cumsum(axis=0)
+            if cache is None:
+                return val
+            cache[key] = val
+        return cache[key]
+
+    def groups(self, w, cache):
+        """Per tie group: (count, errors) [G, c] and their cumulative sums at the group ends."""
+        cw = self._get(w, cache, "cw")[self.ends]
+        ce = self._get(w, cache, "ce")[self.ends]
+        zero = np.zeros((1, w.shape[1]))
+        return np.diff(cw, axis=0, prepend=zero), np.diff(ce, axis=0, prepend=zero), cw, ce
+
+
 def _mean_of(per_example: np.ndarray) -> Statistic:
     n = len(per_example)
-    return lambda w: (w @ per_example) / n
+    return lambda w, cache=None: (per_example @ w) / n
 
 
 @fast_path("accuracy")
@@ -162,22 +205,21 @@ def _binned(probs, labels, bins):
 @fast_path("ece")
 def _ece(probs, labels, bins=15, **_):
     onehot, gap = _binned(probs, labels, bins)
-    mat = onehot * gap[:, None]
+    mat = np.ascontiguousarray((onehot * gap[:, None]).T)
     n = len(labels)
-    return lambda w: np.abs(w @ mat).sum(axis=1) / n
+    return lambda w, cache=None: np.abs(mat @ w).sum(axis=0) / n
 
 
 @fast_path("mce")
 def _mce(probs, labels, bins=15, **_):
     onehot, gap = _binned(probs, labels, bins)
-    mat = np.hstack([onehot * gap[:, None], onehot])
+    mat = np.ascontiguousarray(np.hstack([onehot * gap[:, None], onehot]).T)
 
-    def stat(w):
-        s = w @ mat
-        gaps, counts = s[:, :bins], s[:, bins:]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_bin = np.where(counts > 0, np.abs(gaps) / np.where(counts > 0, counts, 1), 0.0)
-        return per_bin.max(axis=1)
+    def stat(w, cache=None):
+        s = mat @ w
+        gaps, counts = s[:bins], s[bins:]
+        per_bin = np.abs(gaps) / np.where(counts > 0, counts, 1.0)
+        return np.where(counts > 0, per_bin, 0.0).max(axis=0)
 
     return stat
 
@@ -186,62 +228,97 @@ def _mce(probs, labels, bins=15, **_):
 def _macro_f1(probs, labels, **_):
     k = probs.shape[1]
     pred = probs.argmax(axis=1)
-    cols = []
+    rows = []
     for c in range(k):
-        cols += [(pred == c) & (labels == c), pred == c, labels == c]
-    mat = np.stack(cols, axis=1).astype(np.float64)
+        rows += [(pred == c) & (labels == c), pred == c, labels == c]
+    mat = np.stack(rows).astype(np.float64)
 
-    def stat(w):
-        s = (w @ mat).reshape(len(w), k, 3)
-        tp, npred, ntrue = s[..., 0], s[..., 1], s[..., 2]
+    def stat(w, cache=None):
+        s = (mat @ w).reshape(k, 3, w.shape[1])
+        tp, npred, ntrue = s[:, 0], s[:, 1], s[:, 2]
         denom = npred + ntrue
         present = denom > 0
         f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
-        return f1.sum(axis=1) / present.sum(axis=1)
+        return f1.sum(axis=0) / present.sum(axis=0)
 
     return stat
 
 
-def _groups(values: np.ndarray, descending: bool):
-    order = np.argsort(-values if descending else values, kind="stable")
-    v = values[order]
-    starts = np.r_[0, np.flatnonzero(v[1:] != v[:-1]) + 1]
-    return order, starts
-
-
 @fast_path("aurc")
-def _aurc(probs, labels, **_):
-    conf, hit = _conf_hit(probs, labels)
-    order, starts = _groups(conf, descending=True)
-    err = 1.0 - hit[order]
-    n = len(labels)
+def _aurc(probs, labels, ranked: Ranked | None = None, **_):
+    """Thresholds from high to low confidence: a tie group g (ascending index) is kept together with
+    every higher group, so kept = n - (count below g) and errors likewise."""
+    r = ranked or Ranked(probs, labels)
 
-    def stat(w):
-        ws = w[:, order]
-        kept = np.add.reduceat(ws, starts, axis=1).cumsum(axis=1)
-        errors = np.add.reduceat(ws * err, starts, axis=1).cumsum(axis=1)
-        gained = np.diff(kept, axis=1, prepend=0.0)
+    def stat(w, cache=None):
+        count, err, cw, ce = r.groups(w, cache)
+        n, e_total = cw[-1], ce[-1]
+        kept = n - (cw - count)
+        errors = e_total - (ce - err)
         risk = np.divide(errors, kept, out=np.zeros_like(errors), where=kept > 0)
-        return (gained * risk).sum(axis=1) / n
+        return (count * risk).sum(axis=0) / n
 
     return stat
 
 
 @fast_path("auroc_error")
-def _auroc_error(probs, labels, **_):
-    conf, hit = _conf_hit(probs, labels)
-    order, starts = _groups(conf, descending=False)
-    pos = hit[order]
+def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
+    """Mann-Whitney U of confidence, correct vs wrong, ties counting one half, per resample."""
+    r = ranked or Ranked(probs, labels)
 
-    def stat(w):
-        ws = w[:, order]
-        pos_g = np.add.reduceat(ws * pos, starts, axis=1)
-        neg_g = np.add.reduceat(ws * (1.0 - pos), starts, axis=1)
-        neg_before = neg_g.cumsum(axis=1) - neg_g
-        u = (pos_g * (neg_before + 0.5 * neg_g)).sum(axis=1)
-        n_pos, n_neg = pos_g.sum(axis=1), neg_g.sum(axis=1)
+    def stat(w, cache=None):
+        count, neg, cw, ce = r.groups(w, cache)
+        pos = count - neg
+        u = (pos * (ce - neg + 0.5 * neg)).sum(axis=0)
+        n_neg = ce[-1]
+        n_pos = cw[-1] - n_neg
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+    return stat
+
+
+@fast_path("ace")
+def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
+    """Equal-mass bins move with each resample: the quantile edges (np.quantile, linear) of the
+    resampled confidences are read off the cumulative counts by a vectorized binary search; bin sums
+    are differences of cumulative sums at the bin ends."""
+    r = ranked or Ranked(probs, labels)
+    n = r.n
+    h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
+    lo = np.floor(h).astype(np.int64)
+    frac = h - lo
+    targets = np.r_[lo, np.minimum(lo + 1, n - 1)]  # order statistics needed, 0-based
+
+    def stat(w, cache=None):
+        cw = r._get(w, cache, "cw")
+        ce = r._get(w, cache, "ce")
+        cc = r._get(w, cache, "cc")
+        c = w.shape[1]
+        cols = np.arange(c)
+        # first sorted row i with cw[i] > j, for every target j and column, by bisection
+        left = np.zeros((len(targets), c), dtype=np.int64)
+        right = np.full((len(targets), c), n - 1, dtype=np.int64)
+        tj = targets[:, None].astype(np.float64)
+        while np.any(left < right):
+            mid = (left + right) // 2
+            above = cw[mid, cols] > tj
+            right = np.where(above, mid, right)
+            left = np.where(above, left, mid + 1)
+        vals = r.cs[left]
+        x_lo, x_hi = vals[: bins + 1], vals[bins + 1:]
+        edges = x_lo + frac[:, None] * (x_hi - x_lo)
+        cut = np.searchsorted(r.cs, edges[1:-1].ravel(), side="left").reshape(bins - 1, c)
+        last = np.vstack([cut, np.full((1, c), n)]) - 1  # last sorted row of each bin (-1: before the first)
+        safe = np.maximum(last, 0)
+        take = lambda m: np.where(last >= 0, m[safe, cols], 0.0)  # noqa: E731
+        zero = np.zeros((1, c))
+        count = np.diff(take(cw), axis=0, prepend=zero)
+        s_conf = np.diff(take(cc), axis=0, prepend=zero)
+        s_hit = count - np.diff(take(ce), axis=0, prepend=zero)
+        full = count > 0
+        gap = np.where(full, np.abs(s_hit - s_conf) / np.where(full, count, 1.0), 0.0)
+        return gap.sum(axis=0) / full.sum(axis=0)
 
     return stat
 
@@ -251,29 +328,41 @@ def generic_statistic(metric_fn, probs, labels) -> Statistic:
     n = len(labels)
     ar = np.arange(n)
 
-    def stat(w):
-        out = np.empty(len(w))
-        for r, row in enumerate(w):
-            idx = np.repeat(ar, row.astype(np.int64))
+    def stat(w, cache=None):
+        out = np.empty(w.shape[1])
+        for r in range(w.shape[1]):
+            idx = np.repeat(ar, w[:, r].astype(np.int64))
             out[r] = metric_fn(probs[idx], labels[idx])
         return out
 
     return stat
 
 
-def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None) -> Statistic:
-    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists)."""
+RANKED_FAMILIES = {"aurc", "auroc_error", "ace"}
+
+
+def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,
+              ranked: dict | None = None) -> Statistic:
+    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
+    `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
+    one sorted view."""
     name = base_name(metric)
     m = get_metric(name)
-    probs = apply_temperature(np.asarray(probs, dtype=np.float64), temperature)
-    labels = np.asarray(labels, dtype=np.int64)
     family, _, param = name.partition("@")
+    scaled = apply_temperature(np.asarray(probs, dtype=np.float64), temperature)
+    labels = np.asarray(labels, dtype=np.int64)
     if family in FAST:
         kwargs = {"bins": int(param)} if param else dict(m.params or {})
-        return FAST[family](probs, labels, **kwargs)
+        if family in RANKED_FAMILIES:
+            if ranked is None:
+                ranked = {}
+            if temperature not in ranked:
+                ranked[temperature] = Ranked(scaled, labels)
+            kwargs["ranked"] = ranked[temperature]
+        return FAST[family](scaled, labels, **kwargs)
     if m.fn is None:
         raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
-    return generic_statistic(m.fn, probs, labels)
+    return generic_statistic(m.fn, scaled, labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,9 +402,10 @@ def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic]
     rng = split_rng(seed, split)
     out = {k: ([], []) for k in stats_a}
     for w in count_chunks(n, resamples, rng):
+        cache: dict = {}  # sorted views and cumulative sums shared by the statistics of this chunk
         for k in stats_a:
-            out[k][0].append(stats_a[k](w))
-            out[k][1].append(stats_b[k](w))
+            out[k][0].append(stats_a[k](w, cache))
+            out[k][1].append(stats_b[k](w, cache))
     return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in out.items()}
 
 
@@ -340,7 +430,7 @@ def bootstrap_mean_difference(x: np.ndarray, y: np.ndarray, *, resamples: int = 
     x, y = np.asarray(x, float), np.asarray(y, float)
     d = y - x
     rng = np.random.default_rng(seed)
-    vals = np.concatenate([w @ d / len(d) for w in count_chunks(len(d), resamples, rng)])
+    vals = np.concatenate([d @ w / len(d) for w in count_chunks(len(d), resamples, rng)])
     return percentile_interval(float(d.mean()), vals, confidence)
 
 

@@ -61,7 +61,7 @@ def test_interval_equals_a_plain_bootstrap_of_the_metric(run, comp):
         fn = stats.get_metric(stats.base_name(metric)).fn
         deltas = []
         for w in stats.count_chunks(len(labels), 200, stats.split_rng(0, split)):
-            for wr in w:
+            for wr in w.T:
                 idx = np.repeat(np.arange(len(labels)), wr.astype(int))
                 deltas.append(fn(pb[idx], labels[idx]) - fn(pa[idx], labels[idx]))
         lo, hi = np.quantile(deltas, [0.025, 0.975])

@@ -229,13 +229,51 @@ def test_bad_inputs_one_line_no_results(models, tmp_path, capsys):
         assert not (out / "results.json").exists(), label
 
 
-def test_opt_ins_make_the_same_inputs_work(models, tmp_path):
+def test_opt_ins_make_the_same_inputs_work(models, tmp_path, capsys):
     _, pickled, data = _bad_cases(models, tmp_path)
     spec = data / "ok.toml"
     spec.write_text(SPEC.replace('path = "ood.jsonl"', 'path = "nulls.jsonl"\non_empty = "skip"'))
-    results = run(spec, {"x": str(pickled)}, tmp_path / "out", allow_pickle=True, progress=False)
+    assert main(["run", str(spec), "--model", f"x={pickled}", "--allow-pickle", "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    assert "shifted: skipped 2 null or empty text(s)" in capsys.readouterr().out
+    results = load_results(tmp_path / "out")
     assert results.doc["data"]["shifted"]["skipped"] == 2 and results.doc["data"]["shifted"]["size"] == 2
     mapped = data / "mapped.toml"
     mapped.write_text(SPEC.replace('path = "ood.jsonl"', 'path = "strings.jsonl"\nlabel_map = { neg = 0, pos = 1 }'))
     results = run(mapped, {"x": str(models["baseline"])}, tmp_path / "out2", progress=False)
     assert results.predictions("x", "shifted").labels.tolist() == [1, 0]
+
+
+def test_suites_are_pure_functions_of_predictions(tmp_path):
+    """Suites on a synthetic context (no model): drop orientation, undefined values, curve thinning."""
+    from aligneval.suites import get_suite
+    from aligneval.suites.base import ModelInfo, Predictions, SplitInfo, SuiteContext
+    from aligneval.metrics import get_metric, softmax
+
+    rng = np.random.default_rng(0)
+
+    def preds(n, skill, sharp):
+        labels = rng.integers(0, 2, n)
+        logits = rng.normal(size=(n, 2))
+        logits[np.arange(n), labels] += skill
+        return Predictions([f"i{i}" for i in range(n)], labels, softmax(logits * sharp))
+
+    p = {("m", "dev"): preds(300, 2, 1), ("m", "test"): preds(300, 2, 1), ("m", "far"): preds(300, 0.3, 3)}
+    perfect = p[("m", "test")]
+    p[("m", "test")] = Predictions(perfect.ids, perfect.probs.argmax(1), perfect.probs)  # every prediction right
+    ctx = SuiteContext(models={"m": ModelInfo("m", "x")},
+                       splits={s: SplitInfo(s, r, s, "fp", 300) for s, r in (("dev", "dev"), ("test", "test"), ("far", "ood"))},
+                       predictions=p, run_dir=tmp_path)
+    ood = get_suite("ood")
+    out = ood.fn(ctx, dict(ood.defaults))
+    by = {r.metric: r for r in out.records}
+    ece_in = get_metric("ece@15")(p[("m", "test")].probs, p[("m", "test")].labels)
+    ece_out = get_metric("ece@15")(p[("m", "far")].probs, p[("m", "far")].labels)
+    assert by["drop:ece@15"].value == pytest.approx(ece_out - ece_in) and by["drop:ece@15"].higher_is_better is False
+    assert by["drop:accuracy"].value == pytest.approx(1.0 - by["accuracy"].value)
+    unc = get_suite("uncertainty")
+    out = unc.fn(ctx, {**unc.defaults, "curve_points": 10})
+    test_err = [r for r in out.records if r.metric == "auroc_error" and r.split == "test"][0]
+    assert test_err.value is None and "undefined" in test_err.extra
+    curve = [c for c in out.curves if c.split == "far"][0].data
+    assert len(curve["coverage"]) <= 11 and curve["coverage"][-1] == 1.0 and curve["points_total"] > 10

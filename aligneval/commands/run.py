@@ -49,4 +49,9 @@ def print_summary(results) -> None:
         table.add_column(m, justify="right")
     for (suite, metric, split), values in rows.items():
         table.add_row(suite, metric, split, *("-" if values.get(m) is None else f"{values[m]:.4f}" for m in models))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for split, info in results.doc["data"].items():
+        if info.get("skipped"):
+            console.print(f"{split}: skipped {info['skipped']} null or empty text(s) (on_empty = \"skip\"); "
+                          f"evaluated {info['size']}", markup=False, soft_wrap=True)

@@ -14,13 +14,14 @@ def register(app: typer.Typer) -> None:
         from aligneval.spec import builtin_specs
         from aligneval.suites import get_suite, suite_names
 
+        specs = builtin_specs()
+        width = max(len(n) for n in suite_names() + list(specs)) + 2
         typer.echo("suites:")
         for name in suite_names():
-            info = get_suite(name)
-            typer.echo(f"  {name:<14} {info.description}")
+            typer.echo(f"  {name:<{width}}{get_suite(name).description}")
         typer.echo("specs:")
-        for name, path in builtin_specs().items():
-            typer.echo(f"  {name:<14} {_spec_line(path)}")
+        for name, path in specs.items():
+            typer.echo(f"  {name:<{width}}{_spec_line(path)}")
         return 0
 
     @group.command("show")

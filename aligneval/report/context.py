@@ -100,7 +100,9 @@ def comparison_row(r: dict) -> dict[str, Any]:
         "metric": r["metric"], "label": metric_label(r["metric"]), "split": r["split"], "suite": r["suite"],
         "baseline": fmt(r["baseline"]), "candidate": fmt(r["candidate"]), "delta": fmt_delta(r["delta"]),
         "ci": fmt_ci(r["ci_low"], r["ci_high"]), "p": fmt_p(r["p_value"]), "verdict": r["verdict"],
-        "verdict_text": VERDICT_SYMBOL.get(r["verdict"], r["verdict"]), "n": fmt(r["n"]),
+        "verdict_text": VERDICT_SYMBOL.get(r["verdict"], r["verdict"]),
+        "verdict_symbol": VERDICT_SYMBOL.get(r["verdict"], "– " + r["verdict"]).split(" ", 1)[0],
+        "verdict_word": VERDICT_SYMBOL.get(r["verdict"], "– " + r["verdict"]).split(" ", 1)[1], "n": fmt(r["n"]),
         "direction": "↑" if r["higher_is_better"] else ("↓" if r["higher_is_better"] is False else ""),
         "method": r.get("method", ""),
     }
@@ -195,8 +197,10 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
                 disp = None
             if disp is None:
                 continue
+            role = roles.get(s, "")
             plots_.append(_plot(f"{key}_{s}", disp.plot(colors=colors), f"{title} · {s}",
-                                f"{title} of {base_model} and {cand_model} on {s} ({roles.get(s, '')})"))
+                                f"{title} of {base_model} and {cand_model} on {s}"
+                                + (f" ({role} split)" if role and role != s else "")))
         if plots_:
             sections.append(Section(key, title, intro, plots_))
     if primary and oods and same_run:

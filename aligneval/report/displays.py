@@ -307,7 +307,7 @@ class ForestDisplay:
         for r in comparison_records:
             if r.get("delta") is None or r.get("ci_low") is None or r.get("higher_is_better") is None:
                 continue
-            rows.append({"label": f"{r['metric']} [{r['split']}]", "delta": r["delta"], "ci_low": r["ci_low"],
+            rows.append({"label": f"{r['metric']} · {r['split']}", "delta": r["delta"], "ci_low": r["ci_low"],
                          "ci_high": r["ci_high"], "verdict": r["verdict"], "higher_is_better": r["higher_is_better"]})
         return cls(rows[:max_rows], confidence)
 
@@ -323,7 +323,7 @@ class ForestDisplay:
         plt = _plt()
         n = len(self.rows)
         if ax is None:
-            _, ax = plt.subplots(figsize=(6.4, 0.9 + 0.26 * max(n, 1)))
+            _, ax = plt.subplots(figsize=(5.6, 1.0 + 0.24 * max(n, 1)))
         d, lo, hi = self.oriented()
         y = np.arange(n)[::-1]
         for yi, di, l, h, r in zip(y, d, lo, hi, self.rows):
@@ -331,7 +331,7 @@ class ForestDisplay:
             ax.plot([l, h], [yi, yi], color=c, lw=2.2, solid_capstyle="round")
             ax.plot([di], [yi], "o", color=c, ms=5.5, mec="white", mew=0.8)
         ax.axvline(0, color="#374151", lw=1)
-        splits = [r["label"].rsplit("[", 1)[-1] for r in self.rows]
+        splits = [r["label"].rsplit(" · ", 1)[-1] for r in self.rows]
         for i in range(1, n):
             if splits[i] != splits[i - 1]:
                 ax.axhline(y[i] + 0.5, color="#9CA3AF", lw=0.8, ls=":")
@@ -339,7 +339,7 @@ class ForestDisplay:
         lim = np.nanmax(np.abs(np.r_[lo, hi, 1e-6])) * 1.1
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-0.7, n - 0.3)
-        ax.set_xlabel("Δ candidate − baseline, sign flipped for lower-is-better metrics  (→ candidate better)")
+        ax.set_xlabel("Δ (candidate − baseline), flipped for lower-is-better\n← baseline better      candidate better →")
         ax.set_title(f"Differences with {self.confidence:.0%} intervals")
         ax.grid(True, axis="x", color=GRID)
         ax.set_axisbelow(True)

@@ -1,0 +1,142 @@
+"""Time to score + compare + report a run from cached predictions (no model anywhere).
+
+    python benchmarks/report_speed.py [--n 100000] [--resamples 1000] [--out DIR] [--json]
+
+Builds a synthetic run folder with two models ("baseline", "aligned") whose cached predictions hold
+--n examples each in total, split 60/20/20 over test / dev / ood (binary labels, probabilities of two
+differently calibrated models). Setup (writing the parquet files) is not timed. Then it times, in one
+process, what `aligneval run` does after prediction and what `aligneval report` does:
+  score   read the cached predictions and run the built-in suites accuracy, calibration (temperature
+          fitted on dev), uncertainty and ood; write results.json
+  compare paired bootstrap (--resamples) of every prediction-basis record + exact McNemar
+  report  comparison.json, report.html and report.md + plots
+With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+SPLITS = {"test": ("test", 0.6), "dev": ("dev", 0.2), "ood": ("ood", 0.2)}
+MODELS = {"baseline": (1.6, 1.8), "aligned": (1.8, 1.2)}  # (skill, sharpness) of the synthetic logits
+
+
+def synthetic_run(root: Path, n: int, seed: int = 0):
+    """Parquet predictions for two models plus the SuiteContext that `aligneval run` would build."""
+    from aligneval.data import Examples
+    from aligneval.predict import write_predictions
+    from aligneval.suites.base import ModelInfo, Predictions, SplitInfo, SuiteContext
+
+    rng = np.random.default_rng(seed)
+    splits, preds, examples = {}, {}, {}
+    for split, (role, share) in SPLITS.items():
+        size = int(n * share)
+        labels = rng.integers(0, 2, size)
+        ids = [f"{split}-{i:07d}" for i in range(size)]
+        texts = [f"synthetic {split} text number {i}" for i in range(size)]
+        ex = Examples(ids=ids, texts=texts, labels=labels, label_names=["negative", "positive"], source=f"{split}.jsonl")
+        examples[split] = ex
+        splits[split] = SplitInfo(split, role, ex.source, ex.fingerprint, size)
+        shift = 0.7 if role == "ood" else 0.0
+        for name, (skill, sharp) in MODELS.items():
+            z = rng.normal(size=(size, 2))
+            z[np.arange(size), labels] += skill - shift
+            z *= sharp
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            pr = Predictions(ids, labels, p, texts)
+            sha = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+            write_predictions(root / "predictions" / name / f"{split}.parquet", pr, sha, {"synthetic": True})
+    models = {m: ModelInfo(m, f"synthetic/{m}", hashlib.sha256(m.encode()).hexdigest(), None) for m in MODELS}
+    return models, splits, examples
+
+
+def score(root: Path, models, splits, examples) -> None:
+    """What `aligneval run` does after prediction: read the cache, run the suites, write results.json."""
+    import datetime as dt
+
+    from aligneval.predict import read_predictions
+    from aligneval.results import SCHEMA_VERSION, write_results
+    from aligneval.records import SuiteOutput
+    from aligneval.suites import get_suite
+    from aligneval.suites.base import SuiteContext
+
+    preds = {(m, s): read_predictions(root / "predictions" / m / f"{s}.parquet")[0] for m in models for s in splits}
+    ctx = SuiteContext(models=models, splits=splits, predictions=preds, run_dir=root, seed=0, examples=examples)
+    out = SuiteOutput()
+    for name in ("accuracy", "calibration", "uncertainty", "ood"):
+        info = get_suite(name)
+        out.extend(info.fn(ctx, dict(info.defaults)))
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "aligneval_version": "bench",
+        "environment": {"python": sys.version.split()[0], "packages": {"numpy": np.__version__}, "device": "cpu",
+                        "torch_threads": None},
+        "spec": {"name": "report-speed", "path": None, "sha256": "0" * 64},
+        "seed": 0,
+        "models": {m: {"path": i.path, "weights_sha256": i.weights_sha256, "card": None} for m, i in models.items()},
+        "data": {s: {"role": i.role, "source": i.source, "fingerprint": i.fingerprint, "size": i.size, "skipped": 0,
+                     "label_names": ["negative", "positive"]} for s, i in splits.items()},
+        "records": [r.to_dict() for r in out.records],
+        "curves": [c.to_dict() for c in out.curves],
+        "examples": out.examples,
+    }
+    write_results(root, json.loads(json.dumps(doc, default=float)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100_000, help="cached predictions per model (all splits together)")
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=None, help="keep the run and report here (default: a temp dir)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="aligneval-report-speed-") as tmp:
+        root = args.out or Path(tmp)
+        run_dir, report_dir = root / "run", root / "report"
+        t0 = time.perf_counter()
+        models, splits, examples = synthetic_run(run_dir, args.n)
+        setup = time.perf_counter() - t0
+
+        from aligneval.compare import compare
+        from aligneval.report import build_report
+
+        t = {}
+        start = time.perf_counter()
+        score(run_dir, models, splits, examples)
+        t["score"] = time.perf_counter() - start
+        start = time.perf_counter()
+        comp = compare(run_dir, resamples=args.resamples)
+        t["compare"] = time.perf_counter() - start
+        start = time.perf_counter()
+        paths = build_report(run_dir, report_dir, comparison=comp)
+        t["report"] = time.perf_counter() - start
+        total = sum(t.values())
+        n_boot = sum(1 for r in comp.records if r.get("resamples"))
+        print(f"{args.n:,} cached predictions per model, {len(comp.records)} comparison records "
+              f"({n_boot} bootstrapped x {args.resamples:,} resamples), setup {setup:.1f} s (not timed)")
+        for k, v in t.items():
+            print(f"  {k:<8} {v:6.2f} s")
+        print(f"  {'total':<8} {total:6.2f} s   (target <= 10 s on 2 cores)   report: {paths.html}")
+        if args.json:
+            print(json.dumps({"seconds": round(total, 3), **{k: round(v, 3) for k, v in t.items()},
+                              "n_per_model": args.n, "resamples": args.resamples, "records": len(comp.records),
+                              "bootstrapped": n_boot, "cpu_count": os.cpu_count()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

