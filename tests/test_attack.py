@@ -25,9 +25,10 @@ def test_shipped_stopwords_are_nltks_english_list():
     words = [w for w in words if w]
     assert len(words) == 179 == len(set(words))
     assert {"i", "ourselves", "mightn't", "wouldn't", "should've", "ma"} <= set(words)
-    # nltk's own reader reads it from the shipped folder
+    # nltk's own reader reads it from the shipped folder, once that folder is on nltk's path
     from nltk.corpus.reader import StopwordsCorpusReader
 
+    resources.register_nltk_paths()
     reader = StopwordsCorpusReader(str(resources.SHIPPED_NLTK_DATA / "corpora" / "stopwords"), ["english"])
     assert reader.words("english") == words
 
@@ -55,7 +56,7 @@ def _fake_debian(tmp_path: Path) -> tuple[Path, Path]:
     for name in resources.WORDNET_FILES:
         (src / name).write_text(f"content of {name}\n")
     man = tmp_path / "lexnames.5WN.gz"
-    lines = "".join(f"{i:02d}\tnoun.n{i}\tdesc\n" for i in range(45))
+    lines = "".join(f"{i:02d}\tnoun.n{chr(97 + i % 26)}\tdesc\n" for i in range(45))
     with gzip.open(man, "wt") as fh:
         fh.write(lines)
     return src, man
@@ -69,7 +70,7 @@ def test_build_wordnet_copies_files_not_links(tmp_path):
         assert not (folder / name).is_symlink()
         assert (folder / name).read_text() == f"content of {name}\n"
     lex = (folder / "lexnames").read_text().splitlines()
-    assert len(lex) == 45 and lex[0] == "00\tnoun.n0\t1"
+    assert len(lex) == 45 and lex[0] == "00\tnoun.na\t1"
     assert not (folder.parent / "wordnet.partial").exists()
 
 
@@ -80,12 +81,15 @@ def test_build_wordnet_names_missing_files(tmp_path):
         resources.build_wordnet(tmp_path / "out", source=src, lexnames_man=man)
 
 
+@pytest.mark.filterwarnings("ignore:The multilingual functions")
 @pytest.mark.skipif(not resources.debian_wordnet_available(), reason="Debian WordNet not installed")
-def test_real_wordnet_built_from_debian_reads_with_nltk(tmp_path):
-    target = tmp_path / "nltk_data"
-    resources.build_wordnet(target)
+def test_real_wordnet_built_from_debian_reads_with_nltk(tmp_path, monkeypatch):
+    import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
+    target = tmp_path / "nltk_data"
+    resources.build_wordnet(target)
+    monkeypatch.setattr(nltk.data, "path", list(nltk.data.path) + [str(target)])
     wn = WordNetCorpusReader(str(target / "corpora" / "wordnet"), None)
     assert "good.a.01" in {s.name() for s in wn.synsets("good")}
     assert wn.synset("dog.n.01").lexname() == "noun.animal"
@@ -95,6 +99,8 @@ def test_real_wordnet_built_from_debian_reads_with_nltk(tmp_path):
 def test_status_says_how_to_get_wordnet(monkeypatch, tmp_path):
     monkeypatch.setenv("ALIGNEVAL_CACHE", str(tmp_path))
     monkeypatch.setattr(resources, "find_nltk", lambda name: None)
+    monkeypatch.setattr(resources, "debian_wordnet_available", lambda: True)
+    assert recipes.unavailable_reason("pwws") is None  # buildable from Debian's files: it will be built
     monkeypatch.setattr(resources, "debian_wordnet_available", lambda: False)
     st = resources.wordnet_status()
     assert not st.ok and "apt-get install wordnet-base wordnet-sense-index" in st.how_to_get
@@ -264,7 +270,7 @@ ta = load_textattack()
 import nltk
 print(json.dumps({"same_env": dict(os.environ) == before, "hf_home": os.environ.get("HF_HOME"),
                   "user_logger_disabled": logging.getLogger("user.logger").disabled,
-                  "paths": nltk.data.path[-3:], "ta": ta.__name__}))
+                  "paths": nltk.data.path, "ta": ta.__name__}))
 """
     home = tmp_path / "home"
     home.mkdir()
@@ -276,6 +282,7 @@ print(json.dumps({"same_env": dict(os.environ) == before, "hf_home": os.environ.
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["same_env"] and got["hf_home"] == str(tmp_path / "hf")
     assert not got["user_logger_disabled"]
-    assert got["paths"] == [str(tmp_path / "mine"), str(resources.SHIPPED_NLTK_DATA), str(tmp_path / "cache" / "nltk_data")]
+    assert got["paths"][0] == str(tmp_path / "mine")  # the user's folder first, ours appended
+    assert got["paths"][-2:] == [str(resources.SHIPPED_NLTK_DATA), str(tmp_path / "cache" / "nltk_data")]
     assert not (tmp_path / "ta" / "post_install_check_3").exists()  # no false "downloads done" flag
     assert "Downloading NLTK" not in out.stderr

@@ -169,3 +169,31 @@ def test_cli_list_and_show(capsys):
     assert "role ood" in capsys.readouterr().out
     assert main(["suites", "show", "calibraton"]) == 2
     assert "did you mean 'calibration'" in capsys.readouterr().err
+
+
+def test_third_party_suite_via_entry_point(tmp_path, monkeypatch):
+    """A plugin registers through the `aligneval.suites` entry-point group, loaded lazily on first lookup."""
+    import importlib.metadata as md
+
+    import aligneval.suites as suites_pkg
+    from aligneval.suites.base import SUITES
+
+    (tmp_path / "my_ae_plugin.py").write_text(textwrap.dedent('''
+        from aligneval.records import SuiteOutput
+        from aligneval.suites.base import register_suite
+
+        @register_suite("my-suite", "counts examples", {"scale": 1.0})
+        def my_suite(ctx, settings):
+            return SuiteOutput()
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = md.EntryPoint(name="my-suite", value="my_ae_plugin", group="aligneval.suites")
+    real = md.entry_points
+    monkeypatch.setattr(md, "entry_points", lambda **kw: [ep] if kw.get("group") == "aligneval.suites" else real(**kw))
+    monkeypatch.setattr(suites_pkg, "_loaded", False)
+    try:
+        assert "my-suite" in suites_pkg.suite_names()
+        spec = load_spec(write(tmp_path, GOOD.replace("[suites.ood]", "[suites.my-suite]\nscale = 2")))
+        assert spec.suites["my-suite"].settings == {"scale": 2}
+    finally:
+        SUITES._items.pop("my-suite", None)

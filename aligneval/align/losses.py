@@ -172,6 +172,23 @@ def token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return per_example_head.flatten(1).mean(1)
 
 
+def valid_tokens(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, B, H, L, d] -> ([N, T, H, d] for the T valid tokens of the batch, weights [T] = 1/n_b).
+
+    Gathering the valid tokens skips padding entirely (no compute, exactly zero gradient there);
+    the weights turn a sum over tokens into each example's mean over its own tokens.
+    """
+    valid = mask.bool()
+    counts = valid.sum(-1, keepdim=True).clamp_min(1).to(x.dtype).expand_as(valid)
+    return x.transpose(2, 3)[:, valid], (1.0 / counts)[valid]
+
+
+def weighted_token_mean(values: torch.Tensor, weights: torch.Tensor, batch: int) -> torch.Tensor:
+    """[N, T, H] or [N, T] per-token values -> [N]: per-example token means averaged over B (and H)."""
+    per_token = values.mean(-1) if values.dim() == 3 else values
+    return (per_token * weights).sum(-1) / batch
+
+
 # ----------------------------------------------------------------------------- pure divergences
 
 
@@ -205,6 +222,86 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+MEDIAN_SAMPLE = 32  # bandwidth: median over ≤ 32×32 strided valid key–query pairs per example/head
+MMD_CHUNK = 48  # groups per chunk: keeps each [chunk, L, L] block cache-resident
+
+
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, sample: int = MEDIAN_SAMPLE) -> torch.Tensor:
+    """Median squared key–query distance per group (detached), [G].
+
+    Exact (over all valid pairs) when L ≤ `sample`; otherwise estimated from `sample` valid
+    positions per group taken at even strides, which keeps the cost independent of L².
+    """
+    with torch.no_grad():
+        length = x.shape[-2]
+        if length <= sample:
+            pair = valid[..., :, None] & valid[..., None, :]
+            d = torch.where(pair, squared_distances(x, y), torch.nan)
+            med = torch.nanmedian(d.flatten(-2), dim=-1).values
+        else:
+            order = torch.argsort((~valid).to(torch.int8), dim=-1, stable=True)  # valid positions first
+            n = valid.sum(-1, keepdim=True).clamp_min(1)
+            picks = order.gather(-1, torch.arange(sample, device=x.device)[None, :] * n // sample)
+            index = picks[..., None].expand(-1, -1, x.shape[-1])
+            d = squared_distances(x.gather(-2, index), y.gather(-2, index))
+            med = d.flatten(-2).median(dim=-1).values
+        return torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)
+
+
+def _kernel_and_slope(d: torch.Tensor, med: torch.Tensor, scales: tuple[float, ...]):
+    """k(d) = Σ_s exp(−d/(s·m)) and A = −∂k/∂d = Σ_s exp(−d/(s·m))/(s·m).
+
+    For scales that double (0.25, 0.5, …, 4) one exp and repeated squaring give all terms.
+    """
+    ordered = sorted(scales, reverse=True)
+    doubling = all(math.isclose(a, 2 * b) for a, b in zip(ordered, ordered[1:]))
+    m = med[:, None, None]
+    kernel = slope = None
+    term = None
+    for i, sc in enumerate(ordered):
+        term = torch.exp(-d / (sc * m)) if (i == 0 or not doubling) else term * term
+        kernel = term if kernel is None else kernel + term
+        slope = term / sc if slope is None else slope + term / sc
+    return kernel, slope / m
+
+
+class _PairedMMD(torch.autograd.Function):
+    """Value and analytic gradient of the paired unbiased MMD², computed chunk by chunk.
+
+    With A_ij = −∂k/∂d at d_ij = ||a_i − b_j||²: ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j).
+    Only [G, L, d] gradients are kept, never the [G, L, L] intermediates autograd would store.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, valid, med, scales, chunk):
+        value = x.new_zeros(x.shape[0])
+        gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+        want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        vf = valid.to(x.dtype)
+        for start in range(0, x.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            xs, ys, v, m = x[sl], y[sl], vf[sl], med[sl]
+            w = v[:, :, None] * v[:, None, :]
+            w.diagonal(dim1=-2, dim2=-1).zero_()  # the U-statistic skips i = j
+            n = v.sum(-1)
+            norm = 1.0 / (n * (n - 1)).clamp_min(1.0)
+            # (a, b, sign): xx and yy enter with +1; the two equal cross sums with −2.
+            for a, b, sign, ga, gb in ((xs, xs, 1.0, gx, gx), (ys, ys, 1.0, gy, gy), (xs, ys, -2.0, gx, gy)):
+                kernel, slope = _kernel_and_slope(squared_distances(a, b), m, scales)
+                value[sl] += sign * norm * (kernel * w).sum((-1, -2))
+                if want:
+                    aw = slope * w
+                    scale = (sign * norm)[:, None, None]
+                    ga[sl] += scale * -2.0 * (aw.sum(-1)[..., None] * a - aw @ b)
+                    gb[sl] += scale * -2.0 * (aw.sum(-2)[..., None] * b - aw.transpose(-1, -2) @ a)
+        ctx.save_for_backward(gx, gy)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        gx, gy = ctx.saved_tensors
+        g = grad[:, None, None]
+        return g * gx, g * gy, None, None, None, None
 
 
 def mmd2_unbiased(
@@ -213,26 +310,15 @@ def mmd2_unbiased(
     """Unbiased squared MMD between paired clouds x_i, y_i (the key and query of token i).
 
     x, y: [G, L, d]; valid: bool [G, L]. Kernel: Σ_s exp(−||a−b||² / (s·m)), m = median squared
-    key–query distance over valid pairs (detached). The U-statistic of Gretton et al. (2012, Lemma 6)
-    with n = m: all three sums skip i = j, because k_i and q_i come from the same token and are not
-    independent. Returns (value [G], usable [G]) where usable needs ≥ 2 valid tokens.
+    key–query distance (`median_bandwidth`, detached). The U-statistic of Gretton et al. (2012,
+    Lemma 6) with n = m: all three sums skip i = j, because k_i and q_i come from the same token and
+    are not independent. Returns (value [G], usable [G]) where usable needs ≥ 2 valid tokens.
     """
-    vi, vj = valid[..., :, None], valid[..., None, :]
-    pair = vi & vj
-    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
-    off = pair & ~eye
-    dxx, dyy, dxy = squared_distances(x, x), squared_distances(y, y), squared_distances(x, y)
-    with torch.no_grad():
-        med = torch.nanmedian(torch.where(pair, dxy, torch.nan).flatten(-2), dim=-1).values
-        med = torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)[..., None, None]
-
-    def kernel(d: torch.Tensor) -> torch.Tensor:
-        return sum(torch.exp(-d / (s * med)) for s in scales)
-
-    h = kernel(dxx) + kernel(dyy) - kernel(dxy) - kernel(dxy.transpose(-1, -2))
-    n = valid.sum(-1).to(x.dtype)
-    value = torch.where(off, h, torch.zeros_like(h)).sum((-1, -2)) / (n * (n - 1)).clamp_min(1.0)
-    return value, n >= 2
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    x, y = torch.where(valid[..., None], x, zero), torch.where(valid[..., None], y, zero)
+    med = median_bandwidth(x, y, valid)
+    value = _PairedMMD.apply(x, y, valid, med, tuple(float(s) for s in scales), MMD_CHUNK)
+    return value, valid.sum(-1) >= 2
 
 
 def _softmin(eps: torch.Tensor, cost: torch.Tensor, logw_h: torch.Tensor) -> torch.Tensor:
@@ -318,11 +404,12 @@ class GanAligner(Aligner):
         self.disc = Discriminator(n_layers, d_head, width, dropout)
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        k, q = zero_padding(k, mask), zero_padding(q, mask)
-        real = self.disc(grad_reverse(k))
-        fake = self.disc(q.detach())
+        kt, weights = valid_tokens(k, mask)  # padding is never computed on
+        qt, _ = valid_tokens(q, mask)
+        real = self.disc(grad_reverse(kt))
+        fake = self.disc(qt.detach())
         per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
-        return token_mean(per_token, mask)
+        return weighted_token_mean(per_token, weights, mask.shape[0])
 
 
 NAVIGATOR_RULES = ("ct", "adversarial")
@@ -364,21 +451,26 @@ class CTAligner(Aligner):
         return tk, tq, pk, pq
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        k, q = zero_padding(k, mask), zero_padding(q, mask)
-        tk, tq, pk, pq = self.features(k, q)
-        valid = token_mask(mask)  # [1, B, 1, L]
         if self.axis == "tokens":
+            k, q = zero_padding(k, mask), zero_padding(q, mask)
+            tk, tq, pk, pq = self.features(k, q)
+            valid = token_mask(mask)  # [1, B, 1, L]
             cost = 1.0 - tk @ tq.transpose(-1, -2)  # [N, B, H, L, L]
             scores = pk @ pq.transpose(-1, -2)
             v = valid.expand(*cost.shape[:-1])
             ct = conditional_transport(cost, scores, v, v, self.rho)  # [N, B, H]
             return ct.flatten(1).mean(1)
-        tk, tq, pk, pq = (t.transpose(2, 3) for t in (tk, tq, pk, pq))  # [N, B, L, H, 16]
-        cost = 1.0 - tk @ tq.transpose(-1, -2)  # [N, B, L, H, H]
+        return self._across_heads(k, q, mask)
+
+    def _across_heads(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kt, weights = valid_tokens(k, mask)  # [N, T, H, d]
+        qt, _ = valid_tokens(q, mask)
+        tk, tq, pk, pq = self.features(kt, qt)
+        cost = 1.0 - tk @ tq.transpose(-1, -2)  # [N, T, H, H]
         scores = pk @ pq.transpose(-1, -2)
         heads = torch.ones(cost.shape[:-1], dtype=torch.bool, device=cost.device)
-        ct = conditional_transport(cost, scores, heads, heads, self.rho)  # [N, B, L]
-        return token_mean(ct[:, :, None, :], mask)
+        ct = conditional_transport(cost, scores, heads, heads, self.rho)  # [N, T]
+        return weighted_token_mean(ct, weights, mask.shape[0])
 
 
 class CombineAligner(Aligner):

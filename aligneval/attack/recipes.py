@@ -89,8 +89,8 @@ def unavailable_reason(name: str) -> str | None:
     if info.online and not network_available():
         return f"{name} needs the network to fetch: {info.online}"
     for need in info.needs:
-        st = resources.STATUS[need]()
-        if not st.ok:
+        st = resources.obtainable(need)
+        if st is not None:
             return f"{name} needs NLTK '{need}' data: {st.how_to_get}"
     return None
 

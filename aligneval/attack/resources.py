@@ -156,6 +156,14 @@ def status() -> list[ResourceStatus]:
     return [fn() for fn in STATUS.values()]
 
 
+def obtainable(name: str) -> ResourceStatus | None:
+    """None when resource `name` is there or can be built here without the network; else its status."""
+    st = STATUS[name]()
+    if st.ok or (name == "wordnet" and debian_wordnet_available()):
+        return None
+    return st
+
+
 def ensure(name: str) -> str:
     """Path of resource `name`, building WordNet from Debian's files when that is possible."""
     st = STATUS[name]()

@@ -143,6 +143,23 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     headline = [comparison_row(r) for r in records
                 if r["split"] == primary and ":" not in r["metric"] and r["metric"] != "temperature"]
     counts = {v: sum(1 for r in headline if r["verdict"] == v) for v in ("better", "worse", "no-difference")}
+    better = [r["label"] for r in headline if r["verdict"] == "better"]
+    worse = [r["label"] for r in headline if r["verdict"] == "worse"]
+    parts = []
+    if better:
+        parts.append(f"better on {', '.join(better)}")
+    if worse:
+        parts.append(f"worse on {', '.join(worse)}")
+    rest = counts["no-difference"]
+    if parts and rest:
+        parts.append(f"no significant difference on the other {rest}")
+    if parts:
+        bottom_line = f"On {primary}, {comp.candidate} is " + "; ".join(parts) + f" (vs {comp.baseline})."
+    elif rest:
+        bottom_line = (f"On {primary}, {comp.candidate} is not significantly different from {comp.baseline} "
+                       f"on any of the {rest} metrics.")
+    else:
+        bottom_line = ""
     by_split: dict[str, list] = {}
     for r in records:
         by_split.setdefault(r["split"], []).append(comparison_row(r))
@@ -160,7 +177,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
                   "size": fmt((v or {}).get("size")), "skipped": fmt((v or {}).get("skipped")),
                   "fingerprint": str((v or {}).get("fingerprint", ""))[:12]} for s, v in data.items()],
         "environment": _environment(doc.get("environment") or {}),
-        "headline": headline, "counts": counts, "by_split": by_split,
+        "headline": headline, "counts": counts, "by_split": by_split, "bottom_line": bottom_line,
         "warnings": list(comp.warnings), "sections": [],
         "seeds": any(r.get("seeds") for r in comp.records),
     }

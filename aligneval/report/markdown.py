@@ -41,7 +41,7 @@ def render_markdown(ctx: dict[str, Any], plot_dir: str = "plots") -> str:
         k = ctx["counts"]
         out += [f"## Headline · {esc(ctx['primary'])}", "",
                 f"**{k['better']} better, {k['worse']} worse, {k['no-difference']} no significant difference** "
-                f"(candidate `{c}` vs baseline `{b}`).", ""]
+                f"(candidate `{c}` vs baseline `{b}`). {esc(ctx.get('bottom_line', ''))}", ""]
         interval = ("seed-level t interval" if ctx["seeds"]
                     else f"paired bootstrap interval ({s['resamples']:,} resamples, seed {s['seed']})")
         out += [f"Δ = candidate − baseline on the same examples, {ctx['conf_pct']} {interval}; "
