@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="gan,mmd,ct,ct-heads,combine,sinkhorn")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from aligneval.align.hooks import attach
     from aligneval.align.losses import build_aligner
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     base, name = build_model()
     base.train()

@@ -36,10 +36,10 @@ def synthetic_run(root: Path, n: int, seed: int = 0):
     """Parquet predictions for two models plus the SuiteContext that `aligneval run` would build."""
     from aligneval.data import Examples
     from aligneval.predict import write_predictions
-    from aligneval.suites.base import ModelInfo, Predictions, SplitInfo, SuiteContext
+    from aligneval.suites.base import ModelInfo, Predictions, SplitInfo
 
     rng = np.random.default_rng(seed)
-    splits, preds, examples = {}, {}, {}
+    splits, examples = {}, {}
     for split, (role, share) in SPLITS.items():
         size = int(n * share)
         labels = rng.integers(0, 2, size)
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         from aligneval.report import build_report
 
         t = {}
+        cpu0 = time.process_time()
         start = time.perf_counter()
         score(run_dir, models, splits, examples)
         t["score"] = time.perf_counter() - start
@@ -125,16 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         paths = build_report(run_dir, report_dir, comparison=comp)
         t["report"] = time.perf_counter() - start
         total = sum(t.values())
+        cpu = time.process_time() - cpu0  # all threads of this process: wall time on an idle machine is >= cpu / cores
         n_boot = sum(1 for r in comp.records if r.get("resamples"))
         print(f"{args.n:,} cached predictions per model, {len(comp.records)} comparison records "
               f"({n_boot} bootstrapped x {args.resamples:,} resamples), setup {setup:.1f} s (not timed)")
         for k, v in t.items():
             print(f"  {k:<8} {v:6.2f} s")
         print(f"  {'total':<8} {total:6.2f} s   (target <= 10 s on 2 cores)   report: {paths.html}")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        print(f"  cpu time {cpu:6.2f} s over {os.cpu_count()} cores; load average at the end: {load}")
         if args.json:
             print(json.dumps({"seconds": round(total, 3), **{k: round(v, 3) for k, v in t.items()},
                               "n_per_model": args.n, "resamples": args.resamples, "records": len(comp.records),
-                              "bootstrapped": n_boot, "cpu_count": os.cpu_count()}))
+                              "bootstrapped": n_boot, "cpu_seconds": round(cpu, 3), "cpu_count": os.cpu_count(),
+                              "load_average": load}))
     return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aligneval.cli import main
-from aligneval.compare import compare, load
+from aligneval.compare import load
 from aligneval.report import build_report
 from aligneval.report import displays as D
 from aligneval.report.context import fmt, fmt_delta, fmt_p, metric_label
@@ -216,3 +216,31 @@ def test_markdown_cells_escape_pipes_and_markup():
     assert len(re.split(r"(?<!\\)\|", row)) == 4  # two cells, the pipe inside is escaped
     assert "&lt;script&gt;" in row and "\\*bold\\*" in row
     assert esc("line\nbreak") == "line break"
+
+
+def test_report_against_an_older_run_overlays_both_runs(tmp_path):
+    old = make_run(tmp_path / "old", n=120, attacks=False)
+    new = make_run(tmp_path / "new", n=120, attacks=False, models={"baseline": (1.6, 1.8), "aligned": (2.4, 1.0)})
+    paths = build_report(new, tmp_path / "out", against=old, baseline="aligned", candidate="aligned", resamples=20)
+    html = paths.html.read_text()
+    assert 'id="reliability"' in html and 'id="risk_coverage"' in html
+    assert "aligned (baseline run)" in html and str(old) in html
+    doc = json.loads(paths.comparison.read_text())
+    assert doc["comparison"]["baseline_run"] == str(old) and doc["comparison"]["candidate_run"] == str(new)
+
+
+def test_seed_runs_report_seed_level_statistics(tmp_path):
+    run = make_run(tmp_path / "seeds", n=80, seeds=[13, 42, 7], attacks=False)
+    paths = build_report(run, tmp_path / "out", resamples=20)
+    html = paths.html.read_text()
+    assert "seed-level t interval" in html and "baseline@13" in html
+    doc = json.loads(paths.comparison.read_text())
+    assert all(r["basis"] == "seeds" for r in doc["comparison"]["records"])
+
+
+def test_number_formatting_has_no_negative_zero():
+    assert fmt(-0.0) == "0.0000" and fmt(-0.00001) == "0.0000" and fmt(-0.25) == "−0.2500"
+    assert fmt_delta(-0.00001) == "0.0000" and fmt_delta(0.00001) == "0.0000"
+    assert fmt_delta(0.0123) == "+0.0123" and fmt_delta(-0.0123) == "−0.0123"
+    assert fmt(None) == "–" and fmt(float("nan")) == "–" and fmt(1234) == "1,234"
+    assert fmt_p(0.0004) == "< 0.001" and fmt_p(0.0456) == "0.046"

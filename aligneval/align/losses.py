@@ -92,8 +92,7 @@ class Highway(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.lin(x)
-        gate = torch.sigmoid(h)
-        return gate * F.relu(h) + (1.0 - gate) * x
+        return x + torch.sigmoid(h) * (F.relu(h) - x)  # = σ·ReLU(h) + (1−σ)·x with fewer passes
 
 
 class SeededDropout(nn.Module):
@@ -108,8 +107,8 @@ class SeededDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device) >= self.p
-        return x * keep / (1.0 - self.p)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep.mul_(1.0 / (1.0 - self.p))
 
 
 class Discriminator(nn.Module):
@@ -223,7 +222,7 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 MEDIAN_SAMPLE = 32  # bandwidth: median over ≤ 32×32 strided valid key–query pairs per example/head
-MMD_CHUNK = 48  # groups per chunk: keeps each [chunk, L, L] block cache-resident
+MMD_CHUNK = 32  # groups per chunk: keeps each [chunk, L, L] block cache-resident
 
 
 def median_bandwidth(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, sample: int = MEDIAN_SAMPLE) -> torch.Tensor:
@@ -248,27 +247,38 @@ def median_bandwidth(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, samp
         return torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)
 
 
-def _kernel_and_slope(d: torch.Tensor, med: torch.Tensor, scales: tuple[float, ...]):
-    """k(d) = Σ_s exp(−d/(s·m)) and A = −∂k/∂d = Σ_s exp(−d/(s·m))/(s·m).
+def _kernel_and_slope(a: torch.Tensor, b: torch.Tensor, med: torch.Tensor, scales: tuple[float, ...]):
+    """K_ij = Σ_s exp(−d_ij/(s·m)) and S_ij = Σ_s exp(−d_ij/(s·m))/s for d_ij = ||a_i − b_j||².
 
-    For scales that double (0.25, 0.5, …, 4) one exp and repeated squaring give all terms.
+    The largest-bandwidth term comes straight out of one baddbmm (−d/(s·m) = 2a·b/(s·m) −
+    (|a|²+|b|²)/(s·m)) and one in-place exp; when the scales double (0.25, 0.5, …, 4) every other
+    term is the previous one squared. In-place updates keep the passes over [G, L, L] few.
     """
     ordered = sorted(scales, reverse=True)
-    doubling = all(math.isclose(a, 2 * b) for a, b in zip(ordered, ordered[1:]))
+    doubling = all(math.isclose(x, 2 * y) for x, y in zip(ordered, ordered[1:]))
     m = med[:, None, None]
-    kernel = slope = None
-    term = None
+    kernel = slope = term = None
     for i, sc in enumerate(ordered):
-        term = torch.exp(-d / (sc * m)) if (i == 0 or not doubling) else term * term
-        kernel = term if kernel is None else kernel + term
-        slope = term / sc if slope is None else slope + term / sc
-    return kernel, slope / m
+        if i == 0 or not doubling:
+            c = 1.0 / (sc * m)
+            na, nb = (a * a).sum(-1), (b * b).sum(-1)
+            base = (na[:, :, None] + nb[:, None, :]).mul_(-c)
+            term = torch.baddbmm(base, a * (2.0 * c), b.transpose(-1, -2)).clamp_(max=0.0).exp_()
+        else:
+            term = term * term
+        if kernel is None:
+            kernel, slope = term.clone(), term / sc
+        else:
+            kernel.add_(term)
+            slope.add_(term, alpha=1.0 / sc)
+    return kernel, slope
 
 
 class _PairedMMD(torch.autograd.Function):
     """Value and analytic gradient of the paired unbiased MMD², computed chunk by chunk.
 
-    With A_ij = −∂k/∂d at d_ij = ||a_i − b_j||²: ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j).
+    With A_ij = −∂k/∂d = S_ij/m at d_ij = ||a_i − b_j||²:
+    ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j).
     Only [G, L, d] gradients are kept, never the [G, L, L] intermediates autograd would store.
     """
 
@@ -286,14 +296,17 @@ class _PairedMMD(torch.autograd.Function):
             n = v.sum(-1)
             norm = 1.0 / (n * (n - 1)).clamp_min(1.0)
             # (a, b, sign): xx and yy enter with +1; the two equal cross sums with −2.
-            for a, b, sign, ga, gb in ((xs, xs, 1.0, gx, gx), (ys, ys, 1.0, gy, gy), (xs, ys, -2.0, gx, gy)):
-                kernel, slope = _kernel_and_slope(squared_distances(a, b), m, scales)
-                value[sl] += sign * norm * (kernel * w).sum((-1, -2))
+            for a, b, sign, ga, gb in ((xs, xs, 1.0, gx, None), (ys, ys, 1.0, gy, None), (xs, ys, -2.0, gx, gy)):
+                kernel, slope = _kernel_and_slope(a, b, m, scales)
+                value[sl] += sign * norm * kernel.mul_(w).sum((-1, -2))
                 if want:
-                    aw = slope * w
-                    scale = (sign * norm)[:, None, None]
-                    ga[sl] += scale * -2.0 * (aw.sum(-1)[..., None] * a - aw @ b)
-                    gb[sl] += scale * -2.0 * (aw.sum(-2)[..., None] * b - aw.transpose(-1, -2) @ a)
+                    aw = slope.mul_(w)
+                    scale = (-2.0 * sign * norm)[:, None, None] / m[:, None, None]
+                    if gb is None:  # symmetric block: a appears on both sides, the two halves are equal
+                        ga[sl] += 2.0 * scale * (aw.sum(-1)[..., None] * a - aw @ b)
+                    else:
+                        ga[sl] += scale * (aw.sum(-1)[..., None] * a - aw @ b)
+                        gb[sl] += scale * (aw.sum(-2)[..., None] * b - aw.transpose(-1, -2) @ a)
         ctx.save_for_backward(gx, gy)
         return value
 
@@ -406,8 +419,8 @@ class GanAligner(Aligner):
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         kt, weights = valid_tokens(k, mask)  # padding is never computed on
         qt, _ = valid_tokens(q, mask)
-        real = self.disc(grad_reverse(kt))
-        fake = self.disc(qt.detach())
+        logits = self.disc(torch.cat([grad_reverse(kt), qt.detach()], dim=1))  # one pass for both
+        real, fake = logits.split(kt.shape[1], dim=1)
         per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
         return weighted_token_mean(per_token, weights, mask.shape[0])
 

@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples (default 1000)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
     ) -> int:
-        """Check rules such as "calibration/ece@15 [ood]" = "candidate <= baseline + 0.005"; exit 1 on a regression."""
+        """Check the rules in rules.toml against a run (optionally against an older run); exit 0 pass,
+        1 regression, 2 usage or rules error, 3 missing or corrupt artifacts. See docs/ci.md."""
         from aligneval.gate import gate
 
         result = gate(run, rules, against=against, baseline=baseline, candidate=candidate, junit=junit,
@@ -38,7 +39,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(result) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 

@@ -73,7 +73,6 @@ def register(app: typer.Typer) -> None:
 
 def print_comparison(comp, show_all: bool = False) -> None:
     """The headline table: one row per metric on the test split (every split with --all)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 

@@ -87,6 +87,16 @@ def _show_suite(name: str) -> None:
         typer.echo(f"  {key} = {json.dumps(value)}")
     if not info.defaults:
         typer.echo("  (none)")
+    if isinstance(info.defaults.get("metrics"), list):
+        from aligneval.metrics import get_metric
+
+        typer.echo("")
+        typer.echo("default metrics (direction, range):")
+        for name in info.defaults["metrics"]:
+            m = get_metric(name)
+            lo, hi = ("-inf" if m.range[0] is None else m.range[0]), ("inf" if m.range[1] is None else m.range[1])
+            arrow = "higher is better" if m.higher_is_better else "lower is better"
+            typer.echo(f"  {m.name:<12} {arrow}, [{lo}, {hi}]: {m.description}")
 
 
 def _show_spec(name: str) -> None:

@@ -46,13 +46,15 @@ def fmt(v: Any, digits: int = 4) -> str:
         return "–"
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return f"{int(v):,}"
-    return f"{float(v):.{digits}f}".replace("-", "−")
+    text = f"{float(v):.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text.replace("-", "−")  # no "−0.0000"
 
 
 def fmt_delta(v: Any, digits: int = 4) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{float(v):+.{digits}f}".replace("-", "−")
+    text = f"{float(v):+.{digits}f}"
+    return text[1:] if float(text) == 0 else text.replace("-", "−")  # a difference that rounds to 0 has no sign
 
 
 def fmt_ci(lo: Any, hi: Any, digits: int = 4) -> str:
@@ -119,7 +121,7 @@ def _dedupe(records: list[dict]) -> list[dict]:
 
 
 def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[str, Any]:
-    from aligneval.compare import model_groups, run_label, split_info
+    from aligneval.compare import model_groups, run_label
 
     res = comp.results
     doc = getattr(res, "doc", {}) or {}
@@ -131,7 +133,10 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     base_model, cand_model = base_models[0], cand_models[0]
     same_run = comp.baseline_results is res
     pair = [base_model, cand_model]
+    labels = pair if same_run and base_model != cand_model else [f"{base_model} (baseline run)", f"{cand_model}"]
     colors = D.model_colors(pair)
+    if not same_run:
+        colors = D.model_colors(labels)
     roles = {s: (v or {}).get("role", "test") for s, v in data.items()}
     tests = [s for s, r in roles.items() if r == "test"] or sorted({r["split"] for r in comp.records})[:1]
     primary = tests[0] if tests else None
@@ -186,7 +191,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     sections = ctx["sections"]
     forest_splits = [s for s in [primary, *oods] if s] or sorted(by_split)
     forest = D.ForestDisplay.from_results([r for s in forest_splits for r in records if r["split"] == s
-                                           and (":" not in r["metric"] or r["metric"].startswith("ts:"))],
+                                           and ":" not in r["metric"]],
                                           confidence=settings.get("confidence", 0.95))
     if forest.rows:
         sections.append(Section("forest", "Differences at a glance",
@@ -209,14 +214,14 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
             if s is None:
                 continue
             try:
-                disp = cls.from_results(res, s, pair) if same_run else None
-            except ArtifactError:
+                disp = cls.from_results(res, s, pair) if same_run else _across_runs(cls, comp, s, pair, labels)
+            except (ArtifactError, KeyError):
                 disp = None
             if disp is None:
                 continue
             role = roles.get(s, "")
             plots_.append(_plot(f"{key}_{s}", disp.plot(colors=colors), f"{title} · {s}",
-                                f"{title} of {base_model} and {cand_model} on {s}"
+                                f"{title} of {labels[0]} and {labels[1]} on {s}"
                                 + (f" ({role} split)" if role and role != s else "")))
         if plots_:
             sections.append(Section(key, title, intro, plots_))
@@ -278,6 +283,20 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
             ctx["disagreements"] = dis
     ctx["adversarial_examples"] = adversarial_examples(doc.get("examples") or [], pair, max_examples)
     return ctx
+
+
+def _across_runs(cls, comp, split: str, pair: list[str], labels: list[str]):
+    """A two-model display when the baseline lives in another run (--against): one display per run,
+    merged under distinct labels. Only for displays keyed by model (reliability, risk-coverage)."""
+    a = cls.from_results(comp.baseline_results, split, [pair[0]])
+    b = cls.from_results(comp.results, split, [pair[1]])
+    field_names = {"bins": "ece", "curves": "aurc"}
+    main = "bins" if hasattr(a, "bins") else "curves"
+    merged = {labels[0]: getattr(a, main)[pair[0]], labels[1]: getattr(b, main)[pair[1]]}
+    side = {labels[0]: getattr(a, field_names[main])[pair[0]], labels[1]: getattr(b, field_names[main])[pair[1]]}
+    setattr(b, main, merged)
+    setattr(b, field_names[main], side)
+    return b
 
 
 def _plot(key: str, disp, title: str, alt: str) -> Plot:
