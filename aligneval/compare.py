@@ -30,59 +30,9 @@ def load(run_or_results: Any):
     """A `Results` object from a run folder, a results.json path or an already loaded Results."""
     if hasattr(run_or_results, "records") and hasattr(run_or_results, "predictions"):
         return run_or_results
-    try:
-        from aligneval.results import load_results
-    except ImportError:  # the engine's reader not installed yet: same contract, minimal reader
-        load_results = _MiniResults.load
+    from aligneval.results import load_results
+
     return load_results(run_or_results)
-
-
-class _MiniResults:
-    """Fallback reader of the results document (docs/design.md) used only if aligneval.results is absent."""
-
-    def __init__(self, doc: dict, run_dir: Path):
-        from aligneval.records import Curve, Record
-
-        self.doc, self.run_dir = doc, run_dir
-        try:
-            self.records = [Record.from_dict(r) for r in doc.get("records", [])]
-            self.curves = [Curve(**c) for c in doc.get("curves", [])]
-        except (TypeError, KeyError) as err:
-            raise ArtifactError(f"{run_dir / 'results.json'}: malformed record ({err})") from None
-        self.models = doc.get("models", {})
-        self.splits = doc.get("data", {})
-
-    @classmethod
-    def load(cls, path) -> "_MiniResults":
-        path = Path(path)
-        file = path / "results.json" if path.is_dir() else path
-        if not file.is_file():
-            raise ArtifactError(f"no results at {file}: run `aligneval run` first")
-        try:
-            doc = json.loads(file.read_text())
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"{file} is not valid JSON ({err})") from None
-        if not isinstance(doc, dict) or "records" not in doc:
-            raise ArtifactError(f"{file} is not an aligneval results document (no 'records')")
-        return cls(doc, file.parent)
-
-    def predictions(self, model: str, split: str):
-        import pyarrow.parquet as pq
-
-        from aligneval.suites.base import Predictions
-
-        file = self.run_dir / "predictions" / model / f"{split}.parquet"
-        if not file.is_file():
-            raise ArtifactError(f"missing predictions {file}")
-        try:
-            t = pq.read_table(file)
-            k = len(t.column("probs")[0])
-            probs = t.column("probs").combine_chunks().flatten().to_numpy().reshape(-1, k)
-            texts = t.column("text").to_pylist() if "text" in t.column_names else None
-            return Predictions(t.column("id").to_pylist(), t.column("label").to_numpy().astype(np.int64),
-                               probs.astype(np.float64), texts)
-        except Exception as err:  # pyarrow raises many types for a damaged file
-            raise ArtifactError(f"{file} is corrupt ({err})") from None
 
 
 def run_label(results) -> str:

@@ -92,7 +92,7 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
          scale: float = 1.0, progress: bool = True, log=print) -> dict[str, Any]:
     """Convert, fine-tune the pair, run every suite, compare and report. Re-runs reuse everything."""
     from aligneval.align.train import align_pair
-    from aligneval.data import DataSource
+    from aligneval.compare import compare
     from aligneval.report import build_report
     from aligneval.runner import run
     from aligneval.spec import load_spec
@@ -112,19 +112,17 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
         lam=chosen.lam, seeds=chosen.seeds, epochs=chosen.epochs, batch_size=chosen.batch_size,
         max_length=chosen.max_length, lr=chosen.lr, freeze_layers=chosen.freeze_layers, progress=progress,
     )
-    models = _model_map(trained, chosen.seeds)
+    models = _model_map(trained)
     results = run(spec, models, out / "run", progress=progress, extra={"demo_profile": asdict(chosen)})
-    report = build_report(out / "run", out)
-    summary = {
+    comparison = compare(results, "baseline", "aligned")
+    report = build_report(results, out, comparison=comparison)
+    return {
         "profile": chosen.name,
         "seconds": round(time.perf_counter() - started, 1),
-        "run": str(out / "run"),
-        "report_html": str(Path(report.html)),
-        "report_md": str(Path(report.markdown)),
-        "results": results,
+        "run": out / "run",
         "report": report,
+        "comparison": comparison,
     }
-    return summary
 
 
 def _source(spec, split: str, size: int | None, seed: int):
@@ -142,14 +140,15 @@ def _sized_spec(spec, profile: Profile):
         splits[name] = replace(split, source=replace(split.source, sample=size, seed=spec.seed)) if size else split
     suites = dict(spec.suites)
     if "adversarial" in suites:
-        suites["adversarial"] = {**suites["adversarial"], "num_examples": profile.attack_examples,
-                                 "query_budget": profile.query_budget}
+        attack = suites["adversarial"]
+        suites["adversarial"] = replace(attack, settings={**attack.settings, "num_examples": profile.attack_examples,
+                                                          "query_budget": profile.query_budget})
     return replace(spec, splits=splits, suites=suites, max_length=profile.max_length)
 
 
-def _model_map(trained, seeds) -> dict[str, str]:
-    pairs = trained.pairs if hasattr(trained, "pairs") else trained
-    if len(seeds) == 1:
-        seed = seeds[0]
-        return {"baseline": str(pairs[seed].baseline), "aligned": str(pairs[seed].aligned)}
-    return {f"{name}@{seed}": str(getattr(pairs[seed], name)) for seed in seeds for name in ("baseline", "aligned")}
+def _model_map(trained) -> dict[str, str]:
+    """One seed: baseline/aligned; several: baseline@13, aligned@13, ... (grouped by the comparison)."""
+    if len(trained.runs) == 1:
+        only = trained.runs[0]
+        return {"baseline": str(only.baseline), "aligned": str(only.aligned)}
+    return {f"{role}@{r.seed}": str(getattr(r, role)) for r in trained.runs for role in ("baseline", "aligned")}

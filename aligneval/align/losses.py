@@ -515,8 +515,7 @@ class MMDAligner(Aligner):
         self.scales = tuple(float(s) for s in scales)
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        k, q = zero_padding(k, mask), zero_padding(q, mask)
-        x, valid = _per_example_head(k, mask)
+        x, valid = _per_example_head(k, mask)  # mmd2_unbiased zeroes the padding itself
         y, _ = _per_example_head(q, mask)
         value, usable = mmd2_unbiased(x, y, valid, self.scales)
         value, usable = value.view(k.shape[0], -1), usable.view(k.shape[0], -1).to(k.dtype)

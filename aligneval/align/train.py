@@ -500,6 +500,8 @@ def _train(model, features, dev_features, log_path: Path, *, variant, lam, optio
                     if capture is not None:
                         capture.enabled = True
                     dev_history.append({"epoch": epoch, "step": step, "accuracy": record["dev_accuracy"]})
+                    if bar is not None:
+                        bar.console.print(f"{label} epoch {epoch}: dev accuracy {record['dev_accuracy']:.4f}")
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if bar is not None:

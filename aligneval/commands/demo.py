@@ -14,12 +14,13 @@ def demo_command(
     scale: float = typer.Option(1.0, "--scale", hidden=True, help="Test-only: shrink every size by this factor."),
 ) -> None:
     """Convert all-MiniLM-L6-v2 to alignment attention, fine-tune both, evaluate, compare and report."""
+    from aligneval.commands.report import print_comparison
     from aligneval.demo import demo
-    from aligneval.report.console import print_headline
 
     summary = demo(out=out, profile=profile, model=model, scale=scale, log=typer.echo)
-    print_headline(summary["report"].comparison)
-    typer.echo(f"report: {summary['report_html']}\nmarkdown: {summary['report_md']}\nrun: {summary['run']}")
+    print_comparison(summary["comparison"])
+    report = summary["report"]
+    typer.echo(f"report:   {report.html}\nmarkdown: {report.markdown}\nrun:      {summary['run']}")
     typer.echo(f"done in {summary['seconds']:.0f} s")
 
 
