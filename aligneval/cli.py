@@ -44,23 +44,36 @@ def _print_version(value: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every known failure to one line on stderr and a distinct exit code."""
-    import click
-
+    usage_errors, aborts, exits = _parser_exceptions()
     app = build_app()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="aligneval")
     except AlignevalError as err:
         typer.echo(f"error: {err.message}", err=True)
         return err.exit_code
-    except click.exceptions.ClickException as err:
+    except usage_errors as err:
         typer.echo(f"error: {err.format_message()}", err=True)
-        return err.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        return 2 if getattr(err, "exit_code", 2) in (1, 2) else err.exit_code
+    except (KeyboardInterrupt, *aborts):
         typer.echo("interrupted: finished work is kept; re-run the same command to resume", err=True)
         return EXIT_INTERRUPTED
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         return exc.exit_code
     return result if isinstance(result, int) else 0
+
+
+def _parser_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """Typer >= 0.20 vendors click (typer._click); older Typer raises click's own classes. Catch both."""
+    usage, aborts, exits = [typer.TyperException], [typer.Abort], [typer.Exit]
+    try:
+        import click
+
+        usage.append(click.exceptions.ClickException)
+        aborts.append(click.exceptions.Abort)
+        exits.append(click.exceptions.Exit)
+    except ImportError:
+        pass
+    return tuple(usage), tuple(aborts), tuple(exits)
 
 
 def run_cli() -> None:

@@ -124,11 +124,14 @@ def cli_env(ta_cache: Path) -> dict[str, str]:
                 TA_CACHE_DIR=str(ta_cache), TOKENIZERS_PARALLELISM="false")
 
 
+TA_SEED = 765  # TextAttack's default --random-seed; aligneval is given the same
+
+
 def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, recipe: str = "deepwordbug"
                   ) -> tuple[float, dict[str, str]]:
     cmd = [sys.executable, "-m", "aligneval", "attack", "--model", f"m={model}", "--data", str(jsonl),
            "--recipe", recipe, "--num-examples", str(n), "--query-budget", str(budget), "--examples", "all",
-           "--max-length", "512", "--out", str(out)]
+           "--max-length", "512", "--seed", str(TA_SEED), "--out", str(out)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -139,29 +142,42 @@ def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, reci
     return seconds, {r["id"]: r["outcome"] for r in map(json.loads, lines)}
 
 
-def run_textattack_cli(model: Path, module: Path, ids: list[str], budget: int, out_csv: Path, ta_cache: Path,
-                       recipe: str = "deepwordbug") -> tuple[float, dict[str, str]]:
+def _cli(model: Path, module: Path, num: int, offset: int, budget: int, out_csv: Path, ta_cache: Path,
+         recipe: str) -> list[str]:
     cmd = [str(BIN / "textattack"), "attack", "--recipe", recipe, "--model-from-huggingface", str(model),
-           "--dataset-from-file", str(module), "--num-examples", str(len(ids)), "--query-budget", str(budget),
-           "--disable-stdout", "--silent", "--log-to-csv", str(out_csv)]
-    t0 = time.perf_counter()
+           "--dataset-from-file", str(module), "--num-examples", str(num), "--num-examples-offset", str(offset),
+           "--query-budget", str(budget), "--random-seed", str(TA_SEED), "--disable-stdout", "--silent",
+           "--log-to-csv", str(out_csv)]
     proc = subprocess.run(cmd, env=cli_env(ta_cache), capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"textattack attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
     with open(out_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    if len(rows) != len(ids):
-        raise RuntimeError(f"textattack wrote {len(rows)} rows for {len(ids)} examples")
-    return seconds, {i: CLI_OUTCOME[r["result_type"]] for i, r in zip(ids, rows)}
+    if len(rows) != num:
+        raise RuntimeError(f"textattack wrote {len(rows)} rows for {num} examples")
+    return [CLI_OUTCOME[r["result_type"]] for r in rows]
+
+
+def run_textattack_cli(model: Path, module: Path, ids: list[str], budget: int, out_csv: Path, ta_cache: Path,
+                       recipe: str = "deepwordbug", per_example: bool = False) -> tuple[float, dict[str, str]]:
+    """One CLI run over all examples (its RNG seeded once, at the start), or with `per_example` one CLI
+    run per example (`--num-examples 1 --num-examples-offset k`), so that every example starts from
+    the seeded RNG state, as in aligneval, and random edits can be compared one to one."""
+    t0 = time.perf_counter()
+    if per_example:
+        outcomes = [_cli(model, module, 1, k, budget, out_csv, ta_cache, recipe)[0] for k in range(len(ids))]
+    else:
+        outcomes = _cli(model, module, len(ids), 0, budget, out_csv, ta_cache, recipe)
+    return time.perf_counter() - t0, dict(zip(ids, outcomes))
 
 
 def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work: Path,
-            recipe: str = "deepwordbug") -> dict:
+            recipe: str = "deepwordbug", per_example: bool = False) -> dict:
     jsonl, module = write_inputs(examples, work / "inputs")
     ids = [i for i, _, _ in examples]
     ours_s, ours = run_aligneval(model, jsonl, len(ids), budget, work / "aligneval", recipe)
-    cli_s, cli = run_textattack_cli(model, module, ids, budget, work / "cli.csv", work / "ta-cache", recipe)
+    cli_s, cli = run_textattack_cli(model, module, ids, budget, work / "cli.csv", work / "ta-cache", recipe,
+                                    per_example)
     agree = sum(ours[i] == cli[i] for i in ids)
     counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped")}
               for side, d in (("aligneval", ours), ("textattack_cli", cli))}
