@@ -24,8 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def build_model():
     import torch
+    import transformers
     from transformers import AutoModelForSequenceClassification, BertConfig
 
+    transformers.logging.set_verbosity_error()  # the new classifier head's warning is expected
     torch.manual_seed(0)
     try:
         import importlib.resources

@@ -4,6 +4,7 @@ re-runs, refusal of a different run, atomic writes, freezing, label names, pickl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def test_lambda_zero_twins_are_bit_identical(tiny, tmp_path, variant):
     assert all(r["alignment_loss"] > 0 for r in _log(result.aligned))
     assert all(r["alignment_loss"] is None for r in _log(result.baseline))
     # The weights moved away from the pretrained ones (training happened).
-    start = load_file(str(next(iter(__import__("pathlib").Path(tiny["model"]).glob("*.safetensors")))))
+    start = load_file(str(Path(tiny["model"]) / "model.safetensors"))
     moved = [n for n in start if n in base and not torch.equal(start[n], base[n])]
     assert moved
 
@@ -60,8 +61,6 @@ def test_positive_lambda_changes_the_twin(tiny, tmp_path):
     base, aligned = _weights(result.baseline), _weights(result.aligned)
     key_names = [n for n in base if "attention.self.key.weight" in n]
     assert key_names and any(not torch.equal(base[n], aligned[n]) for n in key_names)
-    # Parameters the alignment loss cannot reach (the classifier head's init) start identical;
-    # the head's pretrained-free init is the same in both twins, so only training differs.
     assert base.keys() == aligned.keys()
 
 

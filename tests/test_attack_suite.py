@@ -27,6 +27,15 @@ def models(tmp_path_factory):
     return {"baseline": make_trained_tiny_model(root, seed=0), "aligned": make_trained_tiny_model(root, seed=1)}
 
 
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory):
+    """Untrained tiny models (about 1 s): enough where the outcome itself is not under test."""
+    from tests.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("attack-random-models")
+    return {"baseline": make_tiny_model(root / "a", seed=0), "aligned": make_tiny_model(root / "b", seed=1)}
+
+
 @pytest.fixture(autouse=True)
 def _offline_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -76,6 +85,7 @@ def _log(run_dir, model, recipe):
     return json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
 
 
+@pytest.mark.slow
 def test_suite_offline_recipes_identical_examples_equal_denominators(models, tmp_path, capsys):
     from aligneval.suites import get_suite
 
@@ -148,7 +158,8 @@ def test_suite_offline_recipes_identical_examples_equal_denominators(models, tmp
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in out.records]
 
 
-def test_hostile_text_is_stored_verbatim(models, tmp_path):
+def test_hostile_text_is_stored_verbatim(random_models, tmp_path):
+    models = random_models
     from aligneval.suites import get_suite
 
     examples = _examples(n=3, extra=[(HOSTILE, 1), ('"quoted" & <b>bold</b> awful', 0)])
@@ -165,14 +176,15 @@ def test_hostile_text_is_stored_verbatim(models, tmp_path):
     assert {r.extra["examples_mode"] for r in out.records} == {"all"}
 
 
-def test_one_off_command_and_list(models, tmp_path, capsys):
+def test_one_off_command_and_list(random_models, tmp_path, capsys):
+    models = random_models
     from aligneval.cli import main
 
     data = write_attack_data(tmp_path / "data.jsonl", n=20)
     out = tmp_path / "out"
     code = main(["attack", "--model", f"baseline={models['baseline']}", "--model", f"aligned={models['aligned']}",
                  "--data", str(data), "--recipe", "deepwordbug", "--recipe", "bae", "-n", "3", "-q", "40",
-                 "--out", str(out)])
+                 "--examples", "all", "--out", str(out)])
     assert code == 0
     doc = json.loads((out / "attack_results.json").read_text())
     acc = {r["model"]: r for r in doc["records"] if r["metric"] == "deepwordbug:accuracy_under_attack"}
@@ -249,3 +261,20 @@ def test_sigkill_then_resume_equals_uninterrupted(models, tmp_path):
     ref_doc = json.loads((tmp_path / "ref" / "attack_results.json").read_text())
     doc = json.loads((out / "attack_results.json").read_text())
     assert doc["records"] == ref_doc["records"]
+
+
+def test_time_budget_leaves_the_rest_for_a_rerun(random_models, tmp_path, capsys):
+    from aligneval.suites import get_suite
+
+    examples = _examples(n=4)
+    ctx = _context({"baseline": random_models["baseline"]}, examples, tmp_path / "run", with_predictions=False)
+    base = {**get_suite("adversarial").defaults, "examples": "all", "num_examples": 4, "query_budget": 20}
+    cut = get_suite("adversarial").fn(ctx, {**base, "time_budget_s": 1e-9})
+    acc = {r.metric: r for r in cut.records}["deepwordbug:accuracy_under_attack"]
+    assert acc.extra["complete"] is False and acc.extra["not_attacked"] == 4 - acc.n
+    assert "time budget reached" in capsys.readouterr().err
+    full = get_suite("adversarial").fn(ctx, base)  # same outcome settings: continues the same log
+    acc = {r.metric: r for r in full.records}["deepwordbug:accuracy_under_attack"]
+    assert acc.extra["complete"] is True and acc.n == 4
+    _, rows = _log(tmp_path / "run", "baseline", "deepwordbug")
+    assert sorted(r["id"] for r in rows) == sorted(examples.ids)

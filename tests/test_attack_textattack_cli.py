@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def _bench():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("textattack", path=str(Path(__import__("sys").executable).parent)) is None,
+@pytest.mark.skipif(shutil.which("textattack", path=str(Path(sys.executable).parent)) is None,
                     reason="the textattack CLI is not installed next to this Python")
 def test_outcomes_match_textattack_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -5,6 +5,8 @@
     train = write_fixture(tmp_path, n=64, fmt="jsonl")   # text,label rows (learnable sentiment words)
 
 Everything is built from `*Config` classes and the `tokenizers` library: no download, ~1 s.
+Building a model sets torch to one thread: tiny models gain nothing from more, and on a shared
+2-core machine extra threads make every small op wait for a descheduled peer.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def sentences(n: int = 300, seed: int = 0) -> list[tuple[str, int]]:
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def tiny_config(model_type: str = "bert", num_labels: int = 2, vocab_size: int = 200, **overrides):
@@ -83,6 +91,7 @@ def make_tiny_model(tmp_path, model_type: str = "bert", num_labels: int = 2, see
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    _one_thread()
     folder = Path(tmp_path) / f"tiny-{model_type}"
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(folder)
@@ -101,6 +110,7 @@ def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, **o
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    _one_thread()
     torch.manual_seed(seed)
     return AutoModelForSequenceClassification.from_config(tiny_config(model_type, num_labels, **overrides))
 

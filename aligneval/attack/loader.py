@@ -50,12 +50,14 @@ def load_textattack() -> Any:
     """Return the `textattack` module, imported once with the user's environment left intact."""
     if "textattack" in sys.modules:
         resources.register_nltk_paths()
+        _quiet_textattack()
         return sys.modules["textattack"]
     saved_env = dict(os.environ)
     saved_disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
                       if isinstance(lg, logging.Logger)}
     flag = _ta_cache_dir() / POST_INSTALL_FLAG
     cache_existed, flag_existed = flag.parent.exists(), flag.exists()
+    quiet = logging.root.manager.disable
     try:
         # import the libraries that read HF_HOME & co at import time while the env is the user's
         import huggingface_hub  # noqa: F401
@@ -64,7 +66,6 @@ def load_textattack() -> Any:
 
         resources.register_nltk_paths()
         os.environ["NLTK_DATA"] = resources.nltk_data_value()
-        quiet = logging.root.manager.disable
         logging.disable(logging.INFO)  # its "Downloading NLTK required packages" lines
         with no_nltk_downloads():
             try:
@@ -74,12 +75,12 @@ def load_textattack() -> Any:
                                     f"{resources.stopwords_status().how_to_get}") from None
         del nltk
     finally:
-        logging.disable(quiet if "quiet" in locals() else logging.NOTSET)
+        logging.disable(quiet)
         os.environ.clear()
         os.environ.update(saved_env)
-        for name, lg in logging.Logger.manager.loggerDict.items():
+        for name, lg in logging.Logger.manager.loggerDict.items():  # its dictConfig disabled them all
             if isinstance(lg, logging.Logger):
-                lg.disabled = saved_disabled.get(name, False) if name in saved_disabled else lg.disabled
+                lg.disabled = saved_disabled.get(name, False)
         if not flag_existed:
             for leftover in (flag, flag.with_name(POST_INSTALL_FLAG + ".lock")):
                 leftover.unlink(missing_ok=True)
@@ -88,6 +89,10 @@ def load_textattack() -> Any:
                     flag.parent.rmdir()
                 except OSError:
                     pass
+    _quiet_textattack()
+    return textattack
+
+
+def _quiet_textattack() -> None:
     for name in ("textattack", "textattack.shared.utils.install"):  # its INFO/WARN chatter per build
         logging.getLogger(name).setLevel(logging.ERROR)
-    return textattack
