@@ -107,15 +107,21 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
 
     train = _source(spec, "train", chosen.train_size, seed=0)
     dev = _source(spec, "dev", None, seed=0)
+    clock = time.perf_counter()
     trained = align_pair(
         model=model_path, train=train, dev=dev, out=out / "checkpoints", variant=chosen.variant,
         lam=chosen.lam, seeds=chosen.seeds, epochs=chosen.epochs, batch_size=chosen.batch_size,
         max_length=chosen.max_length, lr=chosen.lr, freeze_layers=chosen.freeze_layers, progress=progress,
     )
+    log(f"fine-tuning: {time.perf_counter() - clock:.0f} s")
+    clock = time.perf_counter()
     models = _model_map(trained)
     results = run(spec, models, out / "run", progress=progress, extra={"demo_profile": asdict(chosen)})
+    log(f"prediction and suites: {time.perf_counter() - clock:.0f} s")
+    clock = time.perf_counter()
     comparison = compare(results, "baseline", "aligned")
     report = build_report(results, out, comparison=comparison)
+    log(f"comparison and report: {time.perf_counter() - clock:.0f} s")
     return {
         "profile": chosen.name,
         "seconds": round(time.perf_counter() - started, 1),

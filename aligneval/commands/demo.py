@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 
+HEADLINE = ("accuracy", "ece@15", "ts:ece@15", "brier", "nll", "aurc", "deepwordbug:accuracy_under_attack")
+
+
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for checkpoints, run and report."),
     profile: str = typer.Option("quick", "--profile", help="quick (about 6 min on 2 CPU cores) or full (3 seeds, all data)."),
@@ -18,7 +21,7 @@ def demo_command(
     from aligneval.demo import demo
 
     summary = demo(out=out, profile=profile, model=model, scale=scale, log=typer.echo)
-    print_comparison(summary["comparison"])
+    print_comparison(summary["comparison"], show_all=True, metrics=HEADLINE)
     report = summary["report"]
     typer.echo(f"report:   {report.html}\nmarkdown: {report.markdown}\nrun:      {summary['run']}")
     typer.echo(f"done in {summary['seconds']:.0f} s")

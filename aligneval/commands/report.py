@@ -71,8 +71,9 @@ def register(app: typer.Typer) -> None:
         return 0
 
 
-def print_comparison(comp, show_all: bool = False) -> None:
-    """The headline table: one row per metric on the test split (every split with --all)."""
+def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | None = None) -> None:
+    """The headline table: one row per metric on the test split (every split with --all);
+    `metrics` keeps only those metric names, in that order."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -85,6 +86,10 @@ def print_comparison(comp, show_all: bool = False) -> None:
     tests = [s for s in splits if roles.get(s) == "test"]
     if not show_all and tests:
         rows = [r for r in rows if r["split"] in tests]
+    if metrics is not None:
+        order = {m: i for i, m in enumerate(metrics)}
+        rows = sorted((r for r in rows if r["metric"] in order),
+                      key=lambda r: (roles.get(r["split"]) != "test", r["split"], order[r["metric"]]))
     conf = f"{comp.settings.get('confidence', 0.95):.0%}"
     table = Table(title=escape(f"{comp.candidate} vs {comp.baseline}"))
     for col, just in (("split", "left"), ("metric", "left"), (escape(comp.baseline), "right"), (escape(comp.candidate), "right"),
