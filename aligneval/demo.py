@@ -48,7 +48,7 @@ PROFILES.add("quick", Profile(
                 "out-of-domain set, 30 attacked examples",
     train_size=4000, epochs=1, batch_size=32, lr=1e-4, freeze_layers=3, seeds=(13,),
     eval_sample={"dev": None, "test": None, "ood": 1000}, attack_examples=30, query_budget=100,
-    estimate_minutes=6.0,
+    estimate_minutes=5.0,
 ))
 PROFILES.add("full", Profile(
     name="full",
@@ -56,7 +56,7 @@ PROFILES.add("full", Profile(
                 "data, 200 attacked examples",
     train_size=None, epochs=2, batch_size=32, lr=5e-5, freeze_layers=0, seeds=(13, 21, 42),
     eval_sample={"dev": None, "test": None, "ood": None}, attack_examples=200, query_budget=200,
-    estimate_minutes=150.0,
+    estimate_minutes=75.0,
 ))
 
 
@@ -102,8 +102,9 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
     started = time.perf_counter()
     model_path = model or str(pretrained_model_folder())
     spec = _sized_spec(load_spec(SPEC), chosen)
-    log(f"aligneval demo ({chosen.name}): {chosen.description}; about {chosen.estimate_minutes * scale:.0f} "
-        "min on a 2-core CPU the first time, under a minute once cached.")
+    estimate = f"about {chosen.estimate_minutes:.0f} min" if scale >= 1 else "reduced size (test run)"
+    log(f"aligneval demo ({chosen.name}): {chosen.description}; {estimate} on a 2-core CPU the first time, "
+        "seconds once cached.")
 
     train = _source(spec, "train", chosen.train_size, seed=0)
     dev = _source(spec, "dev", None, seed=0)

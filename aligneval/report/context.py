@@ -182,6 +182,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
                   "size": fmt((v or {}).get("size")), "skipped": fmt((v or {}).get("skipped")),
                   "fingerprint": str((v or {}).get("fingerprint", ""))[:12]} for s, v in data.items()],
         "environment": _environment(doc.get("environment") or {}),
+        "run_settings": _run_settings(doc.get("extra") or {}),
         "headline": headline, "counts": counts, "by_split": by_split, "bottom_line": bottom_line,
         "warnings": list(comp.warnings), "sections": [],
         "seeds": any(r.get("seeds") for r in comp.records),
@@ -322,6 +323,17 @@ def _environment(env: dict) -> list[tuple[str, str]]:
     items = [(k, str(v)) for k, v in env.items() if not isinstance(v, dict)]
     for k, v in (env.get("packages") or {}).items():
         items.append((k, str(v)))
+    return items
+
+
+def _run_settings(extra: dict) -> list[tuple[str, str]]:
+    """What the run chose beyond the spec (e.g. the demo's profile), one level flattened."""
+    items = []
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            items += [(f"{key}.{k}", str(v)) for k, v in value.items()]
+        else:
+            items.append((key, str(value)))
     return items
 
 

@@ -1,0 +1,7 @@
+"""Tests never reach a model or dataset hub: everything they use ships in the repo or an installed package."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
