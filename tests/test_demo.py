@@ -53,8 +53,10 @@ def test_demo_results_hold_every_required_record(demo_out):
         assert any(s == "uncertainty" and m == model for s, _, m, _ in have)
         assert any(s == "adversarial" and m == model for s, _, m, _ in have)
 
-    comparison = json.loads((demo_out / "comparison.json").read_text())["comparison"]
-    assert comparison and all("ci_low" in c and "p_value" in c for c in comparison)
+    comparison = json.loads((demo_out / "comparison.json").read_text())["comparison"]["records"]
+    paired = [c for c in comparison if c["basis"] == "predictions"]
+    assert {(c["split"], c["metric"]) for c in paired} >= {(s, m) for s in ("test", *OOD) for m in CORE}
+    assert all(c["ci_low"] is not None and c["p_value"] is not None for c in paired)
 
 
 @pytest.mark.slow
