@@ -44,10 +44,10 @@ class Profile:
 PROFILES: Registry[Profile] = Registry("demo profile")
 PROFILES.add("quick", Profile(
     name="quick",
-    description="one seed, 4,000 training sentences, lower 3 layers frozen, 1,000 examples per "
-                "out-of-domain set, 30 attacked examples",
-    train_size=4000, epochs=1, batch_size=32, lr=1e-4, freeze_layers=3, seeds=(13,),
-    eval_sample={"dev": None, "test": None, "ood": 1000}, attack_examples=30, query_budget=100,
+    description="one seed, one epoch over all 7,605 training sentences, embeddings and lower 3 layers "
+                "frozen in both models, every evaluation example, 50 attacked examples",
+    train_size=None, epochs=1, batch_size=32, lr=1e-4, freeze_layers=3, seeds=(13,),
+    eval_sample={"dev": None, "test": None, "ood": None}, attack_examples=50, query_budget=100,
     estimate_minutes=5.0,
 ))
 PROFILES.add("full", Profile(
