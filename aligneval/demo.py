@@ -106,8 +106,8 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
     log(f"aligneval demo ({chosen.name}): {chosen.description}; {estimate} on a 2-core CPU the first time, "
         "seconds once cached.")
 
-    train = _source(spec, "train", chosen.train_size, seed=0)
-    dev = _source(spec, "dev", None, seed=0)
+    train = replace(spec.splits["train"].source, sample=chosen.train_size, seed=0)
+    dev = spec.splits["dev"].source
     clock = time.perf_counter()
     trained = align_pair(
         model=model_path, train=train, dev=dev, out=out / "checkpoints", variant=chosen.variant,
@@ -130,13 +130,6 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
         "report": report,
         "comparison": comparison,
     }
-
-
-def _source(spec, split: str, size: int | None, seed: int):
-    from aligneval.data import DataSource
-
-    src = spec.splits[split].source
-    return replace(src, sample=size, seed=seed) if isinstance(src, DataSource) else src
 
 
 def _sized_spec(spec, profile: Profile):

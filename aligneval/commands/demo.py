@@ -12,7 +12,7 @@ HEADLINE = ("accuracy", "ece@15", "ts:ece@15", "brier", "nll", "aurc", "deepword
 
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for checkpoints, run and report."),
-    profile: str = typer.Option("quick", "--profile", help="quick (about 6 min on 2 CPU cores) or full (3 seeds, all data)."),
+    profile: str = typer.Option("quick", "--profile", help="quick (about 5 min on 2 CPU cores) or full (3 seeds, all layers, about 75 min)."),
     model: str = typer.Option(None, "--model", help="Another encoder (hub id or folder) instead of all-MiniLM-L6-v2."),
     scale: float = typer.Option(1.0, "--scale", hidden=True, help="Test-only: shrink every size by this factor."),
 ) -> None:
