@@ -112,8 +112,15 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
     _check_out(run_dir, spec, model_sources, overwrite)
 
     artifacts = {name: inspect_model(name, src, allow_pickle=allow_pickle) for name, src in model_sources.items()}
-    examples = {(name, split.name): _load_split(spec, split, art.label_names)
-                for name, art in artifacts.items() for split in spec.eval_splits()}
+    # models with the same label set share one read of each split (the baseline and its twin always do)
+    by_labels: dict[tuple, Examples] = {}
+    examples = {}
+    for name, art in artifacts.items():
+        for split in spec.eval_splits():
+            key = (tuple(art.label_names), split.name)
+            if key not in by_labels:
+                by_labels[key] = _load_split(spec, split, art.label_names)
+            examples[(name, split.name)] = by_labels[key]
 
     loader = ModelLoader(trust_remote_code=trust_remote_code)
     predictions = {}
