@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aligneval import stats
+from aligneval import resampling, stats
 from aligneval.errors import ArtifactError, DataError, UsageError
 
 COMPARISON_VERSION = "1.0"
@@ -282,17 +282,16 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
         sa, sb, obs, stat_of = {}, {}, {}, {}
         ranked_a: dict = {}
         ranked_b: dict = {}
-        ones = np.ones((len(labels), 1))  # the full sample as a "resample": same numbers, no netcal/torch import
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
             sk = (stats.base_name(rb.metric), ra.temperature, rb.temperature)
             stat_of[k] = sk
             if sk in sa:
                 continue
-            sa[sk] = stats.statistic(ra.metric, probs_a, labels, ra.temperature, ranked_a)
-            sb[sk] = stats.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
-            obs[sk] = (float(sa[sk](ones)[0]), float(sb[sk](ones)[0]))
-        boot = stats.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
+            sa[sk] = resampling.statistic(ra.metric, probs_a, labels, ra.temperature, ranked_a)
+            sb[sk] = resampling.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
+            obs[sk] = (resampling.observed(sa[sk], len(labels)), resampling.observed(sb[sk], len(labels)))
+        boot = resampling.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
             sk = stat_of[k]
@@ -336,7 +335,7 @@ def _attack_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha) 
             y = np.array([attack_correct_after(lb[i]) for i in ids], dtype=float)
             if (len(ids) == ra.n == rb.n and len(ids) and not np.isnan(x).any() and not np.isnan(y).any()
                     and math.isclose(x.mean(), ra.value, abs_tol=1e-9) and math.isclose(y.mean(), rb.value, abs_tol=1e-9)):
-                iv = stats.bootstrap_mean_difference(x, y, resamples=resamples, seed=seed, confidence=confidence)
+                iv = resampling.bootstrap_mean_difference(x, y, resamples=resamples, seed=seed, confidence=confidence)
                 mc = stats.mcnemar(x > 0, y > 0)
                 iv = stats.Interval(iv.delta, iv.ci_low, iv.ci_high, mc.p_value,
                                     "paired bootstrap CI over attacked ids; exact McNemar p", iv.resamples)

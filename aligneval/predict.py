@@ -156,16 +156,24 @@ def shared_cache_dir() -> Path | None:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "aligneval" / "predictions"
 
 
+def _list_column(probs: np.ndarray):
+    """An [n, k] array as a parquet list<double> column, one list per row, without Python lists."""
+    import pyarrow as pa
+
+    n, k = probs.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k), pa.array(probs.ravel()))
+
+
 def write_predictions(path: Path, preds: Predictions, text_sha256: list[str], meta: dict[str, Any]) -> None:
     """Atomic parquet write (temp file + rename) with the cache key in the schema metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    probs = np.ascontiguousarray(preds.probs, dtype=np.float64).reshape(preds.n, -1)
     table = pa.table({
         "id": pa.array(preds.ids, pa.string()),
         "label": pa.array(np.asarray(preds.labels, dtype=np.int64)),
-        "probs": pa.array([row.tolist() for row in np.asarray(preds.probs, dtype=np.float64)],
-                          pa.list_(pa.float64())),
+        "probs": _list_column(probs),
         "text_sha256": pa.array(text_sha256, pa.string()),
         "text": pa.array(preds.texts or [""] * preds.n, pa.string()),
     })
@@ -190,13 +198,20 @@ def read_predictions(path: Path) -> tuple[Predictions, dict[str, Any]]:
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
-        cols = table.to_pydict()
-        probs = np.array(cols["probs"], dtype=np.float64)
-        preds = Predictions(ids=[str(i) for i in cols["id"]], labels=np.asarray(cols["label"], dtype=np.int64),
-                            probs=probs, texts=cols.get("text"))
+        column = table.column("probs").combine_chunks()
+        widths = np.asarray(column.value_lengths().fill_null(-1))
+        k = int(widths[0]) if len(widths) else 0
+        if np.any(widths != k):
+            raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
+        probs = np.asarray(column.flatten(), dtype=np.float64).reshape(len(widths), k)
+        texts = table.column("text").to_pylist() if "text" in table.column_names else None
+        preds = Predictions(ids=[str(i) for i in table.column("id").to_pylist()],
+                            labels=np.asarray(table.column("label"), dtype=np.int64), probs=probs, texts=texts)
+    except ArtifactError:
+        raise
     except Exception as exc:
         raise ArtifactError(f"cannot read predictions {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if probs.ndim != 2 or len(probs) != len(preds.ids):
+    if len(probs) != len(preds.ids):
         raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
     return preds, meta
 

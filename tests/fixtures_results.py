@@ -24,6 +24,19 @@ TS_METRICS = ["ece@15", "nll"]
 NASTY_TEXTS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "{{ 7*7 }}"]
 
 
+def synthetic_probs(n: int, k: int, rng, skill: float = 1.0, round_to: int | None = None):
+    """(probs [n, k], labels [n]) of a softmax model that is right more often than chance; `round_to`
+    rounds the probabilities, which ties confidences (rank-based statistics must handle ties)."""
+    labels = rng.integers(0, k, n)
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), labels] += skill
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    if round_to:
+        p = np.round(p, round_to)
+        p /= p.sum(1, keepdims=True)
+    return p, labels
+
+
 def get_metric(name: str):
     from aligneval.stats import get_metric as _get
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from aligneval import stats
+from aligneval import resampling, stats
 from aligneval.cli import main
 from aligneval.compare import compare, load
 from aligneval.errors import DataError
@@ -60,9 +60,9 @@ def test_interval_equals_a_plain_bootstrap_of_the_metric(run, comp):
         pa, pb = stats.apply_temperature(pa, ta), stats.apply_temperature(pb, tb)
         fn = stats.get_metric(stats.base_name(metric)).fn
         deltas = []
-        for w in stats.count_chunks(len(labels), 200, stats.split_rng(0, split)):
-            for wr in w.T:
-                idx = np.repeat(np.arange(len(labels)), wr.astype(int))
+        for w in resampling.count_chunks(len(labels), 200, resampling.split_rng(0, split)):
+            for wr in w:
+                idx = np.repeat(np.arange(len(labels)), wr)
                 deltas.append(fn(pb[idx], labels[idx]) - fn(pa[idx], labels[idx]))
         lo, hi = np.quantile(deltas, [0.025, 0.975])
         assert (row["ci_low"], row["ci_high"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
