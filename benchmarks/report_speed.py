@@ -1,6 +1,6 @@
 """Time to score + compare + report a run from cached predictions (no model anywhere).
 
-    python benchmarks/report_speed.py [--n 100000] [--resamples 1000] [--out DIR] [--json]
+    python benchmarks/report_speed.py [--n 100000] [--resamples 1000] [--out DIR] [--plain R] [--json]
 
 Builds a synthetic run folder with two models ("baseline", "aligned") whose cached predictions hold
 --n examples each in total, split 60/20/20 over test / dev / ood (binary labels, probabilities of two
@@ -10,6 +10,10 @@ process, what `aligneval run` does after prediction and what `aligneval report` 
           fitted on dev), uncertainty and ood; write results.json
   compare paired bootstrap (--resamples) of every prediction-basis record + exact McNemar
   report  comparison.json, report.html and report.md + plots
+With --plain R it then measures, side by side on the same R resamples of the test split, the vectorized
+bootstrap statistics of every bootstrapped test record (both models, in one thread, sharing sorted views
+and caches as compare does) against calling each metric on each resample's rows; it asserts both give
+the same values and prints the ratio.
 With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
 """
 
@@ -96,11 +100,51 @@ def score(root: Path, models, splits, examples) -> None:
     write_results(root, json.loads(json.dumps(doc, default=float)))
 
 
+def plain_vs_fast(run_dir: Path, comp, resamples: int, split: str = "test") -> dict:
+    """Seconds for the vectorized statistics and for the metric called per resample, same resamples."""
+    from aligneval import resampling
+    from aligneval.results import load_results
+    from aligneval.stats import apply_temperature, base_name, get_metric
+
+    res = load_results(run_dir)
+    rows = [r for r in comp.records if r["split"] == split and r.get("resamples")]
+    jobs = []  # (metric, probs, labels, temperature)
+    for model, side in ((comp.baseline, "baseline"), (comp.candidate, "candidate")):
+        preds = res.predictions(model, split)
+        for r in rows:
+            temperature = (r["temperature"] or {}).get(side)
+            jobs.append((base_name(r["metric"]), preds.probs, preds.labels, temperature))
+    n = len(jobs[0][2])
+    chunks = list(resampling.count_chunks(n, resamples, resampling.split_rng(0, split)))
+
+    start = time.perf_counter()
+    ranked: dict = {}
+    fast = [resampling.statistic(m, p, y, t, ranked.setdefault(id(p), {})) for m, p, y, t in jobs]
+    work: dict = {}
+    per_chunk = []
+    for w in chunks:
+        cache = {"scratch": work}
+        per_chunk.append([stat(w, cache) for stat in fast])
+    fast_values = [np.concatenate(v) for v in zip(*per_chunk)]
+    fast_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    plain = [resampling.generic_statistic(get_metric(m).fn, apply_temperature(p, t), y) for m, p, y, t in jobs]
+    plain_values = [np.concatenate([stat(w) for w in chunks]) for stat in plain]
+    plain_s = time.perf_counter() - start
+    for (m, *_), a, b in zip(jobs, fast_values, plain_values):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=m)
+    return {"resamples": resamples, "statistics": len(jobs), "examples": n, "fast_seconds": round(fast_s, 3),
+            "plain_seconds": round(plain_s, 3), "speedup": round(plain_s / fast_s, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="cached predictions per model (all splits together)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=None, help="keep the run and report here (default: a temp dir)")
+    ap.add_argument("--plain", type=int, default=0, metavar="R",
+                    help="also time R resamples of the test split the plain way (metric per resample) side by side")
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     args = ap.parse_args(argv)
 
@@ -135,11 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'total':<8} {total:6.2f} s   (target <= 10 s on 2 cores)   report: {paths.html}")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         print(f"  cpu time {cpu:6.2f} s over {os.cpu_count()} cores; load average at the end: {load}")
+        plain = plain_vs_fast(run_dir, comp, args.plain) if args.plain else None
+        if plain:
+            print(f"side by side, {plain['resamples']} resamples of {plain['examples']:,} test examples, "
+                  f"{plain['statistics']} statistics (same values asserted): vectorized {plain['fast_seconds']:.2f} s, "
+                  f"metric per resample {plain['plain_seconds']:.2f} s: {plain['speedup']}x")
         if args.json:
             print(json.dumps({"seconds": round(total, 3), **{k: round(v, 3) for k, v in t.items()},
                               "n_per_model": args.n, "resamples": args.resamples, "records": len(comp.records),
                               "bootstrapped": n_boot, "cpu_seconds": round(cpu, 3), "cpu_count": os.cpu_count(),
-                              "load_average": load}))
+                              "load_average": load, "plain": plain}))
     return 0
 
 

@@ -1,0 +1,28 @@
+"""The report-speed benchmark runs end to end on a small synthetic run (no timing is asserted): its
+side-by-side check of the vectorized bootstrap against the metric per resample passes, and the
+--json line carries the contract's fields."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_speed_benchmark_runs_and_reports_json(tmp_path, capsys):
+    bench = _load("report_speed")
+    assert bench.main(["--n", "3000", "--resamples", "40", "--plain", "3", "--out", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"seconds", "score", "compare", "report", "n_per_model", "resamples", "bootstrapped"} <= set(doc)
+    assert doc["n_per_model"] == 3000 and doc["resamples"] == 40 and doc["bootstrapped"] == 38
+    assert doc["plain"]["statistics"] == 32 and doc["plain"]["examples"] == 1800
+    assert (tmp_path / "report" / "report.html").is_file()
