@@ -81,6 +81,14 @@ class GateResult:
     candidate: str
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    run: str = ""  # where the candidate's results came from
+    against: str = ""  # where the baseline's came from, when not the same run
+
+    def title(self) -> str:
+        """`aligned (runs/ci) vs baseline (releases/v3/run)`: which run each side came from."""
+        base = f" ({self.against})" if self.against else ""
+        return f"{self.candidate} ({self.run}) vs {self.baseline}{base}" if self.run else \
+            f"{self.candidate} vs {self.baseline}{base}"
 
     @property
     def failures(self) -> list[Outcome]:
@@ -288,13 +296,14 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
         rows = {(r["suite"], r["split"], r["metric"]): r for r in comp.records}
     outcomes = [evaluate(rule, split, rec, rows.get((rec.suite, split, rule.metric)), rules_path)
                 for rule, split, rec in expanded]
-    result = GateResult(outcomes, baseline, candidate, time.perf_counter() - start)
+    result = GateResult(outcomes, baseline, candidate, time.perf_counter() - start, run=run_label(cand_res),
+                        against=run_label(base_res) if base_res is not cand_res else "")
     if junit:
         result.files["junit"] = str(write_junit(result, junit, rules_path))
     target = summary or os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
         with open(target, "a", encoding="utf-8") as fh:
-            fh.write(markdown_summary(result, run_label(cand_res), run_label(base_res)))
+            fh.write(markdown_summary(result))
         result.files["summary"] = str(target)
     return result
 
@@ -317,8 +326,10 @@ def junit_xml(result: GateResult, rules_path: str = "rules.toml") -> str:
                           timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
                           hostname=socket.gethostname() or "localhost")
     props = ET.SubElement(suite, "properties")
-    for k, v in (("baseline", result.baseline), ("candidate", result.candidate), ("rules", rules_path)):
-        ET.SubElement(props, "property", name=k, value=str(v))
+    for k, v in (("baseline", result.baseline), ("candidate", result.candidate), ("rules", rules_path),
+                 ("run", result.run), ("against", result.against)):
+        if v:
+            ET.SubElement(props, "property", name=k, value=str(v))
     for o in result.outcomes:
         case = ET.SubElement(suite, "testcase", name=o.name, classname=f"aligneval.gate.{o.split}", time="0")
         if not o.passed:
@@ -337,13 +348,13 @@ def write_junit(result: GateResult, path: str | Path, rules_path: str = "rules.t
     return path
 
 
-def markdown_summary(result: GateResult, run: str = "", against: str = "") -> str:
+def markdown_summary(result: GateResult) -> str:
     from aligneval.report.markdown import esc
 
     head = "✅ passed" if not result.failures else f"❌ {len(result.failures)} regression(s)"
     lines = [f"### aligneval gate: {head}", "",
-             f"candidate `{result.candidate}` ({esc(run)}) vs baseline `{result.baseline}`"
-             + (f" ({esc(against)})" if against and against != run else ""), "",
+             f"candidate `{result.candidate}`" + (f" ({esc(result.run)})" if result.run else "")
+             + f" vs baseline `{result.baseline}`" + (f" ({esc(result.against)})" if result.against else ""), "",
              "| rule | check | result | details |", "| --- | --- | --- | --- |"]
     for o in result.outcomes:
         lines.append(f"| {esc(o.name)} | {esc(o.rule.text)} | {'✅ pass' if o.passed else '❌ fail'} | {esc(o.message)} |")

@@ -42,7 +42,7 @@ def _print(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"gate: {result.candidate} vs {result.baseline}")
+    table = Table(title=escape(f"gate: {result.title()}"))
     for col in ("rule", "check", "result", "details"):
         table.add_column(col, overflow="fold")
     for o in result.outcomes:
