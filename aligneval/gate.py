@@ -86,9 +86,10 @@ class GateResult:
 
     def title(self) -> str:
         """`aligned (runs/ci) vs baseline (releases/v3/run)`: which run each side came from."""
-        base = f" ({self.against})" if self.against else ""
-        return f"{self.candidate} ({self.run}) vs {self.baseline}{base}" if self.run else \
-            f"{self.candidate} vs {self.baseline}{base}"
+        def side(model: str, run: str) -> str:
+            return f"{model} ({run})" if run else model
+
+        return f"{side(self.candidate, self.run)} vs {side(self.baseline, self.against)}"
 
     @property
     def failures(self) -> list[Outcome]:

@@ -200,19 +200,16 @@ def read_predictions(path: Path) -> tuple[Predictions, dict[str, Any]]:
         meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
         column = table.column("probs").combine_chunks()
         widths = np.asarray(column.value_lengths().fill_null(-1))
-        k = int(widths[0]) if len(widths) else 0
-        if np.any(widths != k):
-            raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
-        probs = np.asarray(column.flatten(), dtype=np.float64).reshape(len(widths), k)
+        values = np.asarray(column.flatten(), dtype=np.float64)
         texts = table.column("text").to_pylist() if "text" in table.column_names else None
-        preds = Predictions(ids=[str(i) for i in table.column("id").to_pylist()],
-                            labels=np.asarray(table.column("label"), dtype=np.int64), probs=probs, texts=texts)
-    except ArtifactError:
-        raise
+        ids = [str(i) for i in table.column("id").to_pylist()]
+        labels = np.asarray(table.column("label"), dtype=np.int64)
     except Exception as exc:
         raise ArtifactError(f"cannot read predictions {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if len(probs) != len(preds.ids):
+    k = int(widths[0]) if len(widths) else 0
+    if np.any(widths != k) or len(widths) != len(ids):
         raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
+    preds = Predictions(ids=ids, labels=labels, probs=values.reshape(len(ids), k), texts=texts)
     return preds, meta
 
 

@@ -20,9 +20,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from aligneval.errors import DataError
+from aligneval.metrics import confidence, correct
+from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
 from aligneval.stats import Interval, apply_temperature, base_name, get_metric, percentile_interval
 
-PROB_EPS = float(np.finfo(np.float64).eps)
 CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (8 MB of int64: cache-friendly)
 AHEAD = 2  # chunks drawn ahead of the slower model's statistics
 
@@ -85,9 +86,7 @@ def fast_path(family: str):
 
 
 def _conf_hit(probs, labels):
-    conf = probs.max(axis=1)
-    hit = (probs.argmax(axis=1) == labels).astype(np.float64)
-    return conf, hit
+    return confidence(probs), correct(probs, labels).astype(np.float64)
 
 
 class Ranked:
@@ -218,8 +217,6 @@ def _macro_f1(probs, labels, **_):
 def _fixed_bins(r: Ranked, bins: int):
     """Equal-width bins are runs of the confidence order: per bin (count, hits, confidence mass) [bins, c],
     read off the cumulative counts at the bins' last positions."""
-    from aligneval.metrics.calibration import assign_bins, bin_edges
-
     idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))  # non-decreasing along the sorted confidences
     last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
 
