@@ -22,6 +22,7 @@ import numpy as np
 
 from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
+from aligneval.results import read_json
 from aligneval.suites.base import Predictions
 
 PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
@@ -110,10 +111,7 @@ def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelAr
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ArtifactError(f"{folder}: no config.json; is this a folder written by save_pretrained?")
-    try:
-        config = json.loads(config_path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{config_path}: corrupt JSON ({exc})") from None
+    config = read_json(config_path)
     weights, pickled = weight_files(folder, allow_pickle)
     tok_files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
     if not tok_files:
@@ -122,10 +120,7 @@ def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelAr
     card = None
     for card_name in CARD_FILES:
         if (folder / card_name).is_file():
-            try:
-                card = json.loads((folder / card_name).read_text("utf-8"))
-            except json.JSONDecodeError:
-                raise ArtifactError(f"{folder / card_name}: corrupt JSON") from None
+            card = read_json(folder / card_name)
             break
     return ModelArtifact(
         name=name, source=source, path=folder, weights_sha256=sha256_files(weights),

@@ -53,6 +53,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def read_json(file: Path, what: str = "JSON") -> Any:
+    """A JSON artifact's content; undecodable (bad JSON or not UTF-8) -> ArtifactError naming the file."""
+    try:
+        return json.loads(file.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{file}: corrupt {what} ({exc})") from None
+
+
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
     """Write to a temp file in the same folder, then rename: readers see the old file or the new one,
     never half of one; on any error the temp file is removed."""
@@ -148,10 +156,7 @@ def load_results(path: str | Path, validate: bool = True) -> Results:
     file = path / RESULTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise ArtifactError(f"results not found: {file} (run `aligneval run` first)")
-    try:
-        doc = json.loads(file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{file}: corrupt results document ({exc})") from None
+    doc = read_json(file, "results document")
     if not isinstance(doc, dict):
         raise ArtifactError(f"{file}: corrupt results document (not a JSON object)")
     version = str(doc.get("schema_version", ""))
