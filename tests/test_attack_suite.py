@@ -30,10 +30,9 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def random_models(tmp_path_factory):
     """Untrained tiny models (about 1 s): enough where the outcome itself is not under test."""
-    from tests.tiny import make_tiny_model
+    from tests.tiny import make_tiny_pair
 
-    root = tmp_path_factory.mktemp("attack-random-models")
-    return {"baseline": make_tiny_model(root / "a", seed=0), "aligned": make_tiny_model(root / "b", seed=1)}
+    return make_tiny_pair(tmp_path_factory.mktemp("attack-random-models"))
 
 
 @pytest.fixture(autouse=True)

@@ -19,14 +19,14 @@ from aligneval.cli import main
 from aligneval.metrics import scale_probs
 from aligneval.results import dumps_records, load_results, results_schema, write_json_atomic
 from aligneval.runner import run
-from tests.tiny import make_tiny_model
+from tests.tiny import make_tiny_pair
 from tests.tiny_eval import SPEC, write_eval_fixture, write_rows
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"baseline": make_tiny_model(root / "a", seed=0), "aligned": make_tiny_model(root / "b", seed=1)}
+    return make_tiny_pair(root)
 
 
 @pytest.fixture(autouse=True)

@@ -105,6 +105,12 @@ def make_tiny_model(tmp_path, model_type: str = "bert", num_labels: int = 2, see
     return folder
 
 
+def make_tiny_pair(root) -> dict[str, Path]:
+    """Two different tiny random models saved under `root`: {"baseline": folder, "aligned": folder}."""
+    root = Path(root)
+    return {"baseline": make_tiny_model(root / "a", seed=0), "aligned": make_tiny_model(root / "b", seed=1)}
+
+
 def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, **overrides):
     """An in-memory tiny random model (no tokenizer), for hook and loss tests."""
     import torch
