@@ -265,6 +265,8 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
             by_split.setdefault(k[1], []).append(k)
         elif ra.basis == "attack" and rb.basis == "attack":
             rows[k] = _attack_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha)
+        elif ra.basis == "per_example" and rb.basis == "per_example":
+            rows[k] = _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha)
         else:
             rows[k] = _row(ra, rb, min(ra.n, rb.n), None, alpha, rb.basis)
     names = (f"baseline '{model_a}'", f"candidate '{model_b}'")
@@ -342,6 +344,43 @@ def _attack_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha) 
                 return _row(ra, rb, len(ids), iv, alpha, "attack",
                             {"recipe": recipe, "mcnemar_b": mc.b, "mcnemar_c": mc.c})
     return _row(ra, rb, min(ra.n, rb.n), None, alpha, rb.basis, {"recipe": recipe})
+
+
+def per_example_values(results, rec) -> tuple[list[str], np.ndarray] | None:
+    """(ids, values) of a `per_example` record: the column `extra["column"]` (default: the metric
+    name) of the parquet `extra["values"]`, a path relative to the run folder. None when absent."""
+    run_dir = getattr(results, "run_dir", None)
+    rel = (rec.extra or {}).get("values")
+    if run_dir is None or not rel:
+        return None
+    file = (Path(run_dir) / rel).resolve()
+    if Path(run_dir).resolve() not in file.parents or not file.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    column = (rec.extra or {}).get("column") or rec.metric
+    try:
+        table = pq.read_table(file, columns=["id", column])
+    except Exception:  # noqa: BLE001 - any unreadable file is a corrupt artifact
+        raise ArtifactError(f"{file} is corrupt or lacks the columns 'id', '{column}'") from None
+    return [str(i) for i in table.column("id").to_pylist()], table.column(column).to_numpy(zero_copy_only=False)
+
+
+def _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha) -> dict:
+    """Mean of per-example values (e.g. alignment diagnostics), paired over the ids both models have
+    a finite value for; the record's value must be that mean, else only the point values are shown."""
+    va, vb = per_example_values(base_res, ra), per_example_values(cand_res, rb)
+    if va is not None and vb is not None and ra.value is not None and rb.value is not None:
+        xa = dict(zip(*va))
+        xb = dict(zip(*vb))
+        ids = [i for i in xa if i in xb and np.isfinite(xa[i]) and np.isfinite(xb[i])]
+        x = np.array([xa[i] for i in ids], float)
+        y = np.array([xb[i] for i in ids], float)
+        if (len(ids) and math.isclose(float(x.mean()), ra.value, rel_tol=1e-6, abs_tol=1e-9)
+                and math.isclose(float(y.mean()), rb.value, rel_tol=1e-6, abs_tol=1e-9)):
+            iv = resampling.bootstrap_mean_difference(x, y, resamples=resamples, seed=seed, confidence=confidence)
+            return _row(ra, rb, len(ids), iv, alpha, "per_example")
+    return _row(ra, rb, min(ra.n, rb.n), None, alpha, rb.basis)
 
 
 def _compare_seeds(base_res, cand_res, base_models, cand_models, confidence, alpha, only) -> list[dict]:
