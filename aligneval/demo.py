@@ -116,7 +116,7 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
     )
     log(f"fine-tuning: {time.perf_counter() - clock:.0f} s")
     clock = time.perf_counter()
-    models = _model_map(trained)
+    models = model_map(trained)
     results = run(spec, models, out / "run", progress=progress, extra={"demo_profile": asdict(chosen)})
     log(f"prediction and suites: {time.perf_counter() - clock:.0f} s")
     clock = time.perf_counter()
@@ -146,9 +146,12 @@ def _sized_spec(spec, profile: Profile):
     return replace(spec, splits=splits, suites=suites, max_length=profile.max_length)
 
 
-def _model_map(trained) -> dict[str, str]:
-    """One seed: baseline/aligned; several: baseline@13, aligned@13, ... (grouped by the comparison)."""
-    if len(trained.runs) == 1:
-        only = trained.runs[0]
-        return {"baseline": str(only.baseline), "aligned": str(only.aligned)}
-    return {f"{role}@{r.seed}": str(getattr(r, role)) for r in trained.runs for role in ("baseline", "aligned")}
+def model_map(trained) -> dict[str, str]:
+    """Run names for the trained folders: `baseline` and `aligned` (one λ) or `aligned-lam<λ>` per λ
+    of a grid (the folder names); with several seeds each gets `@<seed>` (grouped by the comparison)."""
+    several = len(trained.runs) > 1
+    models = {}
+    for r in trained.runs:
+        for folder in (r.baseline, *r.twins.values()):
+            models[f"{folder.name}@{r.seed}" if several else folder.name] = str(folder)
+    return models

@@ -79,7 +79,7 @@ def test_end_to_end_each_variant_reloads_with_plain_transformers(tiny, tmp_path,
         assert card["role"] == role and card["steps"] == 3 and card["seed"] == 13
         assert card["variant"] == (variant if role == "aligned" else "none")
         assert card["lambda"] == (0.1 if role == "aligned" else 0.0)
-        assert card["twin"] == {"variant": variant, "lambda": 0.1}
+        assert card["twin"] == {"variant": variant, "lambda": 0.1, "lambdas": [0.1]}
         assert card["hyperparameters"]["batch_size"] == 8 and card["data"]["train"]["size"] == 48
         assert len(card["data"]["train"]["fingerprint"]) == 64 and card["versions"]["torch"]
         assert card["final"]["dev_accuracy"] is not None and card["wall_time_s"] > 0
@@ -105,7 +105,8 @@ def test_several_seeds_rerun_skips_and_different_run_is_refused(tiny, tmp_path):
     with pytest.raises(UsageError, match="different run"):
         align_pair(tiny["model"], tiny["train"], out, seeds=(13, 21), variant="gan", **FAST)
     redone = align_pair(tiny["model"], tiny["train"], out, seeds=(13, 21), variant="gan", overwrite=True, **FAST)
-    assert all(r.trained == ["baseline", "aligned"] for r in redone.runs)
+    # the baseline does not depend on the twin's variant: it is kept, only the twins are retrained
+    assert all(r.trained == ["aligned"] for r in redone.runs)
     assert json.loads((out / "seed-21" / "aligned" / CARD_NAME).read_text())["variant"] == "gan"
 
 

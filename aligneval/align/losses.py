@@ -11,7 +11,12 @@ changes neither the value nor the gradient.
 
 The auxiliary networks (discriminator, critic, navigator) have one set of parameters per layer,
 shared by that layer's heads, stored stacked ([N, ...]) so all layers run in one batched matmul.
-Min-max games use the gradient-reversal layer: one backward pass trains both players.
+
+The min-max games are played by two optimizers (aligneval/align/train.py): `aux_loss` on detached
+keys and queries is what the auxiliary networks descend (gradient reversal inside the graph gives
+each of them its direction: the discriminator lowers its log-loss, the critic raises the transport
+cost), with their own learning rate and update count; `encoder_loss` is what the attention
+projections descend, with the auxiliary networks held fixed. `forward` is the game's value.
 """
 
 from __future__ import annotations
@@ -97,16 +102,26 @@ class Highway(nn.Module):
 
 class SeededDropout(nn.Module):
     """Dropout that draws from its own generator, so the auxiliary nets never consume the global
-    RNG: the backbone's dropout masks stay identical to the baseline twin's."""
+    RNG: the backbone's dropout masks stay identical to the baseline twin's.
+
+    `seed(s)` makes the generator on the device of the first input it sees (a CUDA tensor needs a
+    CUDA generator); `generator` may also be set directly.
+    """
 
     def __init__(self, p: float):
         super().__init__()
         self.p = p
         self.generator: torch.Generator | None = None
+        self._seed: int | None = None
+
+    def seed(self, seed: int | None) -> None:
+        self._seed, self.generator = seed, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if self._seed is not None and (self.generator is None or self.generator.device != x.device):
+            self.generator = torch.Generator(device=x.device).manual_seed(self._seed)
         keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
         return x * keep.ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: rand is the cheapest draw
 
@@ -402,9 +417,28 @@ def sinkhorn_divergence(
 
 
 class Aligner(nn.Module):
-    """Base: forward(k, q, mask) -> per-layer alignment loss [N]."""
+    """Base: forward(k, q, mask) -> the game's value per layer [N].
 
-    adversarial = False  # True when the loss hides a min-max game behind gradient reversal
+    `encoder_loss` is what the attention projections minimize (λ scales it, nothing else);
+    `aux_loss` (adversarial variants only) is what the auxiliary networks' own optimizer descends,
+    on detached inputs, with a per-layer diagnostic of how well they play (`diagnostic` names it).
+    """
+
+    adversarial = False  # True when auxiliary networks play a min-max game against the projections
+    diagnostic = "distance"  # the per-layer number the training log records for this variant
+
+    def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self(k, q, mask)
+
+    def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss [N] the auxiliary networks descend, diagnostic [N]) on detached k, q."""
+        raise NotImplementedError(f"{type(self).__name__} has no auxiliary networks")
+
+    def seed(self, seed: int | None) -> None:
+        """Seed every SeededDropout (each gets its own stream, made on its input's device)."""
+        drops = [m for m in self.modules() if isinstance(m, SeededDropout)]
+        for i, module in enumerate(drops):
+            module.seed(None if seed is None else seed + i)
 
     def set_generator(self, generator: torch.Generator | None) -> None:
         for module in self.modules():
@@ -412,17 +446,29 @@ class Aligner(nn.Module):
                 module.generator = generator
 
 
+GENERATOR_FORMS = ("non-saturating", "saturating")
+
+
 class GanAligner(Aligner):
     """gan: D_l = BCE(D(GR(k)), 1) + BCE(D(stopgrad(q)), 0), per valid token, mean over tokens/heads.
 
-    D learns to tell keys from queries; through GR the key projection learns to fool it.
+    D learns to tell keys (1) from queries (0). The key projection plays the generator:
+    `generator="non-saturating"` (default, GAN practice) minimizes BCE(D(k), 0), "look like a query",
+    whose gradient fades once keys are taken for queries; "saturating" maximizes D's log-loss on the
+    keys (the authors' gradient reversal), whose gradient never fades, so keys run to wherever D's
+    logit is lowest, past the queries (measured: K–Q MMD 2.05× the baseline's at λ = 1).
     """
 
     adversarial = True
+    diagnostic = "disc_accuracy"
 
-    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1):
+    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1,
+                 generator: str = "non-saturating"):
         super().__init__()
+        if generator not in GENERATOR_FORMS:
+            raise UsageError(f"gan generator must be one of {', '.join(GENERATOR_FORMS)}, not '{generator}'")
         self.disc = Discriminator(n_layers, d_head, width, dropout)
+        self.generator_form = generator
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         kt, weights = valid_tokens(k, mask)  # padding is never computed on
@@ -431,6 +477,26 @@ class GanAligner(Aligner):
         real, fake = logits.split(kt.shape[1], dim=1)
         per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
         return weighted_token_mean(per_token, weights, mask.shape[0])
+
+    def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kt, weights = valid_tokens(k, mask)
+        logits = self.disc(kt)
+        if self.generator_form == "non-saturating":
+            per_token = F.softplus(logits)  # BCE(D(k), 0): keys should be taken for queries
+        else:
+            per_token = -F.softplus(-logits)  # −BCE(D(k), 1): raise D's log-loss on the keys
+        return weighted_token_mean(per_token, weights, mask.shape[0])
+
+    def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kt, weights = valid_tokens(k.detach(), mask)
+        qt, _ = valid_tokens(q.detach(), mask)
+        logits = self.disc(torch.cat([kt, qt], dim=1))
+        real, fake = logits.split(kt.shape[1], dim=1)
+        per_token = F.softplus(-real) + F.softplus(fake)
+        with torch.no_grad():  # K-vs-Q accuracy: keys called keys and queries called queries
+            hits = ((real > 0).to(real.dtype) + (fake < 0).to(fake.dtype)) / 2
+            accuracy = weighted_token_mean(hits, weights, mask.shape[0])
+        return weighted_token_mean(per_token, weights, mask.shape[0]), accuracy
 
 
 NAVIGATOR_RULES = ("ct", "adversarial")
@@ -447,6 +513,7 @@ class CTAligner(Aligner):
     """
 
     adversarial = True
+    diagnostic = "critic_value"
 
     def __init__(
         self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5,
@@ -470,6 +537,12 @@ class CTAligner(Aligner):
         else:
             pk, pq = adversarial(self.navigator, k), adversarial(self.navigator, q)
         return tk, tq, pk, pq
+
+    def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The reversal layers around the critic (and, by the rule, the navigator) make descending this
+        # value each player's move: the critic climbs CT, the CT-paper navigator descends it.
+        value = self(k.detach(), q.detach(), mask)
+        return value, value.detach()
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.axis == "tokens":
@@ -498,11 +571,16 @@ class CombineAligner(Aligner):
     """combine: ct (within heads) + ct-heads (across heads), each with its own critic and navigator."""
 
     adversarial = True
+    diagnostic = "critic_value"
 
     def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5, navigator: str = "ct"):
         super().__init__()
         self.tokens = CTAligner(n_layers, d_head, width, rho, "tokens", navigator)
         self.heads = CTAligner(n_layers, d_head, width, rho, "heads", navigator)
+
+    def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (a, da), (b, db) = self.tokens.aux_loss(k, q, mask), self.heads.aux_loss(k, q, mask)
+        return a + b, da + db
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.tokens(k, q, mask) + self.heads(k, q, mask)
@@ -517,6 +595,8 @@ def _per_example_head(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
 
 class MMDAligner(Aligner):
     """mmd: unbiased squared MMD between each head's keys and queries (no parameters)."""
+
+    diagnostic = "mmd2"
 
     def __init__(self, n_layers: int, d_head: int, scales: tuple[float, ...] = MMD_SCALES):
         super().__init__()
@@ -536,6 +616,8 @@ class SinkhornAligner(Aligner):
     ε = eps × the mean squared key–query distance of that example and head (detached) when
     `relative` (the default, so one ε suits any model's scale), else eps as given.
     """
+
+    diagnostic = "sinkhorn"
 
     def __init__(self, n_layers: int, d_head: int, eps: float = 0.1, iters: int = 50, relative: bool = True):
         super().__init__()

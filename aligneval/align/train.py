@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from aligneval.data import DataSource, Examples, load_examples, require_classes
 from aligneval.errors import ArtifactError, ResourceError, UsageError
@@ -32,17 +32,24 @@ CARD_NAME = "alignment.json"
 LOG_NAME = "train_log.jsonl"
 CARD_FORMAT = "aligneval.alignment/1"
 ROLES = ("baseline", "aligned")
+# The auxiliary players' defaults, chosen by measurement on all-MiniLM-L6-v2 (docs/align.md)
+AUX_DEFAULTS = {"aux_lr": 1e-3, "aux_steps": 1}
 VERSIONED_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "numpy", "datasets")
 
 
 @dataclass
 class SeedRun:
-    """The two model folders of one seed; `trained` lists the roles trained in this call."""
+    """The model folders of one seed: the baseline and one twin per λ (`twins`, in the order given);
+    `aligned` is the first twin. `trained` lists the folders trained in this call."""
 
     seed: int
     baseline: Path
-    aligned: Path
+    twins: dict[float, Path]
     trained: list[str] = field(default_factory=list)
+
+    @property
+    def aligned(self) -> Path:
+        return next(iter(self.twins.values()))
 
 
 @dataclass
@@ -69,7 +76,7 @@ def align_pair(
     *,
     dev: str | os.PathLike | DataSource | None = None,
     variant: str = "gan",
-    lam: float = 0.01,
+    lam: float | Sequence[float] = 0.01,
     seeds: tuple[int, ...] | list[int] = (13,),
     epochs: int = 1,
     max_steps: int | None = None,
@@ -83,45 +90,55 @@ def align_pair(
     freeze_layers: int = 0,
     qk_pattern: str | None = None,
     variant_options: dict[str, Any] | None = None,
+    aux_lr: float = AUX_DEFAULTS["aux_lr"],
+    aux_steps: int = AUX_DEFAULTS["aux_steps"],
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     **data_kwargs: Any,
 ) -> AlignResult:
-    """Fine-tune `model` (hub id or local folder) and its aligned twin on `train`; see module doc.
+    """Fine-tune `model` (hub id or local folder) and its aligned twin(s) on `train`; see module doc.
 
-    Writes `out/{baseline,aligned}/` (one seed) or `out/seed-<s>/{baseline,aligned}/` (several),
-    each a `save_pretrained` folder with its tokenizer, `alignment.json` and `train_log.jsonl`.
+    `lam` is one λ or several (a dose–response grid): each seed trains the baseline once and one
+    twin per λ, all from the same weights, data order and seed. Writes `out/{baseline,aligned}/`
+    (one seed, one λ), `out/aligned-lam<λ>/` per λ of a grid, and `out/seed-<s>/...` for several
+    seeds; each a `save_pretrained` folder with its tokenizer, `alignment.json` and `train_log.jsonl`.
     `data_kwargs` (text_column, text_pair_column, label_column, ...) configure path inputs.
     """
     from aligneval.align.losses import VARIANTS
 
     VARIANTS.get(variant)  # unknown variant -> "did you mean" before any work
     seeds = _check_seeds(seeds)
+    lams = check_lambdas(lam)
     hp = dict(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         max_length=max_length, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, clip=clip,
         freeze_layers=freeze_layers, qk_pattern=qk_pattern, optimizer="AdamW(eps=1e-8)",
         schedule="linear warm-up then linear decay",
     )
-    _check_numbers(lam, hp)
+    _check_numbers(hp)
+    aux = _check_aux(aux_lr, aux_steps)
     options = dict(variant_options or {})
+    _check_options(variant, options)
 
     train_src, dev_src = _source(train, data_kwargs), (None if dev is None else _source(dev, data_kwargs))
     train_ex = load_examples(train_src)
     require_classes(train_ex)
     dev_ex = load_examples(dev_src, label_names=train_ex.label_names) if dev_src is not None else None
 
-    run = dict(
-        base_model=_model_ref(model), variant=variant, lam=float(lam), variant_options=options,
-        hyperparameters=hp, label_names=train_ex.label_names,
+    common = dict(
+        base_model=_model_ref(model), hyperparameters=hp, label_names=train_ex.label_names,
         train=train_ex.fingerprint, dev=None if dev_ex is None else dev_ex.fingerprint,
     )
+    keys = {"baseline": _run_key(dict(common, role="baseline"))}
+    for value in lams:
+        keys[value] = _run_key(dict(common, variant=variant, lam=value, variant_options=options, aux=aux))
     out = Path(out)
-    plan = _plan(out, seeds, run, overwrite)
-    result = AlignResult(out, [SeedRun(s, b, a) for s, b, a, _ in plan])
-    todo = [(s, roles) for s, _, _, roles in plan if roles]
+    plan = _plan(out, seeds, lams, keys, overwrite)
+    result = AlignResult(out, [SeedRun(seed, folders["baseline"], {v: folders[v] for v in lams})
+                               for seed, folders, _ in plan])
+    todo = [(seed, folders, roles) for seed, folders, roles in plan if roles]
     if not todo:
         return result
 
@@ -132,33 +149,38 @@ def align_pair(
     data_card = {"train": _data_card(train_ex), "dev": None if dev_ex is None else _data_card(dev_ex)}
 
     by_seed = {r.seed: r for r in result.runs}
-    for seed, roles in todo:
-        seed_run = by_seed[seed]
+    for seed, folders, roles in todo:
         if loaded is None:
             _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed)
-        pair = {"baseline": loaded, "aligned": copy.deepcopy(loaded)}
-        loaded = None
-        for role in ROLES:
-            if role not in roles:
-                continue
-            target = seed_run.baseline if role == "baseline" else seed_run.aligned
+        for i, role in enumerate(roles):
+            # every role starts from the same weights (same head initialisation); the last takes the original
+            twin = loaded if i == len(roles) - 1 else copy.deepcopy(loaded)
+            aligned = role != "baseline"
             card = dict(
-                format=CARD_FORMAT, role=role,
-                variant=variant if role == "aligned" else "none",
-                **{"lambda": float(lam) if role == "aligned" else 0.0},
-                twin={"variant": variant, "lambda": float(lam)},
-                variant_options=options if role == "aligned" else {},
-                seed=seed, base_model=run["base_model"], hyperparameters=hp, data=data_card,
-                label_names=train_ex.label_names, versions=_versions(), run_key=_run_key(run),
+                format=CARD_FORMAT, role="aligned" if aligned else "baseline",
+                variant=variant if aligned else "none",
+                **{"lambda": float(role) if aligned else 0.0},
+                twin={"variant": variant, "lambda": float(role) if aligned else list(lams)[0],
+                      "lambdas": list(lams)},
+                variant_options=options if aligned else {},
+                aux=aux if aligned else None,
+                seed=seed, base_model=common["base_model"], hyperparameters=hp, data=data_card,
+                label_names=train_ex.label_names, versions=_versions(), run_key=keys[role],
             )
             _train_and_save(
-                pair[role], tokenizer, features, dev_features, target, card,
-                variant=variant if role == "aligned" else None, lam=float(lam), options=options,
-                seed=seed, hp=hp, progress=progress, overwrite=overwrite,
+                twin, tokenizer, features, dev_features, folders[role], card,
+                variant=variant if aligned else None, lam=float(role) if aligned else 0.0, options=options,
+                aux=aux, seed=seed, hp=hp, progress=progress, overwrite=overwrite,
             )
-            pair[role] = None  # free memory before the twin trains
-            seed_run.trained.append(role)
+            del twin
+            by_seed[seed].trained.append(folders[role].name)
+        loaded = None
     return result
+
+
+def twin_folder_name(lam: float, grid: bool) -> str:
+    """`aligned` for a single λ; `aligned-lam<λ>` (λ in %g form) for each twin of a grid."""
+    return f"aligned-lam{format(lam, 'g')}" if grid else "aligned"
 
 
 # ----------------------------------------------------------------------------- validation and planning
@@ -176,9 +198,50 @@ def _check_seeds(seeds) -> tuple[int, ...]:
     return values
 
 
-def _check_numbers(lam: float, hp: dict) -> None:
-    if not isinstance(lam, (int, float)) or math.isnan(lam) or lam < 0:
-        raise UsageError(f"--lambda must be >= 0, not {lam}")
+def check_lambdas(lam) -> tuple[float, ...]:
+    """One λ or several ("0.01,0.1,1", a number or a sequence) -> distinct finite values >= 0."""
+    if isinstance(lam, str):
+        parts = [p for p in lam.replace(",", " ").split()]
+    elif isinstance(lam, (int, float)):
+        parts = [lam]
+    else:
+        parts = list(lam)
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except (TypeError, ValueError):
+            raise UsageError(f"--lambda takes numbers like 0.01,0.1,1, not '{part}'") from None
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--lambda must be finite and >= 0, not {part}")
+        values.append(value)
+    if not values:
+        raise UsageError("--lambda: give at least one value")
+    if len(set(values)) != len(values):
+        raise UsageError(f"--lambda values repeat: {', '.join(format(v, 'g') for v in values)}")
+    return tuple(values)
+
+
+def _check_aux(aux_lr: float, aux_steps: int) -> dict:
+    if not isinstance(aux_lr, (int, float)) or not math.isfinite(aux_lr) or aux_lr <= 0:
+        raise UsageError(f"--aux-lr must be positive, not {aux_lr}")
+    if not isinstance(aux_steps, int) or aux_steps < 1:
+        raise UsageError(f"--aux-steps must be a whole number >= 1, not {aux_steps}")
+    return {"aux_lr": float(aux_lr), "aux_steps": int(aux_steps), "aux_optimizer": "Adam(betas=(0.5, 0.999))",
+            "aux_schedule": "constant"}
+
+
+def _check_options(variant: str, options: dict) -> None:
+    """Unknown variant options fail before any data or model is read."""
+    import torch
+
+    from aligneval.align.losses import build_aligner
+
+    with torch.random.fork_rng(devices=[]):
+        build_aligner(variant, 1, 4, **options)
+
+
+def _check_numbers(hp: dict) -> None:
     positive = ("epochs", "batch_size", "grad_accum", "max_length", "lr")
     for name in positive:
         if not hp[name] or hp[name] <= 0:
@@ -223,27 +286,28 @@ def _read_card(folder: Path) -> dict | None:
         return None
 
 
-def _plan(out: Path, seeds: tuple[int, ...], run: dict, overwrite: bool):
-    """[(seed, baseline_dir, aligned_dir, roles_to_train)]; refuses an out folder of another run."""
+def _plan(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], keys: dict, overwrite: bool):
+    """[(seed, {role: folder}, roles_to_train)], role "baseline" or a λ; refuses an out folder of
+    another run. A finished folder of the same run is kept, so a re-run resumes and a grid can grow."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
-    key = _run_key(run)
     plan = []
     for seed, folder in _targets(out, seeds):
+        folders = {"baseline": folder / "baseline"}
+        folders.update({v: folder / twin_folder_name(v, len(lams) > 1) for v in lams})
         roles = []
-        for role in ROLES:
-            target = folder / role
+        for role, target in folders.items():
             if not target.exists():
                 roles.append(role)
                 continue
             card = _read_card(target)
-            if card is not None and card.get("run_key") == key and card.get("seed") == seed:
+            if card is not None and card.get("run_key") == keys[role] and card.get("seed") == seed:
                 continue  # finished: keep it
             if not overwrite:
                 what = "a different run" if card is not None else "files that are not a finished aligneval model"
                 raise UsageError(f"{target} holds {what}; pass --overwrite to replace it or choose another --out")
             roles.append(role)
-        plan.append((seed, folder / "baseline", folder / "aligned", roles))
+        plan.append((seed, folders, roles))
     return plan
 
 
@@ -254,6 +318,7 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
     """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`."""
     import torch
     import transformers
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = Path(model).expanduser()
@@ -287,7 +352,7 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
             label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
             use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = ArtifactError if path.exists() else ResourceError
         raise error(f"cannot load model '{model}': {first}") from None
@@ -348,7 +413,8 @@ def epoch_batches(lengths: list[int], batch_size: int, generator) -> list[list[i
 # ----------------------------------------------------------------------------- training
 
 
-def _optimizer(model, aligner, hp: dict):
+def _optimizer(model, hp: dict):
+    """AdamW over the model's trainable parameters only; the auxiliary networks have their own."""
     import torch
 
     decay, no_decay = [], []
@@ -356,9 +422,32 @@ def _optimizer(model, aligner, hp: dict):
         if p.requires_grad:
             (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    if aligner is not None and any(True for _ in aligner.parameters()):
-        groups.append({"params": list(aligner.parameters()), "weight_decay": 0.0})
     return torch.optim.AdamW(groups, lr=hp["lr"], eps=1e-8)
+
+
+def _aux_optimizer(aligner, aux: dict):
+    """The auxiliary players' own Adam at their own constant rate (GAN practice: β1 = 0.5), so the
+    discriminator or critic keeps up with the encoder whatever the task's learning rate and schedule."""
+    import torch
+
+    params = [p for p in aligner.parameters()] if aligner is not None else []
+    if not params:
+        return None, []
+    return torch.optim.Adam(params, lr=aux["aux_lr"], betas=(0.5, 0.999), eps=1e-8), params
+
+
+@contextlib.contextmanager
+def _held_fixed(params):
+    """The auxiliary networks as fixed functions while the encoder's loss is built (no gradient
+    is computed or kept for them)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 def _evaluate(model, features: dict, batch_size: int) -> float:
@@ -376,17 +465,17 @@ def _evaluate(model, features: dict, batch_size: int) -> float:
     return correct / max(1, len(order))
 
 
-def _build_aligner(model, capture, features: dict, variant: str, options: dict, seed: int):
+def _build_aligner(model, capture, batch: dict, variant: str, options: dict, seed: int):
     """Probe one eval-mode forward (no RNG use) for the layer count and head width, then build the
     aligner under a forked RNG so the global stream stays the baseline's."""
     import torch
 
     from aligneval.align.losses import build_aligner
 
-    batch, _ = _collate(features, [0])
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        model(**batch)
+        model(**{k: v.to(device) for k, v in batch.items()})
     layers = capture.layers()
     capture.clear()
     model.train()
@@ -394,22 +483,30 @@ def _build_aligner(model, capture, features: dict, variant: str, options: dict, 
     if len({s[0] for s in shapes}) != 1 or len({s[2] for s in shapes}) != 1:
         raise UsageError(f"attention layers differ in head count or width {sorted(shapes)}; not supported")
     d_head = layers[0][0].shape[-1]
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         aligner = build_aligner(variant, len(layers), d_head, **options)
-    aligner.set_generator(torch.Generator().manual_seed(seed + 2))
-    return aligner.train()
+    aligner.seed(seed + 2)
+    return aligner.to(device).train(), len(layers)
+
+
+def total_layers(model, regularized: int) -> int:
+    """The model's attention-layer count, frozen ones included: λ is divided by it, so each
+    regularized layer weighs λ/L whatever --freeze-layers is."""
+    value = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None)
+    return max(int(value), regularized) if isinstance(value, int) and value > 0 else regularized
 
 
 def _train_and_save(model, tokenizer, features, dev_features, target: Path, card: dict, *, variant, lam,
-                    options, seed, hp, progress, overwrite) -> None:
+                    options, aux, seed, hp, progress, overwrite) -> None:
     """Train one twin into a temporary folder next to `target`, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        label = f"seed {seed} {target.name}"
         stats = _train(model, features, dev_features, tmp / LOG_NAME, variant=variant, lam=lam, options=options,
-                       seed=seed, hp=hp, progress=progress, label=f"seed {seed} {card['role']}")
+                       seed=seed, hp=hp, progress=progress, label=label, aux=aux)
         card.update(stats)
         card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         model.save_pretrained(tmp, safe_serialization=True)
@@ -425,30 +522,32 @@ def _train_and_save(model, tokenizer, features, dev_features, target: Path, card
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _train(model, features, dev_features, log_path: Path, *, variant, lam, options, seed, hp, progress, label):
+def _train(model, features, dev_features, log_path: Path, *, variant, lam, options, seed, hp, progress, label,
+           aux=None):
     import torch
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
-    from aligneval.align.hooks import attach, freeze_bottom
+    from aligneval.align.hooks import freeze_bottom
 
     start_time = time.perf_counter()
+    device = next(model.parameters()).device
     freeze_bottom(model, hp["freeze_layers"], hp["qk_pattern"])
     model.train()
-    capture = aligner = None
+    game = None
     if variant is not None:
-        capture = attach(model, hp["qk_pattern"], trainable_only=True)
-        aligner = _build_aligner(model, capture, features, variant, options, seed)
+        probe_batch, _ = _collate(features, [0])
+        game = build_game(model, variant, lam, options, dict(AUX_DEFAULTS, **(aux or {})), seed, probe_batch,
+                          hp["qk_pattern"], hp["clip"])
     n = len(features["lengths"])
     updates_per_epoch = math.ceil(math.ceil(n / hp["batch_size"]) / hp["grad_accum"])
     total = hp["max_steps"] or hp["epochs"] * updates_per_epoch
-    optimizer = _optimizer(model, aligner, hp)
+    optimizer = _optimizer(model, hp)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp["warmup_ratio"] * total), total)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    aux = list(aligner.parameters()) if aligner is not None else []
 
     torch.manual_seed(seed)  # the dropout stream: identical for both twins
-    order_gen = torch.Generator().manual_seed(seed)  # the data order: identical for both twins
+    order_gen = torch.Generator().manual_seed(seed)  # the data order (CPU by design): identical for both twins
     step, epoch, history, dev_history = 0, 0, [], []
     bar = _progress_bar(progress, label, total)
     with open(log_path, "w") as log, (bar if bar is not None else contextlib.nullcontext()):
@@ -458,72 +557,177 @@ def _train(model, features, dev_features, log_path: Path, *, variant, lam, optio
             batches = epoch_batches(features["lengths"], hp["batch_size"], order_gen)
             groups = [batches[i : i + hp["grad_accum"]] for i in range(0, len(batches), hp["grad_accum"])]
             for group in groups:
-                task_sum, align_sum, layer_sum = 0.0, 0.0, None
+                sums = _StepSums()
                 for index in group:
                     batch, labels = _collate(features, index)
+                    batch, labels = {k: v.to(device) for k, v in batch.items()}, labels.to(device)
                     logits = model(**batch).logits
                     task = F.cross_entropy(logits, labels)
-                    loss = task
-                    if aligner is not None:
-                        layers = capture.layers()
-                        capture.clear()
-                        k = torch.stack([k for _, k in layers])
-                        q = torch.stack([q for q, _ in layers])
-                        per_layer = aligner(k, q, batch["attention_mask"])
-                        align = per_layer.mean()
-                        loss = task + lam * align
-                        align_sum += float(align.detach())
-                        values = per_layer.detach()
-                        layer_sum = values if layer_sum is None else layer_sum + values
+                    loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
                     (loss / len(group)).backward()
-                    task_sum += float(task.detach())
+                    sums.task += float(task.detach())
                 if hp["clip"]:
                     torch.nn.utils.clip_grad_norm_(trainable, hp["clip"])
-                    if aux:
-                        torch.nn.utils.clip_grad_norm_(aux, hp["clip"])
                 lr_now = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                record = {"step": step, "epoch": epoch, "task_loss": task_sum / len(group),
-                          "alignment_loss": None if aligner is None else align_sum / len(group),
-                          "alignment_loss_layers": None if layer_sum is None
-                          else [round(float(v) / len(group), 6) for v in layer_sum],
+                record = {"step": step, "epoch": epoch, **sums.record(len(group), game and game.aligner),
                           "lr": lr_now}
                 history.append(record)
                 end_of_epoch = group is groups[-1] or step == total
                 if end_of_epoch and dev_features is not None:
-                    if capture is not None:
-                        capture.enabled = False
+                    if game is not None:
+                        game.capture.enabled = False
                     record["dev_accuracy"] = _evaluate(model, dev_features, hp["batch_size"])
-                    if capture is not None:
-                        capture.enabled = True
+                    if game is not None:
+                        game.capture.enabled = True
                     dev_history.append({"epoch": epoch, "step": step, "accuracy": record["dev_accuracy"]})
                     if bar is not None:
                         bar.console.print(f"{label} epoch {epoch}: dev accuracy {record['dev_accuracy']:.4f}")
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if bar is not None:
-                    bar.update(task_id, advance=1, description=f"{label} loss {record['task_loss']:.3f}")
+                    bar.update(task_id, advance=1, description=_bar_text(label, record))
                 if step == total:
                     break
-    if capture is not None:
-        capture.remove()
+    if game is not None:
+        game.capture.remove()
     for p in model.parameters():
         p.requires_grad_(True)  # the saved folder carries no training-time freeze
     model.eval()
+    return {"steps": step, "epochs_run": epoch, "final": _final(history, dev_history, game and game.aligner),
+            "dev_history": dev_history, "wall_time_s": round(time.perf_counter() - start_time, 3)}
+
+
+@dataclass
+class Game:
+    """The alignment side of one training step: the auxiliary players' updates and the encoder's
+    alignment term. The training loop and benchmarks/align_overhead.py both call `alignment_term`,
+    so the benchmark times exactly what training runs."""
+
+    aligner: Any
+    capture: Any
+    aux_optimizer: Any
+    aux_params: list
+    layer_weight: float
+    aux_steps: int
+    clip: float
+
+    def alignment_term(self, mask, sums: "_StepSums | None" = None):
+        """(λ/L) · Σ_l encoder_loss_l on the keys and queries captured in the forward just run,
+        after `aux_steps` updates of the auxiliary networks on the same (detached) keys and queries."""
+        import torch
+
+        layers = self.capture.layers()
+        self.capture.clear()
+        k = torch.stack([k for _, k in layers])
+        q = torch.stack([q for q, _ in layers])
+        if self.aux_optimizer is not None:
+            aux = _aux_updates(self.aligner, self.aux_optimizer, self.aux_params, k, q, mask, self.aux_steps,
+                               self.clip)
+            if sums is not None:
+                sums.add_aux(*aux)
+        with _held_fixed(self.aux_params):
+            per_layer = self.aligner.encoder_loss(k, q, mask)
+        if sums is not None:
+            sums.add_encoder(per_layer.detach())
+        return self.layer_weight * per_layer.sum()
+
+
+def build_game(model, variant: str, lam: float, options: dict, aux: dict, seed: int, probe_batch: dict,
+               qk_pattern: str | None = None, clip: float = 1.0) -> Game:
+    """Hook the trainable q/k projections of `model` and build its auxiliary players (module doc)."""
+    from aligneval.align.hooks import attach
+
+    capture = attach(model, qk_pattern, trainable_only=True)
+    aligner, regularized = _build_aligner(model, capture, probe_batch, variant, options, seed)
+    aux_optimizer, aux_params = _aux_optimizer(aligner, aux)
+    return Game(aligner, capture, aux_optimizer, aux_params, lam / total_layers(model, regularized),
+                int(aux["aux_steps"]), clip)
+
+
+def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float):
+    """`steps` updates of the auxiliary networks on this batch's detached keys and queries;
+    returns (their loss, their diagnostic) per layer from the last update, both [N]."""
+    import torch
+
+    k, q = k.detach(), q.detach()
+    for _ in range(steps):
+        aux_optimizer.zero_grad(set_to_none=True)
+        value, diagnostic = aligner.aux_loss(k, q, mask)
+        value.sum().backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(aux_params, clip)
+        aux_optimizer.step()
+    aux_optimizer.zero_grad(set_to_none=True)
+    return value.detach(), diagnostic.detach()
+
+
+@dataclass
+class _StepSums:
+    """Per-layer sums over the micro-batches of one optimizer step, for the training log."""
+
+    task: float = 0.0
+    encoder: Any = None
+    aux: Any = None
+    diagnostic: Any = None
+
+    @staticmethod
+    def _plus(total, value):
+        return value if total is None else total + value
+
+    def add_encoder(self, per_layer) -> None:
+        self.encoder = self._plus(self.encoder, per_layer)
+
+    def add_aux(self, value, diagnostic) -> None:
+        self.aux, self.diagnostic = self._plus(self.aux, value), self._plus(self.diagnostic, diagnostic)
+
+    def record(self, parts: int, aligner) -> dict:
+        def layers(total):
+            return None if total is None else [round(float(v) / parts, 6) for v in total]
+
+        encoder = layers(self.encoder)
+        diagnostic = layers(self.diagnostic) if self.diagnostic is not None else encoder
+        return {
+            "task_loss": self.task / parts,
+            "alignment_loss": None if encoder is None else sum(encoder) / len(encoder),
+            "alignment_loss_layers": encoder,
+            "aux_loss": None if self.aux is None else round(float(self.aux.mean()) / parts, 6),
+            "diagnostic": None if aligner is None else aligner.diagnostic,
+            "diagnostic_layers": None if aligner is None else diagnostic,
+        }
+
+
+def _bar_text(label: str, record: dict) -> str:
+    text = f"{label} loss {record['task_loss']:.3f}"
+    if record.get("diagnostic_layers"):
+        values = record["diagnostic_layers"]
+        text += f" {record['diagnostic']} {sum(values) / len(values):.3f}"
+    return text
+
+
+def _final(history: list[dict], dev_history: list[dict], aligner) -> dict:
     tail = history[-20:]
-    final = {
+
+    def mean(key):
+        return None if aligner is None else sum(r[key] for r in tail) / len(tail)
+
+    def layer_mean(key):
+        if aligner is None or not tail[0].get(key):
+            return None
+        return [round(sum(r[key][i] for r in tail) / len(tail), 6) for i in range(len(tail[0][key]))]
+
+    return {
         "task_loss": history[-1]["task_loss"],
         "alignment_loss": history[-1]["alignment_loss"],
         "task_loss_last20_mean": sum(r["task_loss"] for r in tail) / len(tail),
-        "alignment_loss_last20_mean": None if aligner is None
-        else sum(r["alignment_loss"] for r in tail) / len(tail),
+        "alignment_loss_last20_mean": mean("alignment_loss"),
+        "diagnostic": None if aligner is None else aligner.diagnostic,
+        "diagnostic_layers_last20_mean": layer_mean("diagnostic_layers"),
         "dev_accuracy": dev_history[-1]["accuracy"] if dev_history else None,
     }
-    return {"steps": step, "epochs_run": epoch, "final": final, "dev_history": dev_history,
-            "wall_time_s": round(time.perf_counter() - start_time, 3)}
 
 
 def _progress_bar(enabled: bool, label: str, total: int):

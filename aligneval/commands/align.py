@@ -53,7 +53,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder: baseline/ and aligned/ (or seed-N/{baseline,aligned})."),
         dev: Optional[str] = typer.Option(None, "--dev", help="Dev data, evaluated after each epoch."),
         variant: str = typer.Option("gan", "--variant", help=VARIANT_HELP),
-        lam: float = typer.Option(0.01, "--lambda", help="Weight λ of the alignment loss (mean over layers)."),
+        lam: str = typer.Option("0.01", "--lambda", help="Weight λ of the alignment loss (each layer weighs λ/L); "
+                                "several values (0.01,0.1,1) train one twin per λ against one baseline."),
+        aux_lr: float = typer.Option(1e-3, "--aux-lr", help="Learning rate of the discriminator/critic's own Adam."),
+        aux_steps: int = typer.Option(1, "--aux-steps", help="Updates of the discriminator/critic per model step."),
         seed: Optional[List[int]] = typer.Option(None, "--seed", help="Seed; repeat for several (--seed 13 --seed 21)."),
         seeds: Optional[str] = typer.Option(None, "--seeds", help="Several seeds at once: --seeds 13,21,42."),
         epochs: int = typer.Option(1, "--epochs"),
@@ -84,7 +87,8 @@ def register(app: typer.Typer) -> None:
         from aligneval import api
 
         result = api.align(
-            model, train, out, dev=dev, variant=variant, lam=lam, seeds=parse_seeds(seed, seeds),
+            model, train, out, dev=dev, variant=variant, lam=lam, aux_lr=aux_lr, aux_steps=aux_steps,
+            seeds=parse_seeds(seed, seeds),
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
             max_length=max_length, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, clip=clip,
             freeze_layers=freeze_layers, qk_pattern=qk_pattern, variant_options=parse_options(variant_option),
@@ -96,4 +100,5 @@ def register(app: typer.Typer) -> None:
             state = f"trained {', '.join(run.trained)}" if run.trained else "already finished, skipped"
             typer.echo(f"seed {run.seed}: {state}")
             typer.echo(f"  baseline: {run.baseline}")
-            typer.echo(f"  aligned:  {run.aligned}")
+            for value, folder in run.twins.items():
+                typer.echo(f"  {'aligned' if len(run.twins) == 1 else 'λ=' + format(value, 'g')}:  {folder}")
