@@ -110,6 +110,10 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
         raise UsageError(f"on_empty must be one of {', '.join(ON_EMPTY_CHOICES)}, not '{source.on_empty}'")
     columns = _read_columns(source)
     where = source.describe()
+    if not columns or not len(next(iter(columns.values()))):
+        # a file that parses but holds no rows (0-byte or header-only CSV, empty JSONL) is unusable
+        # data (exit 4); a file that does not parse as its format is a corrupt artifact (exit 3)
+        raise DataError(f"{where}: the split is empty (no rows{'' if columns else ', no columns'})")
     needed = [source.text_column, source.label_column]
     needed += [c for c in (source.text_pair_column, source.id_column) if c]
     for col in needed:
@@ -119,8 +123,6 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
                 f"{where}: no column '{col}'{did_you_mean(col, known)}; columns are: {', '.join(known)}"
             )
     n = len(columns[source.text_column])
-    if n == 0:
-        raise DataError(f"{where}: the split is empty")
     texts = list(columns[source.text_column])
     pairs = list(columns[source.text_pair_column]) if source.text_pair_column else None
     ids = [str(v) for v in columns[source.id_column]] if source.id_column else [str(i) for i in range(n)]
@@ -258,7 +260,10 @@ def _read_frame(path: Path):
         return pd.read_json(path, dtype=False)
     if name.endswith((".csv", ".tsv")):
         sep = "\t" if name.endswith(".tsv") else ","
-        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[])
+        try:
+            return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[])
+        except pd.errors.EmptyDataError:  # 0 bytes or blank lines only: a CSV with no rows, not a corrupt one
+            return pd.DataFrame()
     raise UsageError(f"{path}: unknown data format; use .csv, .tsv, .jsonl, .json, .parquet or a saved dataset")
 
 

@@ -39,4 +39,5 @@ class ResourceError(AlignevalError):
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
+EXIT_INTERNAL = 70  # an unforeseen exception (a bug): one line + a log file; never 1, which CI reads as a regression
 EXIT_INTERRUPTED = 130

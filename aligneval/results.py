@@ -129,14 +129,30 @@ class Results:
         return self.doc["spec"]["name"]
 
     def predictions_path(self, model: str, split: str) -> Path:
-        return self.run_dir / "predictions" / model / f"{split}.parquet"
+        """The parquet of (model, split); names from a results.json are untrusted: never outside the run."""
+        from aligneval.paths import inside
+
+        return inside(self.run_dir / "predictions", model, f"{split}.parquet", what=f"{self.path}: predictions file")
 
     def predictions(self, model: str, split: str) -> Predictions:
+        """Read and check against this document: a file with other rows or other data (truncated,
+        replaced) is a corrupt artifact naming the file, not a pairing problem found later."""
         from aligneval.predict import read_predictions
 
         if model not in self.doc["models"]:
             raise ArtifactError(f"{self.path}: no model '{model}' (models: {', '.join(self.doc['models'])})")
-        return read_predictions(self.predictions_path(model, split))[0]
+        file = self.predictions_path(model, split)
+        preds, meta = read_predictions(file)
+        info = (self.doc.get("data") or {}).get(split) or {}
+        size, fingerprint = info.get("size"), info.get("fingerprint")
+        if isinstance(size, int) and preds.n != size:
+            raise ArtifactError(f"{file}: corrupt or truncated predictions: {preds.n} rows, but {self.path} "
+                                f"records {size} examples for split '{split}'; re-run `aligneval run`")
+        stored = meta.get("data_fingerprint") if isinstance(meta, dict) else None
+        if fingerprint and stored and stored != fingerprint:
+            raise ArtifactError(f"{file}: predictions of other data (fingerprint {str(stored)[:12]}, "
+                                f"{self.path} records {str(fingerprint)[:12]}); re-run `aligneval run`")
+        return preds
 
     def get(self, metric: str, split: str, model: str, suite: str | None = None) -> Record:
         """The one record for (metric, split, model[, suite]); KeyError when absent or ambiguous."""

@@ -9,21 +9,24 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from aligneval.data import Examples, load_examples
 from aligneval.errors import AlignevalError, UsageError
+from aligneval.paths import SAFE_NAME, check_name, check_output_dir
 from aligneval.records import SuiteOutput
 from aligneval.results import RESULTS_FILE, SCHEMA_VERSION, Results, load_results, write_results
 from aligneval.spec import Spec, SuiteSpec, load_spec, parse_suites
 from aligneval.suites.base import ModelInfo, SplitInfo, SuiteContext
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
+MODEL_NAME = SAFE_NAME  # model names become folder names (predictions/<model>/)
+# suites whose work every rank shares under several processes (they deal examples themselves); all
+# other suites are pure functions of the gathered predictions and run on the main process only
+SHARDED_SUITES = frozenset({"adversarial"})
 ENV_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "netcal",
-                "scikit-learn", "pandas", "pyarrow", "datasets", "textattack")
+                "scikit-learn", "pandas", "pyarrow", "datasets", "textattack", "accelerate")
 
 
 def parse_models(models: Mapping[str, str] | Iterable[str] | None) -> dict[str, str]:
@@ -41,8 +44,7 @@ def parse_models(models: Mapping[str, str] | Iterable[str] | None) -> dict[str, 
             pairs.append((name.strip(), path.strip()))
     out: dict[str, str] = {}
     for name, path in pairs:
-        if not MODEL_NAME.match(name):
-            raise UsageError(f"model name '{name}': use letters, digits and . _ - @ + (it names a folder)")
+        check_name(name, "--model: model name")
         if name in out:
             raise UsageError(f"model name '{name}' is given twice")
         out[name] = path
@@ -50,15 +52,26 @@ def parse_models(models: Mapping[str, str] | Iterable[str] | None) -> dict[str, 
 
 
 def select_suites(spec: Spec, names: Iterable[str] | None) -> dict[str, SuiteSpec]:
-    """The spec's suites, or only the named ones (a suite the spec does not list runs with its defaults)."""
+    """The spec's suites, or only the named ones (a suite the spec does not list runs with its defaults).
+    A name that is no suite is the command line's mistake, so the message blames --suite, not the spec."""
     if not names:
         return dict(spec.suites)
+    from aligneval.suites import get_suite
+
     chosen: dict[str, SuiteSpec] = {}
     for name in names:
         if name in spec.suites:
             chosen[name] = spec.suites[name]
-        else:
+            continue
+        try:
+            get_suite(name)
+        except UsageError as err:
+            raise UsageError(f"--suite {name}: {err.message}") from None
+        try:
             chosen.update(parse_suites({name: {}}, spec.where().rstrip(": "), spec.splits))
+        except UsageError as err:  # the suite's defaults do not fit this spec (e.g. no dev split)
+            raise UsageError(f"--suite {name} (not configured in the spec, so with its defaults): "
+                             f"{err.message}") from None
     return chosen
 
 
@@ -78,7 +91,9 @@ def environment(seed: int, device: str | None, threads: int | None) -> dict[str,
 def _torch_runtime() -> tuple[str, int]:
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu"), torch.get_num_threads()
+    from aligneval import distributed
+
+    return distributed.state().device(), torch.get_num_threads()
 
 
 def _check_out(out: Path, spec: Spec, models: dict[str, str], overwrite: bool) -> None:
@@ -98,20 +113,32 @@ def _check_out(out: Path, spec: Spec, models: dict[str, str], overwrite: bool) -
 def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | None = None,
         out: str | Path | None = None, *, suites: Iterable[str] | None = None, overwrite: bool = False,
         allow_pickle: bool = False, trust_remote_code: bool = False, progress: bool = True,
-        extra: dict[str, Any] | None = None) -> Results:
+        extra: dict[str, Any] | None = None, device: str | None = None) -> Results | None:
     """Evaluate `models` on `spec`; returns the loaded results. See docs/results.md for the document.
-    `extra` is stored as is under the document's `extra` key (e.g. the demo's profile)."""
+    `extra` is stored as is under the document's `extra` key (e.g. the demo's profile).
+    Under several processes (docs/scaling.md) every rank predicts its share and joins the sharded
+    suites; only the main process scores, writes and returns the results, the others return None."""
+    from aligneval import distributed
     from aligneval.predict import ModelLoader, inspect_model, predict_split
 
+    rt = distributed.configure(device)  # --device checked before any work
+
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    model_sources = parse_models(models) or dict(spec.models)
+    given = parse_models(models)
+    model_sources = given or dict(spec.models)
     if not model_sources:
         raise UsageError(f"{spec.where()}: no models; pass --model NAME=PATH (or add a [models] table)")
     chosen = select_suites(spec, list(suites) if suites is not None else None)
-    run_dir = Path(out) if out is not None else Path("runs") / spec.name
+    run_dir = check_output_dir(Path(out) if out is not None else Path("runs") / spec.name, "--out")
     _check_out(run_dir, spec, model_sources, overwrite)
 
-    artifacts = {name: inspect_model(name, src, allow_pickle=allow_pickle) for name, src in model_sources.items()}
+    artifacts = {}
+    for name, src in model_sources.items():
+        try:
+            artifacts[name] = inspect_model(name, src, allow_pickle=allow_pickle)
+        except AlignevalError as err:  # say which model: the flag, or the spec's [models] key
+            origin = f"--model {name}" if given else spec.where(f"[models] {name}")
+            raise type(err)(f"{origin}: {err.message}") from None
     # models with the same label set share one read of each split (the baseline and its twin always do)
     by_labels: dict[tuple, Examples] = {}
     examples = {}
@@ -121,6 +148,8 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
             if key not in by_labels:
                 by_labels[key] = _load_split(spec, split, art.label_names)
             examples[(name, split.name)] = by_labels[key]
+    if by_labels:
+        distributed.check_shardable(min(len(e) for e in by_labels.values()), "examples in the smallest split")
 
     loader = ModelLoader(trust_remote_code=trust_remote_code)
     predictions = {}
@@ -146,17 +175,21 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
         from aligneval.suites import get_suite
 
         info = get_suite(sname)
+        if not rt.is_main and sname not in SHARDED_SUITES:
+            continue  # scoring is the main process's job: the other ranks only join sharded work
         try:
             output.extend(info.fn(context, dict(suite_spec.settings)))
         except UsageError as err:
             raise UsageError(f"{spec.where(f'[suites.{sname}]')}: {err.message}") from None
+    if not rt.is_main:
+        return None
 
     device, threads = _torch_runtime()
     doc = {
         "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "aligneval_version": _version(),
-        "environment": environment(spec.seed, device, threads),
+        "environment": {**environment(spec.seed, device, threads), "processes": rt.world_size},
         "spec": {"name": spec.name, "path": str(spec.path) if spec.path else None, "sha256": spec.sha256,
                  "suites": {n: s.settings for n, s in chosen.items()}, "max_length": spec.max_length,
                  "batch_size": spec.batch_size},

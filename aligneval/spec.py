@@ -27,6 +27,7 @@ from typing import Any
 
 from aligneval.data import LOCAL_SUFFIXES, ON_EMPTY_CHOICES, DataSource
 from aligneval.errors import ArtifactError, UsageError
+from aligneval.paths import check_name
 from aligneval.registry import did_you_mean
 
 SPLIT_ROLES = ("train", "dev", "test", "ood")
@@ -34,7 +35,7 @@ EVAL_ROLES = ("dev", "test", "ood")  # prediction skips `train`
 DEFAULT_SUITES = ("accuracy", "calibration", "uncertainty")  # plus "ood" when the spec has ood splits
 
 TOP_KEYS = {"name": str, "description": str, "seed": int, "max_length": int, "batch_size": int,
-            "splits": dict, "suites": dict, "models": dict}
+            "splits": dict, "suites": dict, "models": dict, "primary": list}
 SPLIT_KEYS = {"role": str, "path": str, "hub_split": str, "hub_config": str, "text_column": str,
               "text_pair_column": str, "label_column": str, "id_column": str, "label_map": dict,
               "sample": int, "seed": int, "on_empty": str, "drop_labels": list}
@@ -72,6 +73,7 @@ class Spec:
     suites: dict[str, SuiteSpec] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+    primary: tuple[str, ...] = ()  # the confirmatory family: "metric" or "split/metric" (aligneval.multiplicity)
 
     def where(self, key: str = "") -> str:
         """'<file>: [key]' prefix for messages."""
@@ -101,13 +103,16 @@ def builtin_specs() -> dict[str, Path]:
 
 
 def resolve_spec_path(name_or_path: str | Path) -> Path:
-    """A path to a TOML file, or the name of a built-in spec (`sentiment-shift`)."""
+    """A path to a TOML file, or the name of a built-in spec (`sentiment-shift`). A spec is configuration,
+    like a rules file: missing or invalid is a usage error (exit 2); its data files are artifacts (3)."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():
+        raise UsageError(f"spec {path}: is a folder; give a spec file (.toml) or a built-in spec name")
     if path.suffix == ".toml" or "/" in text or "\\" in text:
-        raise ArtifactError(f"spec file not found: {path}")
+        raise UsageError(f"spec file not found: {path}")
     known = builtin_specs()
     if text in known:
         return known[text]
@@ -120,7 +125,10 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
 def load_spec(name_or_path: str | Path, check_files: bool = True) -> Spec:
     """Read and validate a spec. `check_files=False` skips the existence check of local data files."""
     path = resolve_spec_path(name_or_path)
-    raw_bytes = path.read_bytes()
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the spec ({exc.strerror or type(exc).__name__})") from None
     try:
         doc = tomllib.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError:
@@ -133,6 +141,8 @@ def load_spec(name_or_path: str | Path, check_files: bool = True) -> Spec:
 def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", check_files: bool = True) -> Spec:
     where = str(path) if path else "spec"
     _check_keys(doc, TOP_KEYS, where, "")
+    if doc.get("name"):
+        check_name(doc["name"], f"{where}: name")  # the default run folder is runs/<name>
     name = doc.get("name") or (path.stem if path else "spec")
     base = path.parent if path else Path.cwd()
     seed = doc.get("seed", 0)
@@ -145,6 +155,8 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
     splits_doc = doc.get("splits") or {}
     if not splits_doc:
         raise UsageError(f"{where}: no [splits.<name>] tables; a spec needs at least one split")
+    for sname in splits_doc:  # split names become file names (predictions/<model>/<split>.parquet)
+        check_name(sname, f"{where}: split name")
     splits = {sname: _parse_split(sname, sdoc, where, base, seed, check_files) for sname, sdoc in splits_doc.items()}
     devs = [s.name for s in splits.values() if s.role == "dev"]
     if len(devs) > 1:
@@ -155,6 +167,7 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
     suites = parse_suites(doc.get("suites"), where, splits)
     models = {}
     for mname, mpath in (doc.get("models") or {}).items():
+        check_name(mname, f"{where}: [models] model name")  # names a folder: predictions/<model>/
         if not isinstance(mpath, str) or not mpath:
             raise UsageError(f"{where}: [models] {mname}: expected a path or hub id (string)")
         local = base / Path(mpath).expanduser()
@@ -162,7 +175,34 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
         models[mname] = str(local.resolve()) if as_path else mpath  # else a hub id like org/name
     return Spec(name=name, path=path, description=doc.get("description", ""), seed=seed,
                 max_length=doc.get("max_length", 128), batch_size=doc.get("batch_size", 32),
-                splits=splits, suites=suites, models=models, sha256=sha256)
+                splits=splits, suites=suites, models=models, sha256=sha256,
+                primary=parse_primary(doc.get("primary"), where, splits))
+
+
+def parse_primary(entries: list | None, where: str, splits: dict[str, SplitSpec]) -> tuple[str, ...]:
+    """`primary = ["accuracy", "test/ece@15"]`: metric names, optionally `split/metric`. A bare metric
+    must be a known metric; prefixed ones (`ts:nll`, `deepwordbug:accuracy_under_attack`) are checked
+    against the records when compared."""
+    from aligneval.metrics import metric_names
+    from aligneval.stats import base_name, get_metric
+
+    out = []
+    for entry in entries or []:
+        if not isinstance(entry, str) or not entry.strip():
+            raise UsageError(f"{where}: primary: expected metric names such as \"accuracy\" or \"test/ece@15\", "
+                             f"got {entry!r}")
+        split, sep, metric = entry.rpartition("/")
+        if sep and split not in splits:
+            raise UsageError(f"{where}: primary: '{entry}': no split '{split}'{did_you_mean(split, list(splits))}; "
+                             f"splits: {', '.join(splits)}")
+        if ":" not in metric:
+            try:
+                get_metric(base_name(metric))
+            except UsageError:
+                raise UsageError(f"{where}: primary: unknown metric '{metric}'"
+                                 f"{did_you_mean(metric, list(metric_names()))}") from None
+        out.append(entry)
+    return tuple(out)
 
 
 def parse_suites(table: dict[str, Any] | None, where: str, splits: dict[str, SplitSpec]) -> dict[str, SuiteSpec]:
@@ -200,6 +240,11 @@ def validate_settings(info, settings: dict[str, Any], where: str, roles: dict[st
         default = info.defaults[key]
         if default is not None and not _same_type(value, default):
             raise UsageError(f"{where} {key}: expected {_type_name(default)}, got {_type_name(value)} ({value!r})")
+        if isinstance(default, (list, tuple)) and default and isinstance(value, (list, tuple)):
+            bad = [v for v in value if not _same_type(v, default[0])]
+            if bad:
+                raise UsageError(f"{where} {key}: expected a list of {_type_name(default[0]).split(' ', 1)[1]}s, "
+                                 f"got {_type_name(bad[0])} ({bad[0]!r})")
         merged[key] = value
     if info.validate is not None:
         try:
@@ -226,6 +271,8 @@ def _parse_split(name: str, sdoc: Any, where: str, base: Path, seed: int, check_
         raise UsageError(f"{where}: {key} on_empty: '{on_empty}' is not one of {', '.join(ON_EMPTY_CHOICES)}")
     if "sample" in sdoc and sdoc["sample"] < 1:
         raise UsageError(f"{where}: {key} sample: must be >= 1, not {sdoc['sample']}")
+    if "seed" in sdoc and sdoc["seed"] < 0:
+        raise UsageError(f"{where}: {key} seed: must be >= 0, not {sdoc['seed']}")
     label_map = sdoc.get("label_map")
     if label_map is not None:
         for k, v in label_map.items():

@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 from aligneval.cli import main
-from aligneval.errors import ArtifactError, DataError, ResourceError, UsageError
+from aligneval.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REGRESSION, ArtifactError, DataError,
+                              ResourceError, UsageError)
 
 HEAVY = ("torch", "transformers", "textattack", "matplotlib", "datasets", "pandas")
 
@@ -32,5 +33,23 @@ def test_unknown_command_is_a_usage_error(capsys):
 
 
 def test_exit_codes_are_distinct():
-    codes = [UsageError.exit_code, ArtifactError.exit_code, DataError.exit_code, ResourceError.exit_code]
-    assert len(set(codes)) == len(codes) and 0 not in codes and 1 not in codes
+    codes = [UsageError.exit_code, ArtifactError.exit_code, DataError.exit_code, ResourceError.exit_code,
+             EXIT_INTERNAL, EXIT_INTERRUPTED]
+    assert len(set(codes)) == len(codes) and 0 not in codes and EXIT_REGRESSION not in codes
+
+
+def test_no_command_is_one_error_line_after_the_help(capsys):
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert "Usage" in captured.out and captured.err == "error: aligneval: missing command; see the help above\n"
+
+
+def test_console_script_exit_codes_in_a_real_process(tmp_path):
+    """Through `python -m aligneval`: the process exit status is the documented code, stderr one line."""
+    env_code = "import os, sys; os.environ['ALIGNEVAL_LOG_DIR'] = sys.argv[1]; from aligneval.cli import run_cli; " \
+               "sys.argv = ['aligneval'] + sys.argv[2:]; run_cli()"
+    for argv, code in ((["suites", "show", "acuracy"], 2), (["report", str(tmp_path / "none")], 3), (["--version"], 0)):
+        out = subprocess.run([sys.executable, "-c", env_code, str(tmp_path / "logs"), *argv],
+                             capture_output=True, text=True)
+        assert out.returncode == code, (argv, out.stderr)
+        assert out.stderr.count("\n") == (0 if code == 0 else 1) and "Traceback" not in out.stderr

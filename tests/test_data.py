@@ -91,6 +91,32 @@ def test_duplicate_ids_and_empty_split(tmp_path):
         load_examples(DataSource(str(empty), text_column="sentence"))
 
 
+EMPTY_OR_CORRUPT = [
+    # parses in its format but holds no rows: unusable data (exit 4), whatever the format
+    ("zero.csv", b"", DataError, r"zero\.csv: the split is empty \(no rows, no columns\)"),
+    ("blank.csv", b"\n\n", DataError, r"blank\.csv: the split is empty"),
+    ("header.csv", b"text,label\n", DataError, r"header\.csv: the split is empty \(no rows\)"),
+    ("header.tsv", b"text\tlabel\n", DataError, r"header\.tsv: the split is empty"),
+    ("zero.jsonl", b"", DataError, r"zero\.jsonl: the split is empty"),
+    ("list.json", b"[]", DataError, r"list\.json: the split is empty"),
+    # does not parse as its format at all: a corrupt artifact (exit 3)
+    ("zero.json", b"", ArtifactError, r"cannot read .*zero\.json"),
+    ("zero.parquet", b"", ArtifactError, r"cannot read .*zero\.parquet"),
+    ("torn.jsonl", b'{"text": "good", "lab', ArtifactError, r"cannot read .*torn\.jsonl"),
+]
+
+
+@pytest.mark.parametrize("name,content,error,message", EMPTY_OR_CORRUPT, ids=[c[0] for c in EMPTY_OR_CORRUPT])
+def test_empty_is_unusable_data_and_unparseable_is_corrupt(tmp_path, name, content, error, message):
+    """The rule (docs/footguns.md): a 0-byte CSV and a header-only CSV are both valid CSV with no rows,
+    so both are exit 4; only a file that its format cannot read at all is exit 3."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(error, match=message) as info:
+        load_examples(DataSource(str(path)))
+    assert info.value.exit_code == (4 if error is DataError else 3)
+
+
 def test_one_class_is_refused_for_training(tmp_path):
     ex = load_examples(DataSource(str(write(tmp_path, "jsonl", [r for r in ROWS if r["label"] == "pos"])),
                                   text_column="sentence"))

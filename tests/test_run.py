@@ -111,6 +111,44 @@ def test_second_run_reuses_cache_without_forward(models, spec_path, tmp_path, mo
     assert dumps_records(load_results(out).records) == dumps_records(first.records)
 
 
+def test_library_upgrade_misses_the_shared_cache(models, spec_path, tmp_path, monkeypatch):
+    """The cache key holds the torch, transformers and tokenizers versions: after an upgrade a shared
+    cache is not silently reused (every split is predicted again); with the same versions it is."""
+    import tokenizers
+    import torch
+    import transformers
+
+    assert predict.runtime_versions() == {"torch": torch.__version__, "transformers": transformers.__version__,
+                                          "tokenizers": tokenizers.__version__}
+    calls = []
+    real_forward = predict.forward
+
+    def counting(model, batch):
+        calls.append(len(batch["input_ids"]))
+        return real_forward(model, batch)
+
+    monkeypatch.setattr(predict, "forward", counting)
+    sources = {k: str(v) for k, v in models.items()}
+    first = run(spec_path, sources, tmp_path / "one", progress=False)
+    predicted = sum(calls)
+    assert predicted == 2 * 3 * 48  # two models, three splits of 48
+    run(spec_path, sources, tmp_path / "two", progress=False)  # same versions: all from the shared cache
+    assert sum(calls) == predicted
+    for upgraded in ("torch", "transformers", "tokenizers"):
+        before = sum(calls)
+        versions = {**predict.runtime_versions(), upgraded: "99.0.0"}
+        with monkeypatch.context() as m:
+            m.setattr(predict, "runtime_versions", lambda v=versions: v)
+            again = run(spec_path, sources, tmp_path / "one", progress=False)  # even in the same run folder
+        assert sum(calls) - before == predicted, upgraded
+        assert dumps_records(again.records) == dumps_records(first.records)  # same numbers, recomputed
+    key_one = json.loads(pq.read_schema(tmp_path / "two" / "predictions" / "baseline" / "test.parquet")
+                         .metadata[b"aligneval"])["key"]
+    key_now = json.loads(pq.read_schema(tmp_path / "one" / "predictions" / "baseline" / "test.parquet")
+                         .metadata[b"aligneval"])["key"]
+    assert key_one != key_now  # the last run rewrote the folder under the "upgraded" key
+
+
 def test_cli_run_and_suite_selection(models, spec_path, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["run", str(spec_path), *model_args(models), "--out", str(out), "--suite", "accuracy", "--no-progress"])
@@ -173,7 +211,7 @@ def _bad_cases(models, root: Path):
                   rf"malformed\.toml: malformed TOML: .*\(at line {line}, column"))
     cases.append(("unknown suite in spec", variant("suite", SPEC.replace("[suites.ood]", "[suites.oood]")), None, 2,
                   r"suite\.toml: \[suites\.oood\]: unknown suite 'oood' \(did you mean 'ood'\?\)"))
-    cases.append(("unknown suite on cli", spec, ["--suite", "acuracy"], 2, r"unknown suite 'acuracy' \(did you mean 'accuracy'\?\)"))
+    cases.append(("unknown suite on cli", spec, ["--suite", "acuracy"], 2, r"^error: --suite acuracy: unknown suite 'acuracy' \(did you mean 'accuracy'\?\)"))
     cases.append(("unknown metric", variant("metric", SPEC.replace("[suites.accuracy]", '[suites.accuracy]\nmetrics = ["acc"]')),
                   None, 2, r"metric\.toml: \[suites\.accuracy\] unknown metric 'acc'"))
     cases.append(("missing split file", variant("missing", SPEC.replace('path = "ood.jsonl"', 'path = "gone.jsonl"')), None, 3,

@@ -106,7 +106,7 @@ def test_builtin_lookup():
     assert "snli-mnli" in builtin_specs()
     with pytest.raises(UsageError, match="did you mean 'snli-mnli'"):
         resolve_spec_path("snli-mnl")
-    with pytest.raises(ArtifactError, match="spec file not found"):
+    with pytest.raises(UsageError, match="spec file not found"):
         resolve_spec_path("nowhere/x.toml")
 
 

@@ -32,8 +32,10 @@ CARD_NAME = "alignment.json"
 LOG_NAME = "train_log.jsonl"
 CARD_FORMAT = "aligneval.alignment/1"
 ROLES = ("baseline", "aligned")
-# The auxiliary players' defaults, chosen by measurement on all-MiniLM-L6-v2 (docs/align.md)
-AUX_DEFAULTS = {"aux_lr": 1e-3, "aux_steps": 1}
+# The auxiliary players' defaults, chosen by measurement (docs/align.md): their learning rate is
+# AUX_LR_RATIO × the model's unless given (two time scales: the discriminator must outpace the keys)
+AUX_LR_RATIO = 30.0
+AUX_DEFAULTS = {"aux_lr": None, "aux_steps": 1}
 VERSIONED_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "numpy", "datasets")
 
 
@@ -90,7 +92,7 @@ def align_pair(
     freeze_layers: int = 0,
     qk_pattern: str | None = None,
     variant_options: dict[str, Any] | None = None,
-    aux_lr: float = AUX_DEFAULTS["aux_lr"],
+    aux_lr: float | None = None,
     aux_steps: int = AUX_DEFAULTS["aux_steps"],
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -118,7 +120,7 @@ def align_pair(
         schedule="linear warm-up then linear decay",
     )
     _check_numbers(hp)
-    aux = _check_aux(aux_lr, aux_steps)
+    aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps)
     options = dict(variant_options or {})
     _check_options(variant, options)
 
@@ -201,7 +203,7 @@ def _check_seeds(seeds) -> tuple[int, ...]:
 def check_lambdas(lam) -> tuple[float, ...]:
     """One λ or several ("0.01,0.1,1", a number or a sequence) -> distinct finite values >= 0."""
     if isinstance(lam, str):
-        parts = [p for p in lam.replace(",", " ").split()]
+        parts = [p.strip() for p in lam.split(",")]
     elif isinstance(lam, (int, float)):
         parts = [lam]
     else:
@@ -211,7 +213,7 @@ def check_lambdas(lam) -> tuple[float, ...]:
         try:
             value = float(part)
         except (TypeError, ValueError):
-            raise UsageError(f"--lambda takes numbers like 0.01,0.1,1, not '{part}'") from None
+            raise UsageError(f"--lambda takes numbers like 0.01,0.1,1, not '{lam}'") from None
         if not math.isfinite(value) or value < 0:
             raise UsageError(f"--lambda must be finite and >= 0, not {part}")
         values.append(value)
@@ -289,8 +291,9 @@ def _read_card(folder: Path) -> dict | None:
 def _plan(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], keys: dict, overwrite: bool):
     """[(seed, {role: folder}, roles_to_train)], role "baseline" or a λ; refuses an out folder of
     another run. A finished folder of the same run is kept, so a re-run resumes and a grid can grow."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    from aligneval.paths import check_output_dir
+
+    check_output_dir(out, "--out")
     plan = []
     for seed, folder in _targets(out, seeds):
         folders = {"baseline": folder / "baseline"}
@@ -537,8 +540,10 @@ def _train(model, features, dev_features, log_path: Path, *, variant, lam, optio
     game = None
     if variant is not None:
         probe_batch, _ = _collate(features, [0])
-        game = build_game(model, variant, lam, options, dict(AUX_DEFAULTS, **(aux or {})), seed, probe_batch,
-                          hp["qk_pattern"], hp["clip"])
+        aux = dict(AUX_DEFAULTS, **(aux or {}))
+        if aux["aux_lr"] is None:
+            aux["aux_lr"] = AUX_LR_RATIO * hp["lr"]
+        game = build_game(model, variant, lam, options, aux, seed, probe_batch, hp["qk_pattern"], hp["clip"])
     n = len(features["lengths"])
     updates_per_epoch = math.ceil(math.ceil(n / hp["batch_size"]) / hp["grad_accum"])
     total = hp["max_steps"] or hp["epochs"] * updates_per_epoch

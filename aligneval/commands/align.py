@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         variant: str = typer.Option("gan", "--variant", help=VARIANT_HELP),
         lam: str = typer.Option("0.01", "--lambda", help="Weight λ of the alignment loss (each layer weighs λ/L); "
                                 "several values (0.01,0.1,1) train one twin per λ against one baseline."),
-        aux_lr: float = typer.Option(1e-3, "--aux-lr", help="Learning rate of the discriminator/critic's own Adam."),
+        aux_lr: Optional[float] = typer.Option(None, "--aux-lr", help="Learning rate of the discriminator/critic's own "
+                                               "Adam (default: 30 × --lr)."),
         aux_steps: int = typer.Option(1, "--aux-steps", help="Updates of the discriminator/critic per model step."),
         seed: Optional[List[int]] = typer.Option(None, "--seed", help="Seed; repeat for several (--seed 13 --seed 21)."),
         seeds: Optional[str] = typer.Option(None, "--seeds", help="Several seeds at once: --seeds 13,21,42."),

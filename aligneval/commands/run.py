@@ -22,12 +22,22 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code",
                                                help="Let transformers run model code shipped with the checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps."),
+        num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Shard prediction and attacks "
+                                                    "over N processes (re-runs itself under accelerate launch)."),
     ) -> int:
         """Evaluate models on a suite spec; predictions are cached, so re-running never re-runs a model."""
+        from aligneval import distributed
         from aligneval.runner import run
 
+        launched = distributed.maybe_relaunch(num_processes, device)
+        if launched is not None:
+            return launched
         results = run(spec, model or None, out, suites=suite or None, overwrite=overwrite,
-                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, progress=progress)
+                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, progress=progress,
+                      device=device)
+        if results is None:
+            return 0  # not the main process: it printed and wrote nothing
         print_summary(results)
         typer.echo(f"wrote {results.path}")
         return 0
