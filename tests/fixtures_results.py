@@ -95,6 +95,19 @@ def write_predictions(path: Path, ids: list[str], labels: np.ndarray, probs: np.
     pq.write_table(table, path)
 
 
+def disagreement_curves(model_names, splits, split_data, all_probs) -> list[dict[str, Any]]:
+    """The accuracy suite's stored `disagreements` tables for this synthetic run (test splits)."""
+    from aligneval.suites.accuracy import disagreement_curves as suite_curves
+    from aligneval.suites.base import Predictions, SplitInfo, SuiteContext
+
+    preds = {(m, s): Predictions(split_data[s][0], split_data[s][1], all_probs[(m, s)], split_data[s][2])
+             for (m, s) in all_probs}
+    infos = {s: SplitInfo(s, role, "", "", len(split_data[s][0])) for s, role in splits.items()}
+    ctx = SuiteContext({m: None for m in model_names}, infos, preds, Path("."))
+    tests = [s for s, role in splits.items() if role == "test"]
+    return [c.to_dict() for c in suite_curves(ctx, tests, 25)]
+
+
 ATTACK_META = {"accuracy_under_attack": (True, [0.0, 1.0]), "attack_success_rate": (False, [0.0, 1.0])}
 
 
@@ -145,6 +158,7 @@ def make_run(run_dir: str | Path, n: int = 300, seed: int = 0,
     from aligneval.metrics.calibration import reliability_bins
     from aligneval.metrics.uncertainty import risk_coverage
 
+    all_probs: dict[tuple[str, str], np.ndarray] = {}
     for mi, name in enumerate(model_names):
         base = name.split("@")[0]
         skill, sharp = models[base]
@@ -155,6 +169,7 @@ def make_run(run_dir: str | Path, n: int = 300, seed: int = 0,
             shift = 0.6 if splits[split] == "ood" else 0.0
             probs = synth_predictions(len(ids), skill - shift, sharp, rng, labels, k)
             probs_by_split[split] = probs
+            all_probs[(name, split)] = probs
             write_predictions(run_dir / "predictions" / name / f"{split}.parquet", ids, labels, probs, texts)
             for suite, metrics in METRICS.items():
                 for metric in metrics:
@@ -202,6 +217,7 @@ def make_run(run_dir: str | Path, n: int = 300, seed: int = 0,
                     examples.append({"suite": "adversarial", "model": name, "recipe": recipe, "split": test[0],
                                      "id": ids[i], "label": str(labels[i]), "outcome": str(outcome[i]),
                                      "original": texts[i], "perturbed": texts[i].upper() + " <b>x</b>"})
+    curves += disagreement_curves(model_names, splits, split_data, all_probs)
     doc = {
         "schema_version": "1.0",
         "created": "2026-11-25T07:00:00Z",

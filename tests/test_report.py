@@ -14,9 +14,10 @@ import pytest
 
 from aligneval.cli import main
 from aligneval.compare import load
+from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p
 from aligneval.report import build_report
 from aligneval.report import displays as D
-from aligneval.report.context import fmt, fmt_delta, fmt_p, metric_label
+from aligneval.report.context import metric_label
 from tests.fixtures_results import NASTY_TEXTS, make_run
 
 
@@ -98,14 +99,23 @@ def test_every_number_in_the_markdown_tables_traces_to_a_comparison_record(built
 
     checked = 0
     for split in ("test", "dev", "ood_amazon"):
-        rows = _table_rows(md, f"### {esc(split)}")[1:]  # skip the header row
+        header, *rows = _table_rows(md, f"### {esc(split)}")
         assert rows
-        for metric, suite, base, cand, delta, ci, p, n, _ in rows:
+        two_p = "p raw" in header  # raw and adjusted p side by side when an adjustment was applied
+        for cells in rows:
+            row = dict(zip(header, cells))
+            metric = row["metric"].replace(" (exploratory)", "")
             label = metric.rsplit(" ", 1)[0] if metric[-1] in "↑↓" else metric
             r = recs[(split, label.replace("\\", ""))]
-            assert (base, cand, delta, p) == (fmt(r["baseline"]), fmt(r["candidate"]), fmt_delta(r["delta"]),
-                                              fmt_p(r["p_value"]))
-            assert n == fmt(r["n"])
+            assert (row["baseline"], row["aligned"], row["Δ"]) == (fmt(r["baseline"]), fmt(r["candidate"]),
+                                                                   fmt_delta(r["delta"]))
+            assert row["95% CI"].replace("\\", "") == fmt_ci(r["ci_low"], r["ci_high"])
+            adjusted = [c for c in header if c.startswith("p ") and c != "p raw"] if two_p else ["p"]
+            assert row[adjusted[0]] == fmt_p(r["p_value"], floor=bool(r.get("p_floor")) and not two_p,
+                                             bound=bool(r.get("p_floor")) and two_p)
+            if two_p:
+                assert row["p raw"] == fmt_p(r["p_value_raw"], floor=bool(r.get("p_floor")))
+            assert row["n"] == fmt(r["n"])
             checked += 1
     assert checked == len({(r["split"], r["metric"]) for r in doc["comparison"]["records"]})
 
@@ -233,9 +243,11 @@ def test_seed_runs_report_seed_level_statistics(tmp_path):
     run = make_run(tmp_path / "seeds", n=80, seeds=[13, 42, 7], attacks=False)
     paths = build_report(run, tmp_path / "out", resamples=20)
     html = paths.html.read_text()
-    assert "seed-level t interval" in html and "baseline@13" in html
     doc = json.loads(paths.comparison.read_text())
     assert all(r["basis"] == "seeds" for r in doc["comparison"]["records"])
+    ci = doc["comparison"]["settings"].get("ci", "seed-level t interval")
+    assert f"interval over seeds ({ci})" in html and "baseline@13" in html
+    assert "single seed" not in html
 
 
 def test_number_formatting_has_no_negative_zero():

@@ -223,10 +223,37 @@ def test_injected_markup_stays_text_and_no_dialog_fires(browser, report, tmp_pat
     browser.send("Page.handleJavaScriptDialog", {"accept": True}, session=s2)
 
 
+PHONE_FITS_JS = ("window.innerWidth === 390 && document.documentElement.scrollWidth <= 391")  # a mobile layout
+# viewport grows to the widest element, so innerWidth staying at the device width is what proves the fit
+
+
 def test_readable_on_a_phone(browser, report, tmp_path):
     session = browser.open(report.html.resolve().as_uri(), width=390, height=844, mobile=True)
     # the page itself never scrolls sideways; wide tables scroll inside their own wrapper
-    assert browser.evaluate(session, "document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert browser.evaluate(session, PHONE_FITS_JS)
     widths = json.loads(browser.evaluate(session, IMAGES_JS))
     assert all(im["cw"] <= 390 for im in widths)
     browser.screenshot(session, tmp_path / "phone.png")
+
+
+@pytest.fixture(scope="module")
+def dose_report(tmp_path_factory):
+    from tests.fixtures_alignment import make_dose_run
+
+    root = tmp_path_factory.mktemp("browser-dose")
+    run = make_dose_run(root / "run", n=80, attacks=False, splits={"test": "test"})
+    return build_report(run, root / "report", resamples=30)
+
+
+def test_dose_and_alignment_report_opens_and_fits_a_phone(browser, dose_report, tmp_path):
+    session = browser.open(dose_report.html.resolve().as_uri())
+    problems = _problems(browser.events)
+    assert problems["remote_requests"] == [] and problems["exceptions"] == [] and problems["console_errors"] == []
+    images = json.loads(browser.evaluate(session, IMAGES_JS))
+    assert len(images) >= 10 and all(im["ok"] and im["w"] >= 300 and im["cw"] >= 250 for im in images)
+    for section in ("dose", "alignment", "headline-aligned-lam0.01", "headline-aligned-lam1"):
+        assert browser.evaluate(session, f"document.getElementById({section!r}) !== null"), section
+    session = browser.open(dose_report.html.resolve().as_uri(), width=390, height=844, mobile=True)
+    assert browser.evaluate(session, PHONE_FITS_JS)
+    assert all(im["cw"] <= 390 for im in json.loads(browser.evaluate(session, IMAGES_JS)))
+    browser.screenshot(session, tmp_path / "dose-phone.png")

@@ -3,7 +3,9 @@
     from aligneval.report import build_report
     paths = build_report("runs/x", "reports/x")
 
-Reads results.json and the cached predictions only; never loads a model.
+Reads results.json (records and stored curves) only; never loads a model, never reads prediction
+files, never recomputes a metric (the comparison, aligneval.compare, does the paired statistics).
+A run with several aligned twins of one baseline (one per λ) gets one comparison per twin.
 """
 
 from __future__ import annotations
@@ -24,26 +26,42 @@ class ReportPaths:
     plots: list[Path] = field(default_factory=list)
 
 
-def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "baseline", candidate: str | None = None,
-                 resamples: int = 1000, seed: int = 0, holm: bool = False, confidence: float = 0.95,
-                 alpha: float = 0.05, against: Any = None, comparison: Any = None, max_examples: int = 25,
-                 formats: tuple[str, ...] = FORMATS) -> ReportPaths:
-    """Compare (unless a Comparison is given), then write comparison.json, report.html and report.md."""
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be made or a report file that cannot be
+    written (UsageError naming the path)."""
+    from aligneval.paths import check_output_dir, check_output_file
+
+    check_output_dir(out, "--out")
+    for name in ("comparison.json", "report.html", "report.md"):
+        check_output_file(out / name, "--out")
+    check_output_dir(out / "plots", "--out")
+
+
+def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "baseline",
+                 candidate: str | list[str] | None = None, resamples: int = 1000, seed: int = 0, holm: bool = False,
+                 confidence: float = 0.95, alpha: float = 0.05, against: Any = None, comparison: Any = None,
+                 max_examples: int = 25, formats: tuple[str, ...] = FORMATS) -> ReportPaths:
+    """Compare (unless given), then write comparison.json, report.html and report.md.
+
+    `comparison`: one Comparison, or several (a list or {name: Comparison}) of twins against the same
+    baseline. Without it, `candidate` names the twin (or a list of twins); when it is None and the run
+    holds several models besides the baseline, each of them is compared with the baseline.
+    """
     from aligneval.errors import UsageError
-    from aligneval.report.context import build_context
+    from aligneval.report.context import as_comparisons, build_context
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
-    if comparison is None:
-        from aligneval.compare import compare
-
-        comparison = compare(run_or_results, baseline, candidate, resamples=resamples, seed=seed, holm=holm,
-                             confidence=confidence, alpha=alpha, against=against)
     out = Path(out)
+    check_out(out)
+    if comparison is None:
+        comparison = _compare_all(run_or_results, baseline, candidate, against, resamples=resamples, seed=seed,
+                                  holm=holm, confidence=confidence, alpha=alpha)
+    comps = as_comparisons(comparison)
     out.mkdir(parents=True, exist_ok=True)
-    paths = ReportPaths(out, comparison.write(out / "comparison.json"))
-    ctx = build_context(comparison, max_examples=max_examples)
+    paths = ReportPaths(out, write_comparisons(comps, out / "comparison.json"))
+    ctx = build_context(comps, max_examples=max_examples)
     if "html" in formats:
         from aligneval.report.html import write_html
 
@@ -54,3 +72,36 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
         paths.markdown = write_markdown(ctx, out)
         paths.plots = sorted((out / "plots").glob("*.png"))
     return paths
+
+
+def _compare_all(run_or_results, baseline: str, candidate, against, **settings) -> list:
+    from aligneval.compare import compare, load
+
+    if isinstance(candidate, (list, tuple)):
+        names = list(candidate)
+    elif candidate is None and against is None:
+        from aligneval.report.dose import find_twins
+
+        results = load(run_or_results)
+        run_or_results = results
+        twins = find_twins(results, baseline)
+        names = twins if len(twins) > 1 else [None]
+    else:
+        names = [candidate]
+    return [compare(run_or_results, baseline, name, against=against, **settings) for name in names]
+
+
+def write_comparisons(comps: list, path: Path) -> Path:
+    """comparison.json. One twin: the results document plus its "comparison" section (as `aligneval
+    compare` writes it). Several twins: "comparison" is the first twin's (lowest λ) and "comparisons"
+    holds every twin's section, each with its "lambda", in λ order."""
+    if len(comps) == 1:
+        return comps[0].write(path)
+    from aligneval.compare import _jsonable
+    from aligneval.report.dose import lambdas
+    from aligneval.results import write_json_atomic
+
+    lam = lambdas(comps)
+    doc = comps[0].to_doc()
+    doc["comparisons"] = [{**c.to_doc()["comparison"], "lambda": lam.get(c.candidate)} for c in comps]
+    return write_json_atomic(path, _jsonable(doc))

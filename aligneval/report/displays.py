@@ -1,6 +1,7 @@
 """Display objects (scikit-learn style): `from_results(...)` gathers stored numbers and keeps them as
-attributes, `.plot(ax=...)` draws them with matplotlib (Agg). They read records, curves and cached
-predictions; they never load a model and never recompute a metric that a record already holds.
+attributes, `.plot(ax=...)` draws them with matplotlib (Agg). They read records, stored curves and
+comparison records only: no model, no prediction file, no metric recomputed. A plot whose curve the run
+did not store says so ("no curve stored") instead of deriving one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def _curve(results, name: str, split: str, model: str) -> dict | None:
     return None
 
 
+def _no_curve_note(ax, missing: list[str]) -> None:
+    if missing:
+        ax.text(0.98, 0.03, "no curve stored: " + ", ".join(missing), transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=8, color=MUTED)
+
+
 def _value(results, metric: str, split: str, model: str):
     for r in results.records:
         if r.metric == metric and r.split == split and r.model == model and r.value is not None:
@@ -64,20 +71,19 @@ class ReliabilityDisplay:
     bins: dict[str, dict[str, list]]  # model -> bin_lower, bin_upper, confidence, accuracy, count
     ece: dict[str, float | None] = field(default_factory=dict)
     metric: str = "ece@15"
+    missing: list[str] = field(default_factory=list)  # models without a stored reliability curve
 
     @classmethod
     def from_results(cls, results, split: str, models: list[str], metric: str = "ece@15") -> "ReliabilityDisplay":
-        bins: dict[str, dict] = {}
-        for m in models:
-            data = _curve(results, "reliability", split, m)
-            if data is None:  # older runs without stored curves: derive the bins from cached predictions
-                from aligneval.metrics.calibration import reliability_bins
-
-                p = results.predictions(m, split)
-                data = reliability_bins(np.asarray(p.probs, float), np.asarray(p.labels), 15)
-            bins[m] = data
+        curves = {m: _curve(results, "reliability", split, m) for m in models}
+        bins = {m: d for m, d in curves.items() if d is not None}
         ece = {m: (r.value if (r := _value(results, metric, split, m)) else None) for m in models}
-        return cls(split, bins, ece, metric)
+        return cls(split, bins, ece, metric, [m for m, d in curves.items() if d is None])
+
+    @property
+    def n_bins(self) -> int | None:
+        sizes = {len(d["bin_lower"]) for d in self.bins.values()}
+        return sizes.pop() if len(sizes) == 1 else None
 
     def plot(self, ax=None, ax_hist=None, colors: dict[str, str] | None = None):
         plt = _plt()
@@ -102,6 +108,7 @@ class ReliabilityDisplay:
                 ax_hist.bar(lo + i * width, share, width=width, align="edge", color=colors[m], alpha=0.85)
         ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in bin", title=f"Reliability · {self.split}")
         ax.set_aspect("auto")
+        _no_curve_note(ax, self.missing)
         _style(ax)
         ax.legend(loc="upper left")
         if ax_hist is not None:
@@ -121,20 +128,15 @@ class RiskCoverageDisplay:
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # model -> (coverage, risk)
     aurc: dict[str, float | None] = field(default_factory=dict)
     max_points: int = 400
+    missing: list[str] = field(default_factory=list)  # models without a stored risk-coverage curve
 
     @classmethod
     def from_results(cls, results, split: str, models: list[str]) -> "RiskCoverageDisplay":
-        curves = {}
-        for m in models:
-            data = _curve(results, "risk_coverage", split, m)
-            if data is None:
-                from aligneval.metrics.uncertainty import risk_coverage
-
-                p = results.predictions(m, split)
-                data = risk_coverage(np.asarray(p.probs, float), np.asarray(p.labels))
-            curves[m] = (np.asarray(data["coverage"], float), np.asarray(data["risk"], float))
+        stored = {m: _curve(results, "risk_coverage", split, m) for m in models}
+        curves = {m: (np.asarray(d["coverage"], float), np.asarray(d["risk"], float))
+                  for m, d in stored.items() if d is not None}
         aurc = {m: (r.value if (r := _value(results, "aurc", split, m)) else None) for m in models}
-        return cls(split, curves, aurc)
+        return cls(split, curves, aurc, missing=[m for m, d in stored.items() if d is None])
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
         plt = _plt()
@@ -150,6 +152,7 @@ class RiskCoverageDisplay:
                     label=m + (f"  (AURC {a:.3f})" if a is not None else ""))
         ax.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage (share of examples kept)",
                ylabel="risk (error rate of kept)", title=f"Risk–coverage · {self.split}")
+        _no_curve_note(ax, self.missing)
         _style(ax)
         ax.legend(loc="upper left")
         self.ax_, self.figure_ = ax, ax.figure
@@ -344,6 +347,225 @@ class ForestDisplay:
         ax.grid(True, axis="x", color=GRID)
         ax.set_axisbelow(True)
         self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+@dataclass
+class AlignmentHeatmapDisplay:
+    """Layers × heads of one alignment diagnostic: the baseline, the twin, and twin − baseline.
+
+    The two models' cells are their stored per-head records (as carried by the comparison rows) and the
+    difference is the comparison's Δ; a dot marks heads whose interval of the difference excludes 0.
+    The difference uses a diverging colormap centred on 0 (blue: the twin is lower)."""
+
+    metric: str
+    split: str
+    baseline: np.ndarray  # [layers, heads]
+    candidate: np.ndarray
+    delta: np.ndarray
+    significant: np.ndarray
+    names: tuple[str, str] = ("baseline", "twin")
+    label: str = ""
+
+    @classmethod
+    def from_comparison(cls, rows: list[dict], split: str, metric: str, dims: tuple[int, int],
+                        names: tuple[str, str] = ("baseline", "twin")) -> "AlignmentHeatmapDisplay":
+        from aligneval.report.alignment import grid, label
+
+        g = grid(rows, split, metric, dims)
+        return cls(metric, split, g.baseline, g.candidate, g.delta, g.significant, tuple(names), label(metric))
+
+    @property
+    def delta_limit(self) -> float:
+        """The symmetric colour range of the difference: [-limit, +limit] centres 0 on the colormap."""
+        finite = np.abs(self.delta[np.isfinite(self.delta)])
+        return float(finite.max()) if finite.size and finite.max() > 0 else 1e-12
+
+    def plot(self, axes=None):
+        plt = _plt()
+        n_layers, n_heads = self.baseline.shape
+        if axes is None:
+            width = min(4.2, max(2.4, 0.26 * n_heads + 1.0))
+            _, axes = plt.subplots(1, 3, figsize=(3 * width + 1.2, min(6.0, max(2.6, 0.3 * n_layers + 1.4))),
+                                   constrained_layout=True)
+        a_base, a_cand, a_delta = axes
+        both = np.r_[self.baseline.ravel(), self.candidate.ravel()]
+        both = both[np.isfinite(both)]
+        lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+        seq = plt.get_cmap("viridis").with_extremes(bad="#E5E7EB")
+        for ax, data, title in ((a_base, self.baseline, self.names[0]), (a_cand, self.candidate, self.names[1])):
+            im = ax.imshow(np.ma.masked_invalid(data), cmap=seq, vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
+                           aspect="auto", interpolation="nearest")
+            ax.set_title(title)
+        ax.figure.colorbar(im, ax=[a_base, a_cand], shrink=0.9, label=self.label)
+        lim = self.delta_limit
+        div = plt.get_cmap("RdBu_r").with_extremes(bad="#E5E7EB")
+        imd = a_delta.imshow(np.ma.masked_invalid(self.delta), cmap=div, vmin=-lim, vmax=lim, aspect="auto",
+                             interpolation="nearest")
+        layers, heads = np.nonzero(self.significant)
+        if len(layers):
+            a_delta.scatter(heads, layers, s=9, facecolor="white", edgecolor=INK, linewidths=0.6, marker="o")
+        marked = "\n(○ interval excludes 0)" if len(layers) else ""
+        a_delta.set_title(f"{self.names[1]} − {self.names[0]}{marked}")
+        ax.figure.colorbar(imd, ax=a_delta, shrink=0.9, label="Δ")
+        step_h = max(1, int(np.ceil(n_heads / 12)))
+        step_l = max(1, int(np.ceil(n_layers / 12)))
+        for ax in axes:
+            ax.set_xticks(np.arange(0, n_heads, step_h))
+            ax.set_yticks(np.arange(0, n_layers, step_l))
+            ax.set_xlabel("head")
+            ax.grid(False)
+        a_base.set_ylabel("layer")
+        a_base.figure.suptitle(f"{self.label} per head · {self.split}", fontweight="bold", fontsize=10.5)
+        self.axes_, self.figure_ = list(axes), a_base.figure
+        return self
+
+
+@dataclass
+class AlignmentLayersDisplay:
+    """One alignment diagnostic per layer: each model's value (top) and twin − baseline with its
+    interval (bottom), from the per-layer comparison rows."""
+
+    metric: str
+    split: str
+    values: dict[str, np.ndarray]  # model -> per-layer value, baseline first
+    deltas: dict[str, np.ndarray]  # twin -> per-layer Δ
+    ci_low: dict[str, np.ndarray]
+    ci_high: dict[str, np.ndarray]
+    label: str = ""
+    confidence: float = 0.95
+
+    @classmethod
+    def from_comparisons(cls, comparisons: list[tuple[str, list[dict]]], split: str, metric: str, n_layers: int,
+                         baseline: str = "baseline", confidence: float = 0.95) -> "AlignmentLayersDisplay":
+        """`comparisons`: (twin name, comparison rows) per twin; the baseline's values come from the first."""
+        from aligneval.report.alignment import grid, label
+
+        values, deltas, lows, highs = {}, {}, {}, {}
+        for name, rows in comparisons:
+            g = grid(rows, split, metric, (n_layers,))
+            values.setdefault(baseline, g.baseline)
+            values[name], deltas[name], lows[name], highs[name] = g.candidate, g.delta, g.ci_low, g.ci_high
+        return cls(metric, split, values, deltas, lows, highs, label(metric), confidence)
+
+    def plot(self, ax=None, ax_delta=None, colors: dict[str, str] | None = None):
+        plt = _plt()
+        if ax is None:
+            _, (ax, ax_delta) = plt.subplots(2, 1, figsize=(4.8, 4.6), sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 2], "hspace": 0.1})
+        colors = colors or model_colors(list(self.values))
+        n = len(next(iter(self.values.values()), []))
+        x = np.arange(n)
+        for m, v in self.values.items():
+            ok = np.isfinite(v)
+            ax.plot(x[ok], v[ok], marker="o", ms=4, lw=1.8, color=colors.get(m, MUTED), label=m)
+        ax.set(ylabel=self.label, title=f"{self.label} per layer · {self.split}")
+        _style(ax)
+        ax.legend(loc="best")
+        if ax_delta is not None:
+            ax_delta.axhline(0, color="#374151", lw=1)
+            width = 0.5 / max(len(self.deltas), 1)
+            for i, (m, d) in enumerate(self.deltas.items()):
+                xs = x + (i - (len(self.deltas) - 1) / 2) * width
+                lo, hi = self.ci_low[m], self.ci_high[m]
+                has_ci = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(d)
+                ax_delta.vlines(xs[has_ci], lo[has_ci], hi[has_ci], color=colors.get(m, MUTED), lw=1.4)
+                ax_delta.plot(xs[has_ci], d[has_ci], "o", ms=4, color=colors.get(m, MUTED))
+                bare = np.isfinite(d) & ~has_ci
+                ax_delta.plot(xs[bare], d[bare], "o", ms=4, mfc="white", color=colors.get(m, MUTED))
+            ax_delta.set(xlabel="layer", ylabel=f"Δ (twin − baseline)\n{self.confidence:.0%} CI")
+            _style(ax_delta)
+        else:
+            ax.set_xlabel("layer")
+        ax.set_xticks(x)
+        self.ax_, self.ax_delta_, self.figure_ = ax, ax_delta, ax.figure
+        return self
+
+
+@dataclass
+class DoseResponseDisplay:
+    """Δ (twin − baseline) with its interval against each twin's λ, one panel per metric (log λ axis).
+
+    The baseline is λ = 0, i.e. the line Δ = 0 in every panel. The K–Q gap panel also prints each twin's
+    MMD² as a multiple of the baseline's."""
+
+    lambdas: np.ndarray  # one per twin, in plotting order
+    twins: list[str]
+    panels: list[dict[str, Any]]  # metric, split, label, delta, ci_low, ci_high, verdict, higher_is_better, ratio
+    confidence: float = 0.95
+
+    @classmethod
+    def from_comparisons(cls, comparisons: list[tuple[str, float, list[dict]]],
+                         metrics: list[tuple[str, str, str]], confidence: float = 0.95) -> "DoseResponseDisplay":
+        """`comparisons`: (twin, λ, comparison rows); `metrics`: (metric, split, label) per panel."""
+        comparisons = sorted(comparisons, key=lambda c: c[1])
+        panels = []
+        for metric, split, label in metrics:
+            found = [next((r for r in rows if r["metric"] == metric and r["split"] == split), None)
+                     for _, _, rows in comparisons]
+            if not any(f is not None and f.get("delta") is not None for f in found):
+                continue
+
+            def col(key, found=found):
+                return np.array([np.nan if f is None or f.get(key) is None else float(f[key]) for f in found])
+
+            base, cand = col("baseline"), col("candidate")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(base > 0, cand / base, np.nan)
+            hib = next((f.get("higher_is_better") for f in found if f is not None), None)
+            panels.append({"metric": metric, "split": split, "label": label, "delta": col("delta"),
+                           "ci_low": col("ci_low"), "ci_high": col("ci_high"), "higher_is_better": hib,
+                           "verdict": [f["verdict"] if f else "n/a" for f in found], "ratio": ratio})
+        return cls(np.array([c[1] for c in comparisons], float), [c[0] for c in comparisons], panels, confidence)
+
+    def plot(self, axes=None, ratio_for: tuple[str, ...] = ("kq_mmd2",)):
+        plt = _plt()
+        n = max(len(self.panels), 1)
+        ncols = min(3, n)
+        nrows = -(-n // ncols)
+        if axes is None:
+            fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.6 * nrows + 0.6), squeeze=False,
+                                     constrained_layout=True)
+            axes = list(axes.flat)
+        x = self.lambdas
+        positive = bool(np.all(x > 0))
+        self.lines_ = []
+        for ax, p in zip(axes, self.panels):
+            d, lo, hi = p["delta"], p["ci_low"], p["ci_high"]
+            ax.axhline(0, color="#374151", lw=1)
+            ok = np.isfinite(d)
+            (line,) = ax.plot(x[ok], d[ok], "-", color=GRID if len(x) > 1 else "none", lw=1.4, zorder=1)
+            self.lines_.append(line)
+            for xi, di, l, h, v in zip(x, d, lo, hi, p["verdict"]):
+                if not np.isfinite(di):
+                    continue
+                c = VERDICT_COLORS.get(v, MUTED) if p["higher_is_better"] is not None else CANDIDATE_COLOR
+                if np.isfinite(l) and np.isfinite(h):  # a percentile interval need not contain Δ: draw both ends
+                    ax.plot([xi, xi], [l, h], color=c, lw=1.6, solid_capstyle="round")
+                    ax.plot([xi], [di], "o", ms=5, color=c)
+                else:
+                    ax.plot([xi], [di], "o", ms=5, mfc="white", color=c)
+            if p["metric"] in ratio_for:
+                for xi, di, r in zip(x, d, p["ratio"]):
+                    if np.isfinite(di) and np.isfinite(r):
+                        ax.annotate(f"{r:.2f}×", (xi, di), xytext=(4, 4), textcoords="offset points", fontsize=7.5,
+                                    color=INK)
+            if positive:
+                ax.set_xscale("log")
+                ax.set_xlim(x.min() / 2.5, x.max() * 2.5)
+            else:
+                ax.set_xscale("symlog", linthresh=float(np.min(x[x > 0])) if np.any(x > 0) else 1.0)
+            ax.set_xticks(x, [format(float(v), "g") for v in x])
+            ax.minorticks_off()
+            arrow = {True: " ↑", False: " ↓"}.get(p["higher_is_better"], "")
+            ax.set_title(f"{p['label']}{arrow}", fontsize=9.5)
+            _style(ax)
+        for ax in axes[len(self.panels):]:
+            ax.set_visible(False)
+        fig = axes[0].figure
+        fig.supxlabel("λ of the twin (log scale; the baseline is λ = 0, the line Δ = 0)", fontsize=9)
+        fig.supylabel(f"Δ twin − baseline, {self.confidence:.0%} CI", fontsize=9)
+        self.axes_, self.figure_ = axes, fig
         return self
 
 

@@ -22,7 +22,7 @@ def environment():
 
 
 def render_html(ctx: dict[str, Any]) -> str:
-    ctx = {"disagreements": None, "adversarial_examples": [], **ctx}
+    ctx = {"disagreements": [], "adversarial_examples": [], **ctx}
     return environment().get_template("report.html.j2").render(**ctx)
 
 
