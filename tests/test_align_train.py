@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from aligneval.align import train as train_mod
 from aligneval.align.train import CARD_NAME, LOG_NAME, align_pair, epoch_batches
-from aligneval.errors import UsageError
+from aligneval.errors import ArtifactError, UsageError
 from tests.tiny import make_tiny_model, write_fixture
 
 VARIANTS = ("gan", "ct", "ct-heads", "combine", "mmd", "sinkhorn")
@@ -163,7 +163,7 @@ def test_pickle_weights_need_opt_in(tiny, tmp_path):
     model.save_pretrained(folder, safe_serialization=False)
     AutoTokenizer.from_pretrained(tiny["model"]).save_pretrained(folder)
     assert not list(folder.glob("*.safetensors"))
-    with pytest.raises(UsageError, match="--allow-pickle"):
+    with pytest.raises(ArtifactError, match="--allow-pickle"):
         align_pair(str(folder), tiny["train"], tmp_path / "p", variant="mmd", **FAST)
     result = align_pair(str(folder), tiny["train"], tmp_path / "p", variant="mmd", allow_pickle=True, **FAST)
     assert (result.aligned / "model.safetensors").exists()

@@ -53,7 +53,12 @@ def test_demo_results_hold_every_required_record(demo_out):
         assert any(s == "uncertainty" and m == model for s, _, m, _ in have)
         assert any(s == "adversarial" and m == model for s, _, m, _ in have)
 
+        for metric in ("kq_mmd2", "kq_probe_acc", "attn_entropy", "kq_mmd2@L5", "kq_mmd2@L5H11"):
+            assert ("alignment", "test", model, metric) in have, (model, metric)
+
     comparison = json.loads((demo_out / "comparison.json").read_text())["comparison"]["records"]
+    gap = [c for c in comparison if c["suite"] == "alignment" and c["metric"] == "kq_mmd2"]
+    assert len(gap) == 1 and gap[0]["basis"] == "per_example" and gap[0]["ci_low"] is not None
     paired = [c for c in comparison if c["basis"] == "predictions"]
     assert {(c["split"], c["metric"]) for c in paired} >= {(s, m) for s in ("test", *OOD) for m in CORE}
     assert all(c["ci_low"] is not None and c["p_value"] is not None for c in paired)

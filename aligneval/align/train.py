@@ -330,12 +330,16 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         if not path.is_dir():
             raise ArtifactError(f"--model {model} is a file; give a model folder or a hub id")
         has_safe = any(path.glob("*.safetensors"))
+        if has_safe:
+            from aligneval.predict import check_safetensors
+
+            check_safetensors(path, sorted(path.glob("*.safetensors")))  # a truncated file fails here, named
         has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt"))
         if not has_safe:
             if not has_pickle:
                 raise ArtifactError(f"{path} holds no model weights (*.safetensors)")
-            if not allow_pickle:
-                raise UsageError(
+            if not allow_pickle:  # the same code as `run` for the same folder: an unusable artifact
+                raise ArtifactError(
                     f"{path} holds only pickle weights (*.bin), which can run code when loaded; "
                     "convert them to safetensors or pass --allow-pickle if you trust the folder"
                 )

@@ -13,7 +13,7 @@ import warnings
 
 from aligneval.suites.base import ENTRY_POINT_GROUP, SUITES, SuiteInfo, register_suite  # noqa: F401
 
-BUILTIN_MODULES = ("accuracy", "calibration", "ood", "uncertainty", "adversarial")
+BUILTIN_MODULES = ("accuracy", "calibration", "ood", "uncertainty", "adversarial", "alignment")
 _loaded = False
 
 
