@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     return _exit_code(result, argv)
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
 def _fail(message: str, code: int) -> int:
     """One line on stderr: the message, newlines folded."""
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)
@@ -98,6 +101,8 @@ def _exit_code(code: object, argv: list[str] | None) -> int:
         return 0
     if not isinstance(code, int):
         return _fail(str(code), 2)
+    if code == EXIT_REGRESSION and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return EXIT_BROKEN_PIPE  # click's exit 1 after the reader closed the pipe (`| head`): not a failure of ours
     if code == EXIT_REGRESSION and _command(argv) != "gate":
         return _internal_error(RuntimeError("an exit with code 1 outside the gate"), argv)
     return code

@@ -1,9 +1,12 @@
 """Candidate vs baseline on the same examples: one comparison record per (suite, split, metric).
 
 Reads only files (results.json, predictions parquet, attack logs). Prediction-basis records are
-bootstrapped by resampling example ids (aligneval.stats); accuracy also gets the exact McNemar test;
-several seeds (`baseline@13`, ...) get a seed-level t interval; records that cannot be recomputed per
-example are reported as point values without an interval.
+bootstrapped by resampling example ids (aligneval.resampling); accuracy gets the exact McNemar test;
+several seeds (`baseline@13`, ...) get the combined seed + test-set interval; records that cannot be
+recomputed per example are reported as point values without an interval. p-values are then adjusted
+within their family (aligneval.multiplicity), rows below the minimum size get no verdict, and bootstrap
+p-values whose resolution cannot settle the verdict are refined with more resamples (up to a cap).
+See docs/results.md, "Comparison statistics".
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from aligneval import resampling, stats
+from aligneval import multiplicity, resampling, stats
 from aligneval.errors import ArtifactError, DataError, UsageError
 
-COMPARISON_VERSION = "1.0"
+COMPARISON_VERSION = "1.1"
+DEFAULT_RESAMPLES = 1000
+MAX_RESAMPLES = 20_000  # cap of the adaptive refinement
+SINGLE_SEED_NOTE = "single seed: the interval covers test-set sampling only"
+REFINE_Z = 2.0  # refine while moving a p by this many Monte-Carlo standard errors could change a decision
+REFINE_BUDGET = 1e8  # extra resample x example cells the refinement may spend per comparison
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,6 +104,9 @@ class Comparison:
     baseline_results: Any
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)  # what it was computed from (freshness check)
+    source: str = "computed"  # or the comparison.json it was read from
+    stale: list[str] = field(default_factory=list)  # stored comparisons passed over, and why
 
     def find(self, metric: str, split: str, suite: str | None = None) -> dict | None:
         for r in self.records:
@@ -112,16 +123,17 @@ class Comparison:
             "baseline_run": run_label(self.baseline_results),
             "candidate_run": run_label(self.results),
             "settings": self.settings,
+            "inputs": self.inputs,
             "warnings": self.warnings,
             "records": self.records,
         }
         return doc
 
     def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(self.to_doc()), indent=1, allow_nan=False))
-        return path
+        """Write comparison.json atomically (temporary file + rename)."""
+        from aligneval.results import write_json_atomic
+
+        return write_json_atomic(Path(path), _jsonable(self.to_doc()))
 
 
 def _jsonable(x):
@@ -177,18 +189,41 @@ def attack_correct_after(row: dict) -> float | None:
     return None
 
 
-def compare(results, baseline: str = "baseline", candidate: str | None = None, *, resamples: int = 1000,
-            seed: int = 0, holm: bool = False, confidence: float = 0.95, alpha: float = 0.05,
-            against=None, only: set[tuple[str, str]] | None = None, progress=None) -> Comparison:
-    """Compare `candidate` with `baseline` on every record both have.
+@dataclass
+class Plan:
+    """Everything a comparison depends on, resolved without computing anything: the runs, the models
+    on each side and the settings (the key that decides whether a stored comparison.json is fresh)."""
 
-    `results`: a run folder, results.json or Results. `against`: an older run whose `baseline` model is
-    the reference (the candidate comes from `results`). `only`: restrict to {(metric, split)} pairs.
-    """
+    cand_res: Any
+    base_res: Any
+    base_models: list[str]
+    cand_models: list[str]
+    settings: dict[str, Any]
+    against: bool
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return input_fingerprints(self.cand_res, self.base_res if self.against else None)
+
+
+def plan(results, baseline: str = "baseline", candidate: str | None = None, *,
+         resamples: int = DEFAULT_RESAMPLES, seed: int = 0, adjust: str = multiplicity.DEFAULT_ADJUST,
+         holm: bool | None = None, min_n: int = multiplicity.DEFAULT_MIN_N, max_resamples: int | None = None,
+         primary: list[str] | None = None, confidence: float = 0.95, alpha: float = 0.05,
+         against=None, only: set[tuple[str, str]] | None = None) -> Plan:
+    """Check the settings and resolve the models (see `compare`)."""
+    if holm:
+        adjust = "holm"
+    multiplicity.check_method(adjust)
     if resamples < 1:
         raise UsageError("--resamples must be at least 1")
+    if min_n < 0:
+        raise UsageError("--min-n must be at least 0")
     if not 0 < confidence < 1:
         raise UsageError("confidence must lie strictly between 0 and 1")
+    if not 0 < alpha < 1:
+        raise UsageError("alpha must lie strictly between 0 and 1")
+    cap = max(resamples, MAX_RESAMPLES if max_resamples is None else int(max_resamples))
     cand_res = load(results)
     base_res = load(against) if against is not None else cand_res
     cand_groups = model_groups(_models_of(cand_res))
@@ -205,21 +240,234 @@ def compare(results, baseline: str = "baseline", candidate: str | None = None, *
     cand_models = pick_group(cand_groups, candidate, run_label(cand_res))
     if against is None and set(cand_models) & set(base_models):
         raise UsageError(f"baseline and candidate are the same model '{candidate}'")
-    settings = {"resamples": resamples, "seed": seed, "holm": holm, "confidence": confidence, "alpha": alpha,
-                "ci": "percentile bootstrap over example ids (paired)",
+    if primary is None:
+        primary = declared_primary(cand_res)
+    n_seeds = min(len(base_models), len(cand_models))
+    settings = {"baseline": baseline, "candidate": candidate, "against": run_label(base_res) if against is not None else None,
+                "resamples": resamples, "max_resamples": cap, "seed": seed, "adjust": adjust,
+                "holm": adjust == "holm", "primary": list(primary) if primary else None, "min_n": min_n,
+                "confidence": confidence, "alpha": alpha, "seeds": n_seeds,
+                "seed_models": {"baseline": list(base_models), "candidate": list(cand_models)},
+                "only": sorted(f"{s}/{m}" for m, s in only) if only is not None else None,
+                "ci": "percentile bootstrap over example ids (paired)"
+                if n_seeds == 1 else "t over seeds + example bootstrap (combined)",
                 "accuracy_test": "exact McNemar (binomial, two-sided)"}
-    comp = Comparison(baseline, candidate, [], cand_res, base_res, settings)
-    if len(base_models) > 1 or len(cand_models) > 1:
-        comp.records = _compare_seeds(base_res, cand_res, base_models, cand_models, confidence, alpha, only)
+    return Plan(cand_res, base_res, list(base_models), list(cand_models), settings, against is not None)
+
+
+def compare(results, baseline: str = "baseline", candidate: str | None = None, *,
+            resamples: int = DEFAULT_RESAMPLES, seed: int = 0, adjust: str = multiplicity.DEFAULT_ADJUST,
+            holm: bool | None = None, min_n: int = multiplicity.DEFAULT_MIN_N, max_resamples: int | None = None,
+            primary: list[str] | None = None, confidence: float = 0.95, alpha: float = 0.05,
+            against=None, only: set[tuple[str, str]] | None = None, progress=None) -> Comparison:
+    """Compare `candidate` with `baseline` on every record both have.
+
+    `results`: a run folder, results.json or Results. `against`: an older run whose `baseline` model is
+    the reference (the candidate comes from `results`). `adjust`: `holm` (default), `bh` or `none`,
+    within each family (`primary`: metric names or `split/metric`; default: the spec's `primary`
+    declaration recorded in the run). `holm=True` is the old spelling of `adjust="holm"`. `min_n`:
+    rows on fewer examples (attacked examples for attacks) get the verdict "insufficient".
+    `max_resamples`: cap of the adaptive refinement (default 20,000; at least `resamples`).
+    `only`: restrict to {(metric, split)} pairs (the family is then restricted too).
+    """
+    p = plan(results, baseline, candidate, resamples=resamples, seed=seed, adjust=adjust, holm=holm, min_n=min_n,
+             max_resamples=max_resamples, primary=primary, confidence=confidence, alpha=alpha, against=against,
+             only=only)
+    return run_plan(p, progress)
+
+
+def run_plan(p: Plan, progress=None) -> Comparison:
+    """Compute the comparison a plan describes."""
+    s = p.settings
+    comp = Comparison(s["baseline"], s["candidate"], [], p.cand_res, p.base_res, dict(s))
+    comp.inputs = p.inputs
+    only = {tuple(reversed(x.split("/", 1))) for x in s["only"]} if s["only"] is not None else None
+    boots: list[_Boot] = []
+    if len(p.base_models) > 1 or len(p.cand_models) > 1:
+        comp.records = _compare_seeds(comp, p.base_models, p.cand_models, s["resamples"], s["seed"],
+                                      s["confidence"], s["alpha"], only, progress)
     else:
-        comp.records = _compare_single(comp, base_models[0], cand_models[0], resamples, seed, confidence,
-                                       alpha, only, progress)
-    if holm:
-        adjusted = stats.holm([r["p_value"] for r in comp.records])
-        for r, p in zip(comp.records, adjusted):
-            r["p_value_raw"], r["p_value"] = r["p_value"], p
-            r["verdict"] = stats.verdict(r["delta"], p, r["higher_is_better"], alpha, (r["ci_low"], r["ci_high"]))
+        comp.records = _compare_single(comp, p.base_models[0], p.cand_models[0], s["resamples"], s["seed"],
+                                       s["confidence"], s["alpha"], only, progress, boots)
+        for r in comp.records:
+            if r.get("ci_low") is not None:
+                r["note"] = SINGLE_SEED_NOTE
+    _refine(comp.records, boots, adjust=s["adjust"], alpha=s["alpha"], primary=s["primary"], min_n=s["min_n"],
+            cap=s["max_resamples"], confidence=s["confidence"])
     return comp
+
+
+def declared_primary(results) -> list[str] | None:
+    """The spec's `primary` metrics: recorded in results.json's `spec`, or read from the spec file when
+    that file is still the one the run used (same sha256)."""
+    spec = (getattr(results, "doc", {}) or {}).get("spec") or {}
+    if "primary" in spec:
+        return list(spec["primary"] or []) or None
+    path, sha = spec.get("path"), spec.get("sha256")
+    if not path or not sha:
+        return None
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return None
+    import hashlib
+    import tomllib
+
+    if hashlib.sha256(raw).hexdigest() != sha:
+        return None
+    try:
+        value = tomllib.loads(raw.decode("utf-8")).get("primary")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return [str(v) for v in value] if isinstance(value, list) and value else None
+
+
+def input_fingerprints(cand_res, base_res=None) -> dict[str, Any]:
+    """sha256, size and mtime of the results.json files a comparison was computed from."""
+    out = {"results": _file_fingerprint(cand_res)}
+    if base_res is not None:
+        out["against"] = _file_fingerprint(base_res)
+    return out
+
+
+def _file_fingerprint(results) -> dict[str, Any] | None:
+    import hashlib
+
+    run_dir = getattr(results, "run_dir", None)
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "results.json"
+    try:
+        data = path.read_bytes()
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+            "mtime": stat.st_mtime}
+
+
+# ----------------------------------------------------------------------------------------------
+# adaptive resolution of bootstrap p-values
+
+
+@dataclass
+class _Boot:
+    """The bootstrap replicates behind one or more rows (a metric recorded by two suites shares one),
+    and the group that can draw more of them."""
+
+    group: Any  # has .more(keys, extra, stream) -> {key: extra deltas}
+    key: Any
+    observed: float
+    deltas: np.ndarray
+    rows: list[dict]
+    method: str = "paired bootstrap"
+
+    @property
+    def resamples(self) -> int:
+        return len(self.deltas)
+
+
+class _SplitGroup:
+    """The statistics of one split: extra resamples are drawn once and shared by the rows refined together."""
+
+    def __init__(self, stats_a: dict, stats_b: dict, n: int, seed: int, split: str):
+        self.stats_a, self.stats_b, self.n, self.seed, self.split = stats_a, stats_b, n, seed, split
+
+    def more(self, keys, extra: int, stream: int) -> dict:
+        boot = resampling.bootstrap_split({k: self.stats_a[k] for k in keys}, {k: self.stats_b[k] for k in keys},
+                                          self.n, resamples=extra, seed=self.seed, split=self.split, stream=stream)
+        return {k: vb - va for k, (va, vb) in boot.items()}
+
+
+class _MeanGroup:
+    """Per-example values of two models (diagnostics): the mean difference's replicates."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int):
+        self.x, self.y, self.seed, self.n = x, y, seed, len(x)
+
+    def more(self, keys, extra: int, stream: int) -> dict:
+        d = resampling.mean_difference_replicates(self.x, self.y, resamples=extra, seed=self.seed, stream=stream)
+        return {k: d for k in keys}
+
+
+def _target(p: np.ndarray, i: int, boot: _Boot, method: str, alpha: float, cap: int) -> int | None:
+    """Resamples test i needs before no decision of its family hangs on its Monte-Carlo error, or None
+    when none does (or it is at the cap).
+
+    At the floor (no resample crossed zero) the true p may be anywhere below 2/(R+1): if a smaller p
+    would change a decision, R jumps to where the floor lies below the p at which it would
+    (`critical_p`, with 5% room). Elsewhere, if moving p by REFINE_Z Monte-Carlo standard errors
+    would change a decision, R doubles."""
+    r = boot.resamples
+    if r >= cap:
+        return None
+    row = boot.rows[0]
+    if row.get("p_floor"):
+        crit = multiplicity.critical_p(p, i, method, alpha)
+        if crit <= 0:
+            return None
+        return min(cap, max(math.ceil(2 * 1.05 / crit), r + 1))
+    se = stats.mc_standard_error(float(p[i]), r)
+    if not multiplicity.sensitive(p, i, p[i] - REFINE_Z * se, p[i] + REFINE_Z * se, method, alpha):
+        return None
+    return min(cap, 2 * r)
+
+
+def _set_interval(boot: _Boot, confidence: float) -> None:
+    iv = stats.percentile_interval(boot.observed, boot.deltas, confidence, boot.method)
+    for r in boot.rows:
+        r["ci_low"], r["ci_high"] = iv.ci_low, iv.ci_high
+        r["p_value_raw"] = r["p_value"] = iv.p_value
+        r["p_floor"] = bool(iv.extra.get("p_floor", False))
+        r["resamples"] = iv.resamples
+
+
+def _refine(rows: list[dict], boots: list[_Boot], *, adjust: str, alpha: float, primary, min_n: int, cap: int,
+            confidence: float, budget: float | None = None, max_rounds: int = 12) -> None:
+    """Adjust within families; then, while some bootstrap p's Monte-Carlo error could change a decision,
+    draw more resamples for those tests only (one shared draw per split and round) and adjust again.
+    The extra work is bounded by `budget` resample x example cells (default REFINE_BUDGET); tests left
+    unsettled by the cap or the budget say so (`p_settled: false`)."""
+    for r in rows:
+        r.setdefault("p_floor", False)
+        r.setdefault("p_value_raw", r.get("p_value"))
+    multiplicity.apply(rows, method=adjust, alpha=alpha, primary=primary, min_n=min_n)
+    boot_of = {id(r): b for b in boots for r in b.rows}
+    left = REFINE_BUDGET if budget is None else budget
+
+    def pending() -> dict[int, tuple[Any, dict[int, tuple[_Boot, int]]]]:
+        todo: dict[int, tuple[Any, dict[int, tuple[_Boot, int]]]] = {}
+        for family in (multiplicity.PRIMARY, multiplicity.EXPLORATORY):
+            tests = multiplicity.family_tests(rows, family)
+            p = np.array([t[0]["p_value_raw"] for t in tests], float)
+            for i, test in enumerate(tests):
+                b = next((boot_of[id(r)] for r in test if id(r) in boot_of), None)
+                t = None if b is None else _target(p, i, b, adjust, alpha, cap)
+                if t is not None:
+                    todo.setdefault(id(b.group), (b.group, {}))[1][id(b)] = (b, t)
+        return todo
+
+    for stream in range(1, max_rounds + 1):
+        todo = pending()
+        if not todo or left <= 0:
+            break
+        for group, items in todo.values():
+            extra = max(t - b.resamples for b, t in items.values())
+            extra = min(extra, int(left // max(group.n, 1)))
+            if extra < 1:
+                continue
+            left -= extra * group.n
+            new = group.more([b.key for b, _ in items.values()], extra, stream)
+            for b, t in items.values():
+                b.deltas = np.concatenate([b.deltas, new[b.key][: t - b.resamples]])
+                _set_interval(b, confidence)
+        multiplicity.apply(rows, method=adjust, alpha=alpha, primary=primary, min_n=min_n)
+    unsettled = {id(b) for _, items in pending().values() for b, _ in items.values()}
+    for b in boots:
+        for r in b.rows:
+            r["p_mc_se"] = stats.mc_standard_error(r["p_value_raw"], b.resamples) if r["p_value_raw"] else None
+            if r.get("family") is not None:
+                r["p_settled"] = id(b) not in unsettled
 
 
 def _key(rec) -> tuple[str, str, str]:
@@ -243,12 +491,15 @@ def _row(rec_a, rec_b, n: int, iv: stats.Interval | None, alpha: float, basis: s
         "higher_is_better": hib, "range": list(rec_b.range), "n": int(n), "basis": basis,
         "temperature": {"baseline": rec_a.temperature, "candidate": rec_b.temperature}
         if (rec_a.temperature is not None or rec_b.temperature is not None) else None,
+        "resamples": iv.resamples if iv is not None else 0, "p_floor": False,
         "extra": dict(extra or {}),
     }
 
 
 def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int, seed: int, confidence: float,
-                    alpha: float, only, progress) -> list[dict]:
+                    alpha: float, only, progress, boots: list | None = None) -> list[dict]:
+    """One model on each side. Bootstrap-p rows are registered in `boots` for adaptive refinement."""
+    boots = [] if boots is None else boots
     base_res, cand_res = comp.baseline_results, comp.results
     recs_a = {_key(r): r for r in base_res.records if r.model == model_a}
     recs_b = {_key(r): r for r in cand_res.records if r.model == model_b}
@@ -266,7 +517,7 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
         elif ra.basis == "attack" and rb.basis == "attack":
             rows[k] = _attack_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha)
         elif ra.basis == "per_example" and rb.basis == "per_example":
-            rows[k] = _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha)
+            rows[k] = _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha, boots)
         else:
             rows[k] = _row(ra, rb, min(ra.n, rb.n), None, alpha, rb.basis)
     names = (f"baseline '{model_a}'", f"candidate '{model_b}'")
@@ -294,11 +545,14 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
             sb[sk] = resampling.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
             obs[sk] = (resampling.observed(sa[sk], len(labels)), resampling.observed(sb[sk], len(labels)))
         boot = resampling.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
+        group = _SplitGroup(sa, sb, len(labels), seed, split)
+        shared: dict = {}
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
             sk = stat_of[k]
             va, vb = boot[sk]
             iv = stats.percentile_interval(obs[sk][1] - obs[sk][0], vb - va, confidence)
+            p_floor = bool(iv.extra.get("p_floor", False))
             extra = {}
             for side, rec, val in (("baseline", ra, obs[sk][0]), ("candidate", rb, obs[sk][1])):
                 if not math.isclose(val, rec.value, rel_tol=1e-6, abs_tol=1e-9):
@@ -312,8 +566,16 @@ def _compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int
                 iv = stats.Interval(iv.delta, iv.ci_low, iv.ci_high, mc.p_value,
                                     "paired bootstrap CI; exact McNemar p", iv.resamples)
                 extra.update({"mcnemar_b": mc.b, "mcnemar_c": mc.c})
+                p_floor = False  # exact: no resampling floor
             rows[k] = _row(ra, rb, len(labels), iv, alpha, "predictions", extra)
             rows[k]["resamples"] = iv.resamples
+            rows[k]["p_floor"] = p_floor
+            if stats.base_name(rb.metric) != "accuracy" and iv.p_value is not None:
+                if sk in shared:
+                    shared[sk].rows.append(rows[k])
+                else:
+                    shared[sk] = _Boot(group, sk, iv.delta, vb - va, [rows[k]])
+                    boots.append(shared[sk])
         if progress is not None:
             progress(split)
     return [rows[k] for k in keys]
@@ -366,7 +628,7 @@ def per_example_values(results, rec) -> tuple[list[str], np.ndarray] | None:
     return [str(i) for i in table.column("id").to_pylist()], table.column(column).to_numpy(zero_copy_only=False)
 
 
-def _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha) -> dict:
+def _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha, boots=None) -> dict:
     """Mean of per-example values (e.g. alignment diagnostics), paired over the ids both models have
     a finite value for; the record's value must be that mean, else only the point values are shown."""
     va, vb = per_example_values(base_res, ra), per_example_values(cand_res, rb)
@@ -378,33 +640,49 @@ def _per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, al
         y = np.array([xb[i] for i in ids], float)
         if (len(ids) and math.isclose(float(x.mean()), ra.value, rel_tol=1e-6, abs_tol=1e-9)
                 and math.isclose(float(y.mean()), rb.value, rel_tol=1e-6, abs_tol=1e-9)):
-            iv = resampling.bootstrap_mean_difference(x, y, resamples=resamples, seed=seed, confidence=confidence)
-            return _row(ra, rb, len(ids), iv, alpha, "per_example")
+            deltas = resampling.mean_difference_replicates(x, y, resamples=resamples, seed=seed)
+            iv = stats.percentile_interval(float((y - x).mean()), deltas, confidence)
+            row = _row(ra, rb, len(ids), iv, alpha, "per_example")
+            row["resamples"], row["p_floor"] = iv.resamples, bool(iv.extra.get("p_floor", False))
+            if boots is not None:
+                boots.append(_Boot(_MeanGroup(x, y, seed), rb.metric, iv.delta, deltas, [row]))
+            return row
     return _row(ra, rb, min(ra.n, rb.n), None, alpha, rb.basis)
 
 
-def _compare_seeds(base_res, cand_res, base_models, cand_models, confidence, alpha, only) -> list[dict]:
-    """Seed-level comparison: per-seed values, mean +- sd, t interval of the difference of means."""
+def _seed_of(model: str) -> str:
+    return model.split("@", 1)[1] if "@" in model else model
 
-    def seed_of(m: str) -> str:
-        return m.split("@", 1)[1] if "@" in m else m
 
+def _compare_seeds(comp: Comparison, base_models, cand_models, resamples, seed, confidence, alpha, only,
+                   progress=None) -> list[dict]:
+    """Several seeds per model: per-seed values, mean +- sd, and the combined interval
+    (`stats.seed_example_interval`): seed-level t plus the test-set variance from an example bootstrap
+    in which every resample is shared by all seeds of both models. Records without per-example
+    predictions get the seed-level t interval alone."""
+    base_res, cand_res = comp.baseline_results, comp.results
     vals_a: dict[tuple, dict[str, Any]] = {}
     vals_b: dict[tuple, dict[str, Any]] = {}
     for res, models, vals in ((base_res, base_models, vals_a), (cand_res, cand_models, vals_b)):
         for r in res.records:
             if r.model in models and r.value is not None:
-                vals.setdefault(_key(r), {})[seed_of(r.model)] = r
+                vals.setdefault(_key(r), {})[_seed_of(r.model)] = r
+    keys = [k for k in vals_b if vals_a.get(k) and (only is None or (k[2], k[1]) in only)]
+    boot = _seed_bootstrap(comp, keys, vals_a, vals_b, resamples, seed, progress)
     rows = []
-    for k, per_b in vals_b.items():
-        per_a = vals_a.get(k)
-        if not per_a or (only is not None and (k[2], k[1]) not in only):
-            continue
-        s = stats.seed_summary({sd: float(r.value) for sd, r in per_a.items()},
-                               {sd: float(r.value) for sd, r in per_b.items()}, confidence)
+    for k in keys:
+        per_a, per_b = vals_a[k], vals_b[k]
+        va = {sd: float(r.value) for sd, r in per_a.items()}
+        vb = {sd: float(r.value) for sd, r in per_b.items()}
+        s = stats.seed_summary(va, vb, confidence)
+        note = "interval across seeds only (no per-example data for the test-set part)"
+        if k in boot:
+            iv = stats.seed_example_interval(va, vb, boot[k], confidence)
+            note = iv.extra.get("note")
+        else:
+            iv = s.interval
         any_b = next(iter(per_b.values()))
         hib = _direction(any_b)
-        iv = s.interval
         rows.append({
             "suite": k[0], "split": k[1], "metric": k[2],
             "baseline_model": ", ".join(sorted({r.model for r in per_a.values()})),
@@ -414,6 +692,53 @@ def _compare_seeds(base_res, cand_res, base_models, cand_models, confidence, alp
             "verdict": stats.verdict(iv.delta, iv.p_value, hib, alpha, (iv.ci_low, iv.ci_high)),
             "higher_is_better": hib, "range": list(any_b.range),
             "n": int(min(r.n for r in list(per_a.values()) + list(per_b.values()))),
-            "basis": "seeds", "temperature": None, "seeds": s.to_dict(), "extra": {},
+            "basis": "seeds", "temperature": None, "seeds": s.to_dict(), "resamples": iv.resamples,
+            "p_floor": bool(iv.extra.get("p_floor", False)),
+            "extra": {x: iv.extra[x] for x in ("se_seeds", "se_examples", "df") if x in iv.extra},
+            **({"note": note} if note and iv.ci_low is not None else {}),
         })
     return rows
+
+
+def _seed_bootstrap(comp: Comparison, keys, vals_a, vals_b, resamples: int, seed: int,
+                    progress=None) -> dict[tuple, np.ndarray]:
+    """Replicates of (mean over candidate seeds - mean over baseline seeds) for every prediction-basis
+    key, each replicate one resample of the split's example ids shared by every seed model."""
+    out: dict[tuple, np.ndarray] = {}
+    by_split: dict[str, list[tuple]] = {}
+    for k in keys:
+        recs = list(vals_a[k].values()) + list(vals_b[k].values())
+        if all(r.basis == "predictions" for r in recs):
+            by_split.setdefault(k[1], []).append(k)
+    for split, split_keys in by_split.items():
+        # every seed model that has all of this split's keys, baseline side first
+        members = []
+        for which, res, vals in (("a", comp.baseline_results, vals_a), ("b", comp.results, vals_b)):
+            seeds = set.intersection(*(set(vals[k]) for k in split_keys))
+            members += [(which, res, vals[split_keys[0]][sd].model, sd, vals) for sd in sorted(seeds)]
+        if not any(w == "a" for w, *_ in members) or not any(w == "b" for w, *_ in members):
+            continue
+        first = members[0]
+        ref = first[1].predictions(first[2], split)
+        labels = np.asarray(ref.labels, np.int64)
+        fp_ref = split_info(first[1], split).get("fingerprint")
+        stat_sides = []
+        for which, res, model, sd, vals in members:
+            pred = ref if model == first[2] and res is first[1] else res.predictions(model, split)
+            names = (f"'{first[2]}'", f"'{model}'")
+            stats.check_fingerprints(split, fp_ref, split_info(res, split).get("fingerprint"), names)
+            order = stats.align_ids(ref.ids, pred.ids, split, names)
+            if not np.array_equal(labels, np.asarray(pred.labels, np.int64)[order]):
+                raise DataError(f"split '{split}': {names[0]} and {names[1]} disagree on gold labels for the same ids")
+            probs = np.asarray(pred.probs, float)[order]
+            ranked: dict = {}
+            stat_sides.append({k: resampling.statistic(vals[k][sd].metric, probs, labels, vals[k][sd].temperature,
+                                                       ranked) for k in split_keys})
+        per_model = resampling.bootstrap_sides(stat_sides, len(labels), resamples=resamples, seed=seed, split=split)
+        for k in split_keys:
+            a = np.mean([v[k] for m, v in zip(members, per_model) if m[0] == "a"], axis=0)
+            b = np.mean([v[k] for m, v in zip(members, per_model) if m[0] == "b"], axis=0)
+            out[k] = b - a
+        if progress is not None:
+            progress(split)
+    return out

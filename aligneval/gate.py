@@ -2,16 +2,23 @@
 
     "calibration/ece@15 [ood_amazon]" = "candidate <= baseline + 0.005"
     "accuracy/accuracy [test]"        = "no significant drop at 0.05"
+    "accuracy/accuracy [test]"        = "no significant drop at 0.05 (raw p)"  # unadjusted p
     "accuracy/accuracy [test]"        = "candidate >= 0.80"
     "calibration/ece@15 [ood*]"       = "candidate <= baseline + 0.5pt"     # split wildcard, percentage points
 
 Key: `[suite/]metric [split]` (split may use * and ?). Value forms:
   candidate OP baseline [(+|-) X[pt|%]]   OP in <=, <, >=, >; pt = percentage points (x 0.01), % = of baseline
   candidate OP X[pt]                      an absolute threshold
-  no significant (drop|regression) at ALPHA   fails when the paired test finds a change in the metric's
-                                              worse direction (direction from the metric's metadata)
-An optional [gate] table sets baseline, candidate, resamples, seed. Exit codes: 0 pass, 1 regression,
-2 usage or rules error (naming the line), 3 missing or corrupt artifacts.
+  no significant (drop|regression) at ALPHA [(raw p)]
+                                          fails when the paired test finds a change in the metric's worse
+                                          direction (direction from the metric's metadata), using the
+                                          comparison's adjusted p unless the rule says (raw p)
+The numbers come from the same comparison the report shows: a fresh comparison.json is read, and only
+a missing or stale one is recomputed (aligneval.comparison_file). A significance rule on a row below
+the minimum size has no verdict: it is reported as "insufficient" (a JUnit error, exit 4 unless a rule
+found a regression). An optional [gate] table sets baseline, candidate, resamples, seed, adjust, min_n,
+max_resamples. Exit codes: 0 pass, 1 regression, 2 usage or rules error (naming the line), 3 missing or
+corrupt artifacts, 4 unusable data (runs that cannot be paired, too few examples for a verdict).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aligneval.errors import EXIT_OK, EXIT_REGRESSION, ArtifactError, DataError, UsageError
+from aligneval.formatting import fmt, fmt_delta, fmt_p
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge,
                                                   ">": operator.gt}
@@ -33,9 +41,12 @@ NUM = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 KEY_RE = re.compile(r"^\s*(?:(?P<suite>[A-Za-z0-9_.\-]+)/)?(?P<metric>[A-Za-z0-9_.:@\-]+)\s*\[\s*(?P<split>[^\]\s]+)\s*\]\s*$")
 RELATIVE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*baseline\s*(?:(?P<sign>[-+])\s*(?P<x>{NUM})\s*(?P<unit>pt|%)?)?$")
 ABSOLUTE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*(?P<neg>-)?\s*(?P<x>{NUM})\s*(?P<unit>pt)?$")
-SIGNIFICANCE_RE = re.compile(rf"^no\s+significant\s+(?:drop|regression)\s+at\s+(?P<alpha>{NUM})$")
-SETTINGS = {"baseline": str, "candidate": str, "resamples": int, "seed": int}
-FORMS = ('"candidate <= baseline + 0.01"', '"candidate >= 0.80"', '"no significant drop at 0.05"')
+SIGNIFICANCE_RE = re.compile(rf"^no\s+significant\s+(?:drop|regression)\s+at\s+(?P<alpha>{NUM})"
+                             r"(?P<raw>\s*\(\s*raw(?:\s+p)?\s*\))?$")
+SETTINGS = {"baseline": str, "candidate": str, "resamples": int, "seed": int, "adjust": str, "min_n": int,
+            "max_resamples": int}
+FORMS = ('"candidate <= baseline + 0.01"', '"candidate >= 0.80"', '"no significant drop at 0.05"',
+         '"no significant drop at 0.05 (raw p)"')
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,13 @@ class Rule:
     relative_margin: bool = False
     threshold: float | None = None
     alpha: float | None = None
+    raw: bool = False  # significance on the unadjusted p
 
     def where(self, path: str) -> str:
         return f"{path}:{self.line}"
+
+
+PASS, FAIL, INSUFFICIENT = "pass", "fail", "insufficient"
 
 
 @dataclass
@@ -68,6 +83,11 @@ class Outcome:
     delta: float | None = None
     p_value: float | None = None
     ci: tuple[float | None, float | None] = (None, None)
+    status: str = ""  # pass | fail | insufficient (no verdict: too few examples)
+
+    def __post_init__(self):
+        if not self.status:
+            self.status = PASS if self.passed else FAIL
 
     @property
     def name(self) -> str:
@@ -83,6 +103,7 @@ class GateResult:
     files: dict[str, str] = field(default_factory=dict)
     run: str = ""  # where the candidate's results came from
     against: str = ""  # where the baseline's came from, when not the same run
+    comparison: str = ""  # the comparison.json read, or "computed" (with why stored ones were not used)
 
     def title(self) -> str:
         """`aligned (runs/ci) vs baseline (releases/v3/run)`: which run each side came from."""
@@ -93,11 +114,21 @@ class GateResult:
 
     @property
     def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.passed]
+        """Rules that found a regression."""
+        return [o for o in self.outcomes if o.status == FAIL]
+
+    @property
+    def insufficient(self) -> list[Outcome]:
+        """Significance rules with no verdict: too few examples."""
+        return [o for o in self.outcomes if o.status == INSUFFICIENT]
 
     @property
     def exit_code(self) -> int:
-        return EXIT_REGRESSION if self.failures else EXIT_OK
+        """1 when a rule found a regression; else 4 (DataError's code) when a significance rule had too
+        few examples for a verdict; else 0."""
+        if self.failures:
+            return EXIT_REGRESSION
+        return DataError.exit_code if self.insufficient else EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,14 +157,7 @@ def parse_rule(key: str, value: Any, line: int, path: str = "rules.toml") -> Rul
     if not m:
         raise UsageError(f"{where}: rule name '{key}' must look like \"suite/metric [split]\", "
                          "e.g. \"calibration/ece@15 [test]\"")
-    from aligneval.stats import base_name, get_metric
-
-    metric = m["metric"]
-    try:
-        get_metric(base_name(metric))
-    except UsageError as err:
-        if ":" not in metric:  # prefixed metrics (attack recipes) are checked against the records instead
-            raise UsageError(f"{where}: {err.message}") from None
+    metric = m["metric"]  # checked against the run's records (any record, e.g. `temperature`, can be gated)
     text = " ".join(value.strip().split())
     base = dict(key=key, text=text, line=line, suite=m["suite"], metric=metric, split=m["split"])
     if r := RELATIVE_RE.match(text):
@@ -148,7 +172,7 @@ def parse_rule(key: str, value: Any, line: int, path: str = "rules.toml") -> Rul
         alpha = float(r["alpha"])
         if not 0 < alpha < 1:
             raise UsageError(f"{where}: rule '{key}': the significance level must lie between 0 and 1, got {alpha}")
-        return Rule(kind="significance", alpha=alpha, **base)
+        return Rule(kind="significance", alpha=alpha, raw=bool(r["raw"]), **base)
     raise UsageError(f"{where}: cannot read rule '{key}' = \"{value}\"; write one of {', '.join(FORMS)}")
 
 
@@ -159,7 +183,10 @@ def load_rules(path: str | Path) -> tuple[list[Rule], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"rules file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -176,6 +203,13 @@ def load_rules(path: str | Path) -> tuple[list[Rule], dict[str, Any]]:
             raise UsageError(f"{path}:{line}: unknown [gate] setting '{k}'{hint}; known: {', '.join(SETTINGS)}")
         if not isinstance(v, SETTINGS[k]) or isinstance(v, bool):
             raise UsageError(f"{path}:{line}: [gate] {k} must be a {SETTINGS[k].__name__}")
+        if k == "adjust":
+            from aligneval.multiplicity import check_method
+
+            try:
+                check_method(v)
+            except UsageError as err:
+                raise UsageError(f"{path}:{line}: [gate] adjust: {err.message}") from None
         settings[k] = v
     entries = doc.pop("rules", None)
     if entries is not None and not isinstance(entries, dict):
@@ -199,17 +233,35 @@ def _records(results, model: str):
     return [r for r in results.records if r.model == model]
 
 
+def _known_metric(metric: str) -> bool:
+    """A metric name the registry knows (with any prefix): a rule on it may just lack its suite's records."""
+    from aligneval.stats import base_name, get_metric
+
+    try:
+        get_metric(base_name(metric))
+    except UsageError:
+        return False
+    return True
+
+
 def _expand(rule: Rule, records, path: str) -> list[tuple[str, Any]]:
     """(split, candidate record) pairs the rule applies to; missing ones -> ArtifactError / UsageError."""
+    from aligneval.registry import did_you_mean
+
     matches = [r for r in records if r.metric == rule.metric and (rule.suite is None or r.suite == rule.suite)]
     if not matches:
-        known = sorted({f"{r.suite}/{r.metric}" for r in records})
-        from aligneval.registry import did_you_mean
-
         target = f"{rule.suite}/{rule.metric}" if rule.suite else rule.metric
-        hint = did_you_mean(target, known)
-        if hint or ":" in rule.metric:
-            raise UsageError(f"{rule.where(path)}: no records for '{target}'{hint}")
+        recorded = sorted({r.metric for r in records})
+        if rule.metric in recorded:  # the metric is there, under another suite
+            known = sorted({f"{r.suite}/{r.metric}" for r in records if r.metric == rule.metric})
+            raise UsageError(f"{rule.where(path)}: no records for '{target}'{did_you_mean(target, known)}; "
+                             f"'{rule.metric}' is recorded by {', '.join(known)}")
+        if not _known_metric(rule.metric) or ":" in rule.metric:
+            from aligneval.metrics import metric_names
+
+            hint = did_you_mean(rule.metric, recorded) or did_you_mean(rule.metric, list(metric_names()))
+            raise UsageError(f"{rule.where(path)}: unknown metric '{rule.metric}'{hint}; the run records "
+                             f"{', '.join(recorded) or 'nothing'}")
         raise ArtifactError(f"{rule.where(path)}: the results hold no '{target}' record; "
                             "was the suite run? (aligneval run ...)")
     out, seen = [], set()
@@ -224,11 +276,22 @@ def _expand(rule: Rule, records, path: str) -> list[tuple[str, Any]]:
     return out
 
 
-def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> Outcome:
-    """Pass/fail for one rule on one split, with a one-line explanation."""
-    from aligneval.report.context import fmt, fmt_delta, fmt_p
+def _p_text(row: dict, raw: bool) -> str:
+    """The p a rule used, as the report prints it ("< 0.002" at the bootstrap floor)."""
+    floor = bool(row.get("p_floor"))
+    if raw:
+        return f"raw p = {fmt_p(row.get('p_value_raw'), floor=floor)}"
+    p = row.get("p_value")
+    adjusted = row.get("adjust") not in (None, "none")
+    label = f"{row['adjust']}-adjusted p" if adjusted else "p"
+    text = fmt_p(p, floor=floor and not adjusted, bound=floor and adjusted)
+    return f"{label} {text if text[:1] in '<≤' else '= ' + text}"
 
-    value = cand_rec.value
+
+def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> Outcome:
+    """Pass/fail for one rule on one split, with a one-line explanation. Values come from the
+    comparison row when there is one (the numbers the report shows), else from the record."""
+    value = row["candidate"] if row is not None and row.get("candidate") is not None else cand_rec.value
     if value is None:
         return Outcome(rule, split, False, f"{rule.metric} [{split}] is undefined (no value) for the candidate")
     if rule.kind == "absolute":
@@ -245,7 +308,13 @@ def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> O
                        f"(baseline {fmt(base)}{'' if not rule.margin else f' {fmt_delta(rule.margin)}' + ('%' if rule.relative_margin else '')}): "
                        f"{'holds' if ok else 'violated'}", base, value, delta, row.get("p_value"),
                        (row.get("ci_low"), row.get("ci_high")))
-    p, hib = row.get("p_value"), row.get("higher_is_better")
+    p = row.get("p_value_raw", row.get("p_value")) if rule.raw else row.get("p_value")
+    hib = row.get("higher_is_better")
+    ci = (row.get("ci_low"), row.get("ci_high"))
+    if row.get("verdict") == "insufficient":
+        why = row.get("verdict_reason") or "too few examples"
+        return Outcome(rule, split, False, f"no verdict: {why} (--min-n); a significance rule cannot pass "
+                       "on too little data", base, value, delta, p, ci, status=INSUFFICIENT)
     if p is None or hib is None:
         raise UsageError(f"{rule.where(path)}: '{rule.text}' needs a paired test, but {rule.metric} [{split}] has "
                          "no per-example data or no direction; use a threshold rule instead")
@@ -253,52 +322,72 @@ def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> O
     significant = p < rule.alpha
     ok = not (worse and significant)
     what = "drop" if hib else "increase"
-    msg = (f"Δ {fmt_delta(delta)} (baseline {fmt(base)} → candidate {fmt(value)}), p = {fmt_p(p)}: "
+    msg = (f"Δ {fmt_delta(delta)} (baseline {fmt(base)} → candidate {fmt(value)}), {_p_text(row, rule.raw)}: "
            + (f"significant {what} at {rule.alpha}" if not ok else
               ("no significant change" if not significant else "a significant improvement")))
-    return Outcome(rule, split, ok, msg, base, value, delta, p, (row.get("ci_low"), row.get("ci_high")))
+    return Outcome(rule, split, ok, msg, base, value, delta, p, ci)
+
+
+def default_comparisons(run) -> list[Path]:
+    """Where a stored comparison.json may be, in order: next to the run's results.json (what
+    `aligneval compare` writes) and `reports/<run name>/comparison.json` (what `aligneval report RUN`
+    writes by default)."""
+    run = Path(run)
+    run_dir = run if run.is_dir() else run.parent
+    return [run_dir / "comparison.json", Path("reports") / run_dir.resolve().name / "comparison.json"]
 
 
 def gate(run, rules, *, against=None, baseline: str | None = None, candidate: str | None = None,
          junit: str | Path | None = None, summary: str | Path | None = None, resamples: int | None = None,
-         seed: int | None = None) -> GateResult:
-    """Check every rule; write JUnit XML and a markdown summary ($GITHUB_STEP_SUMMARY when set)."""
-    from aligneval.compare import compare, load, model_groups, pick_group, run_label
+         seed: int | None = None, adjust: str | None = None, min_n: int | None = None,
+         max_resamples: int | None = None, comparison: str | Path | None = None) -> GateResult:
+    """Check every rule; write JUnit XML and a markdown summary ($GITHUB_STEP_SUMMARY when set).
+
+    `comparison`: the comparison.json to read (default: `default_comparisons(run)`); it is used when
+    fresh for these settings, else the comparison is recomputed (never written: the gate's only
+    outputs are the JUnit XML and the summary)."""
+    from aligneval import comparison_file, multiplicity
+    from aligneval.compare import plan
 
     start = time.perf_counter()
     rules_path = str(rules)
     rule_list, settings = load_rules(rules)
-    baseline = baseline or settings.get("baseline", "baseline")
-    candidate = candidate or settings.get("candidate")
-    resamples = resamples if resamples is not None else settings.get("resamples", 1000)
-    seed = seed if seed is not None else settings.get("seed", 0)
-    cand_res = load(run)
-    base_res = load(against) if against is not None else cand_res
-    cand_groups = model_groups([r.model for r in cand_res.records])
-    if candidate is None:
-        others = [g for g in cand_groups if against is not None or g != baseline]
-        if against is not None and len(others) > 1:
-            others = [g for g in others if g != baseline] or others
-        if len(others) != 1:
-            raise UsageError(f"pick the candidate with --candidate: models in {run_label(cand_res)} are "
-                             f"{', '.join(sorted(cand_groups))}")
-        candidate = others[0]
-    cand_model = pick_group(cand_groups, candidate, run_label(cand_res))[0]
-    cand_records = _records(cand_res, cand_model)
+    from aligneval.paths import check_output_file
+
+    for flag, out in (("--junit", junit), ("--summary", summary),
+                      ("$GITHUB_STEP_SUMMARY", None if summary else os.environ.get("GITHUB_STEP_SUMMARY"))):
+        if out:
+            check_output_file(out, flag)  # every output location, before any work
+    p = plan(run, baseline or settings.get("baseline", "baseline"), candidate or settings.get("candidate"),
+             resamples=resamples if resamples is not None else settings.get("resamples", 1000),
+             seed=seed if seed is not None else settings.get("seed", 0),
+             adjust=adjust or settings.get("adjust", multiplicity.DEFAULT_ADJUST),
+             min_n=min_n if min_n is not None else settings.get("min_n", multiplicity.DEFAULT_MIN_N),
+             max_resamples=max_resamples if max_resamples is not None else settings.get("max_resamples"),
+             against=against)
+    cand_res = p.cand_res
+    cand_records = _records(cand_res, p.cand_models[0])
     expanded = [(rule, split, rec) for rule in rule_list for split, rec in _expand(rule, cand_records, rules_path)]
-    needs_pair = {(rule.metric, split) for rule, split, _ in expanded if rule.kind != "absolute"}
-    rows: dict[tuple[str, str, str], dict] = {}
-    if needs_pair:
-        try:
-            comp = compare(cand_res, baseline, candidate, resamples=resamples, seed=seed, against=base_res,
-                           only=needs_pair)
-        except DataError as err:  # runs that cannot be paired are mismatched artifacts for the gate (exit 3)
-            raise ArtifactError(err.message) from None
-        rows = {(r["suite"], r["split"], r["metric"]): r for r in comp.records}
+    paths = [Path(comparison)] if comparison is not None else default_comparisons(run)
+    if comparison is not None and not Path(comparison).is_file():
+        raise ArtifactError(f"comparison not found: {comparison}")
+    comp = None
+    if any(rule.kind != "absolute" for rule, _, _ in expanded) or len(p.cand_models) > 1:
+        comp = comparison_file.load_or_compare(p, paths)
+    else:  # thresholds alone need no comparison, but use a fresh one so the values match the report
+        for path in paths:
+            comp = comparison_file.read_fresh(path, p)[0]
+            if comp is not None:
+                break
+    rows = {(r["suite"], r["split"], r["metric"]): r for r in comp.records} if comp is not None else {}
     outcomes = [evaluate(rule, split, rec, rows.get((rec.suite, split, rule.metric)), rules_path)
                 for rule, split, rec in expanded]
-    result = GateResult(outcomes, baseline, candidate, time.perf_counter() - start, run=run_label(cand_res),
-                        against=run_label(base_res) if base_res is not cand_res else "")
+    base_res = p.base_res
+    source = "" if comp is None else (comp.source if comp.source != "computed" else
+                                     "computed" + (f" ({'; '.join(comp.stale)})" if comp.stale else ""))
+    result = GateResult(outcomes, p.settings["baseline"], p.settings["candidate"], time.perf_counter() - start,
+                        run=run_label(cand_res), against=run_label(base_res) if base_res is not cand_res else "",
+                        comparison=source)
     if junit:
         result.files["junit"] = str(write_junit(result, junit, rules_path))
     target = summary or os.environ.get("GITHUB_STEP_SUMMARY")
@@ -309,33 +398,43 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
     return result
 
 
+def run_label(results) -> str:
+    from aligneval.compare import run_label as label
+
+    return label(results)
+
+
 # ----------------------------------------------------------------------------------------------
 # outputs
 
 
 def junit_xml(result: GateResult, rules_path: str = "rules.toml") -> str:
-    """JUnit XML (Jenkins junit schema): one <testcase> per rule and split, <failure> for a regression."""
+    """JUnit XML (Jenkins junit schema): one <testcase> per rule and split, <failure> for a regression,
+    <error> for a significance rule without a verdict (too few examples)."""
     import socket
     import xml.etree.ElementTree as ET
     from datetime import datetime, timezone
 
-    n, f = len(result.outcomes), len(result.failures)
+    n, f, e = len(result.outcomes), len(result.failures), len(result.insufficient)
     secs = f"{result.seconds:.3f}"
-    root = ET.Element("testsuites", name="aligneval gate", tests=str(n), failures=str(f), errors="0", time=secs)
-    suite = ET.SubElement(root, "testsuite", name="aligneval gate", tests=str(n), failures=str(f), errors="0",
+    root = ET.Element("testsuites", name="aligneval gate", tests=str(n), failures=str(f), errors=str(e), time=secs)
+    suite = ET.SubElement(root, "testsuite", name="aligneval gate", tests=str(n), failures=str(f), errors=str(e),
                           skipped="0", time=secs,
                           timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
                           hostname=socket.gethostname() or "localhost")
     props = ET.SubElement(suite, "properties")
     for k, v in (("baseline", result.baseline), ("candidate", result.candidate), ("rules", rules_path),
-                 ("run", result.run), ("against", result.against)):
+                 ("run", result.run), ("against", result.against), ("comparison", result.comparison)):
         if v:
             ET.SubElement(props, "property", name=k, value=str(v))
     for o in result.outcomes:
         case = ET.SubElement(suite, "testcase", name=o.name, classname=f"aligneval.gate.{o.split}", time="0")
-        if not o.passed:
+        if o.status == FAIL:
             fail = ET.SubElement(case, "failure", message=o.message, type="regression")
             fail.text = f"{o.rule.key} = \"{o.rule.text}\" ({rules_path}:{o.rule.line})\n{o.message}"
+        elif o.status == INSUFFICIENT:
+            err = ET.SubElement(case, "error", message=o.message, type="insufficient-data")
+            err.text = f"{o.rule.key} = \"{o.rule.text}\" ({rules_path}:{o.rule.line})\n{o.message}"
         else:
             ET.SubElement(case, "system-out").text = o.message
     ET.indent(root)
@@ -349,14 +448,29 @@ def write_junit(result: GateResult, path: str | Path, rules_path: str = "rules.t
     return path
 
 
-def markdown_summary(result: GateResult) -> str:
-    from aligneval.report.markdown import esc
+STATUS_MD = {PASS: "✅ pass", FAIL: "❌ fail", INSUFFICIENT: "⚠️ no verdict"}
 
-    head = "✅ passed" if not result.failures else f"❌ {len(result.failures)} regression(s)"
-    lines = [f"### aligneval gate: {head}", "",
+
+def headline(result: GateResult) -> str:
+    """`passed`, `2 regression(s)`, `1 rule(s) without a verdict (too few examples)`."""
+    parts = []
+    if result.failures:
+        parts.append(f"{len(result.failures)} regression(s)")
+    if result.insufficient:
+        parts.append(f"{len(result.insufficient)} rule(s) without a verdict (too few examples)")
+    return "; ".join(parts) or "passed"
+
+
+def markdown_summary(result: GateResult) -> str:
+    from aligneval.formatting import esc
+
+    mark = "❌" if result.failures else ("⚠️" if result.insufficient else "✅")
+    lines = [f"### aligneval gate: {mark} {headline(result)}", "",
              f"candidate `{result.candidate}`" + (f" ({esc(result.run)})" if result.run else "")
              + f" vs baseline `{result.baseline}`" + (f" ({esc(result.against)})" if result.against else ""), "",
              "| rule | check | result | details |", "| --- | --- | --- | --- |"]
     for o in result.outcomes:
-        lines.append(f"| {esc(o.name)} | {esc(o.rule.text)} | {'✅ pass' if o.passed else '❌ fail'} | {esc(o.message)} |")
+        lines.append(f"| {esc(o.name)} | {esc(o.rule.text)} | {STATUS_MD[o.status]} | {esc(o.message)} |")
+    if result.comparison:
+        lines += ["", f"comparison: {esc(result.comparison)}"]
     return "\n".join(lines) + "\n\n"

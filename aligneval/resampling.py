@@ -28,9 +28,11 @@ CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (8 MB of int64: ca
 AHEAD = 2  # chunks drawn ahead of the slower model's statistics
 
 
-def split_rng(seed: int, split: str) -> np.random.Generator:
-    """A generator per (seed, split): a split's intervals do not depend on which other splits are compared."""
-    return np.random.default_rng([int(seed), zlib.crc32(split.encode())])
+def split_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
+    """A generator per (seed, split): a split's intervals do not depend on which other splits are compared.
+    `stream` > 0 gives independent extra resamples (adaptive refinement round `stream`)."""
+    key = [int(seed), zlib.crc32(split.encode())]
+    return np.random.default_rng(key + [int(stream)] if stream else key)
 
 
 def count_chunks(n: int, resamples: int, rng: np.random.Generator,
@@ -95,6 +97,7 @@ class Ranked:
     summed once per model."""
 
     BLOCK = 64  # columns per block for prefix sums read at a few positions only
+    SMALL = 1024  # up to this many examples a plain cumulative sum is cheaper
 
     def __init__(self, probs: np.ndarray, labels: np.ndarray, like: "Ranked | None" = None):
         conf, hit = _conf_hit(probs, labels)
@@ -151,10 +154,27 @@ class Ranked:
             cache[key] = (x, before)
         return cache[key]
 
+    def _full(self, w, cache, values):
+        """Small splits: the plain cumulative sum of count x confidence, [c, n + 1] (0 first)."""
+        key = (id(values), "full")
+        if cache is None or key not in cache:
+            x = self.counts(w, cache)[0] * values
+            full = np.zeros((x.shape[0], self.n + 1))
+            np.cumsum(x, axis=1, out=full[:, 1:])
+            if cache is None:
+                return full
+            cache[key] = full
+        return cache[key]
+
     def mass_before(self, w, cache, last, values=None):
         """Sum of count x confidence over sorted positions 0..last (inclusive; -1 = none), `last` [B, c]:
-        block sums plus a partial block, instead of a float cumulative sum."""
-        x, before = self._mass(w, cache, self.cs if values is None else values)
+        block sums plus a partial block, instead of a float cumulative sum over large splits (the
+        partial-block gather costs more than the sum itself below SMALL examples)."""
+        values = self.cs if values is None else values
+        if self.n <= self.SMALL:
+            full = self._full(w, cache, values)
+            return full[np.arange(full.shape[0]), np.asarray(last) + 1]
+        x, before = self._mass(w, cache, values)
         b = self.BLOCK
         upto = np.asarray(last) + 1
         q = upto // b
@@ -375,46 +395,73 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
 # running the bootstrap
 
 
+_BLAS: list = []  # one threadpoolctl controller per process: finding the BLAS libraries reads /proc maps
+
+
 def _single_thread_blas():
     """The products here are skinny (a few columns): OpenBLAS threads cost more than they give, and
     on a busy machine their spin-waiting makes them 10-40x slower. One thread is fast everywhere."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         import contextlib
 
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic], n: int, *,
-                    resamples: int = 1000, seed: int = 0, split: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Resampled values of every metric for both models over the same resamples of one split.
+SERIAL_CELLS = 4_000_000  # below this many resample x example cells a split runs in this thread
 
-    Each model's statistics run in its own worker thread (numpy releases the GIL in its loops) while
-    this thread draws the next chunk; at most `AHEAD` chunks wait per model, so memory stays bounded."""
-    out: dict[str, tuple[list, list]] = {k: ([], []) for k in stats_a}
 
-    def side(stats_x, w, work):
+def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int = 1000, seed: int = 0,
+                    split: str = "", stream: int = 0) -> list[dict[str, np.ndarray]]:
+    """Resampled values of every statistic of every side (model) over the same resamples of one split.
+
+    Each side's statistics run in its own worker thread (numpy releases the GIL in its loops) while
+    this thread draws the next chunk; at most `AHEAD` chunks wait per side, so memory stays bounded."""
+    out: list[dict[str, list]] = [{k: [] for k in side} for side in sides]
+
+    def run(stats_x, w, work):
         cache = {"scratch": work}  # per chunk; the work arrays outlive it
         return [stats_x[k](w, cache) for k in stats_x]
 
     def collect(futures):
-        for k, va, vb in zip(stats_a, *(f.result() for f in futures)):
-            out[k][0].append(va)
-            out[k][1].append(vb)
+        for side, acc, fut in zip(sides, out, futures):
+            for k, v in zip(side, fut.result()):
+                acc[k].append(v)
 
-    work_a: dict = {}
-    work_b: dict = {}
+    works: list[dict] = [{} for _ in sides]
+    if n * resamples <= SERIAL_CELLS:  # small: threads cost more than they give
+        with _single_thread_blas():
+            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
+                for side, acc, work in zip(sides, out, works):
+                    for k, v in zip(side, run(side, w, work)):
+                        acc[k].append(v)
+        return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
     pending: deque = deque()
-    with _single_thread_blas(), ThreadPoolExecutor(1) as run_a, ThreadPoolExecutor(1) as run_b:
-        for w in count_chunks(n, resamples, split_rng(seed, split)):
-            pending.append((run_a.submit(side, stats_a, w, work_a), run_b.submit(side, stats_b, w, work_b)))
-            if len(pending) > AHEAD:
+    pools = [ThreadPoolExecutor(1) for _ in sides]
+    try:
+        with _single_thread_blas():
+            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
+                pending.append([pool.submit(run, side, w, work) for pool, side, work in zip(pools, sides, works)])
+                if len(pending) > AHEAD:
+                    collect(pending.popleft())
+            while pending:
                 collect(pending.popleft())
-        while pending:
-            collect(pending.popleft())
-    return {k: (np.concatenate(a), np.concatenate(b)) for k, (a, b) in out.items()}
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
+
+
+def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic], n: int, *,
+                    resamples: int = 1000, seed: int = 0, split: str = "",
+                    stream: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Resampled values of every metric for both models over the same resamples of one split."""
+    va, vb = bootstrap_sides([stats_a, stats_b], n, resamples=resamples, seed=seed, split=split, stream=stream)
+    return {k: (va[k], vb[k]) for k in stats_a}
 
 
 def observed(stat: Statistic, n: int) -> float:
@@ -437,11 +484,17 @@ def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labe
     return percentile_interval(float(delta), vb - va, confidence)
 
 
+def mean_difference_replicates(x: np.ndarray, y: np.ndarray, *, resamples: int = 1000, seed: int = 0,
+                               stream: int = 0) -> np.ndarray:
+    """Bootstrap replicates of mean(y - x) over resamples of the paired rows."""
+    d = np.asarray(y, float) - np.asarray(x, float)
+    rng = np.random.default_rng([int(seed), int(stream)] if stream else seed)
+    return np.concatenate([w @ d / len(d) for w in count_chunks(len(d), resamples, rng)])
+
+
 def bootstrap_mean_difference(x: np.ndarray, y: np.ndarray, *, resamples: int = 1000, seed: int = 0,
                               confidence: float = 0.95) -> Interval:
     """Paired bootstrap CI of mean(y - x) for per-example values (attack outcomes, any 0/1 score)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    d = y - x
-    rng = np.random.default_rng(seed)
-    vals = np.concatenate([w @ d / len(d) for w in count_chunks(len(d), resamples, rng)])
-    return percentile_interval(float(d.mean()), vals, confidence)
+    vals = mean_difference_replicates(x, y, resamples=resamples, seed=seed)
+    return percentile_interval(float((y - x).mean()), vals, confidence)

@@ -3,8 +3,9 @@
 * Pairing two runs' predictions by example id, refusing splits whose ids or data differ.
 * Percentile intervals and bootstrap p-values (the resampling itself: aligneval.resampling).
 * Exact McNemar for accuracy (`scipy.stats.binomtest`; b + c = 0 -> p = 1, no difference).
-* Several training seeds: per-seed values, mean +- sd and a seed-level t interval.
-* Holm's step-down correction over a family of p-values.
+* Several training seeds: per-seed values, mean +- sd, a seed-level t interval, and the combined
+  interval (seed variance + test-set variance from the example bootstrap) the comparison reports.
+* Multiple comparisons live in aligneval.multiplicity (Holm, Benjamini-Hochberg, families).
 """
 
 from __future__ import annotations
@@ -87,20 +88,32 @@ class Interval:
     extra: dict = field(default_factory=dict)
 
 
+def p_floor(resamples: int) -> float:
+    """The smallest two-sided bootstrap p-value R resamples can give: 2 / (R + 1)."""
+    return 2.0 / (int(resamples) + 1)
+
+
+def mc_standard_error(p: float, resamples: int) -> float:
+    """Monte-Carlo standard error of a two-sided bootstrap p (p = 2q, q a share of R resamples)."""
+    return math.sqrt(max(p * (2.0 - p), 0.0) / max(int(resamples), 1))
+
+
 def percentile_interval(observed: float, deltas: np.ndarray, confidence: float = 0.95,
                         method: str = "paired bootstrap") -> Interval:
     """Percentile CI of the bootstrap deltas and the two-sided bootstrap p-value of 'no difference':
-    p = 2 min(P*(d <= 0), P*(d >= 0)) with the (count + 1) / (R + 1) correction, capped at 1."""
+    p = 2 min(P*(d <= 0), P*(d >= 0)) with the (count + 1) / (R + 1) correction, capped at 1.
+    `extra["p_floor"]` says no resample crossed zero: p = 2 / (R + 1) is then an upper bound."""
     d = deltas[np.isfinite(deltas)]
     if len(d) == 0:
         return Interval(observed, None, None, None, method, 0)
     alpha = 1.0 - confidence
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     r = len(d)
-    p = min(1.0, 2 * min((np.sum(d <= 0) + 1) / (r + 1), (np.sum(d >= 0) + 1) / (r + 1)))
+    below, above = int(np.sum(d <= 0)), int(np.sum(d >= 0))
+    p = min(1.0, 2 * min((below + 1) / (r + 1), (above + 1) / (r + 1)))
     if np.all(d == 0):
         p = 1.0
-    return Interval(observed, float(lo), float(hi), float(p), method, r)
+    return Interval(observed, float(lo), float(hi), float(p), method, r, {"p_floor": min(below, above) == 0 and p < 1})
 
 
 @dataclass(frozen=True)
@@ -183,20 +196,65 @@ def seed_summary(baseline: dict[str, float], candidate: dict[str, float], confid
     return SeedSummary(dict(baseline), dict(candidate), float(a.mean()), _sd(a), float(b.mean()), _sd(b), iv)
 
 
+def seed_example_interval(baseline: dict[str, float], candidate: dict[str, float], example_deltas: np.ndarray,
+                          confidence: float = 0.95) -> Interval:
+    """The headline interval when each model has several training seeds: seed variance and test-set
+    variance combined.
+
+    Delta = mean over the candidate's seeds - mean over the baseline's (paired by seed when both have
+    the same seeds). Its variance has two parts: the spread across seeds (`seed_summary`: paired
+    sd^2 / S, or Welch's sum) and the test-set sampling of the seed-averaged difference, the variance of
+    `example_deltas` (bootstrap replicates of that difference, one example resample shared by all
+    seeds). se = sqrt(se_seed^2 + se_examples^2); the t interval and two-sided p use the
+    Welch-Satterthwaite degrees of freedom of the seed part (the bootstrap part counts as known).
+    The seed x example interaction enters both parts, which makes the interval slightly conservative.
+    When a side has a single seed the seed variance cannot be estimated: the interval is then the
+    example bootstrap's percentile interval, and `extra["note"]` says so."""
+    from scipy import stats as st
+
+    s = seed_summary(baseline, candidate, confidence)
+    delta = s.interval.delta
+    ex = np.asarray(example_deltas, float)
+    ex = ex[np.isfinite(ex)]
+    se_ex = float(np.std(ex, ddof=1)) if len(ex) > 1 else 0.0
+    seed_iv = s.interval
+    if seed_iv.ci_low is None:
+        iv = percentile_interval(delta, ex, confidence,
+                                 "example bootstrap (seed variance not estimable)")
+        return Interval(delta, iv.ci_low, iv.ci_high, iv.p_value, iv.method, len(ex),
+                        {"note": "one seed on a side: the interval covers test-set sampling only",
+                         "p_floor": iv.extra.get("p_floor", False)})
+    paired = seed_iv.method.startswith("paired")
+    a, b = np.array(list(baseline.values()), float), np.array(list(candidate.values()), float)
+    if paired:
+        d = np.array([candidate[k] - baseline[k] for k in baseline])
+        var_seed, df_seed = float(d.var(ddof=1)) / len(d), float(len(d) - 1)
+    else:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        var_seed = float(va + vb)
+        df_seed = (var_seed ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))) if var_seed > 0 else math.inf
+    var = var_seed + se_ex ** 2
+    method = ("paired t over seeds + example bootstrap" if paired else "Welch t over seeds + example bootstrap")
+    extra = {"se_seeds": math.sqrt(var_seed), "se_examples": se_ex}
+    if var == 0:
+        return Interval(delta, delta, delta, 1.0 if delta == 0 else 0.0, method, len(ex), extra)
+    df = math.inf if var_seed == 0 else var ** 2 / (var_seed ** 2 / df_seed)
+    se = math.sqrt(var)
+    q = st.t.ppf(0.5 + confidence / 2, df) if math.isfinite(df) else st.norm.ppf(0.5 + confidence / 2)
+    tail = st.t.sf(abs(delta) / se, df) if math.isfinite(df) else st.norm.sf(abs(delta) / se)
+    extra["df"] = df if math.isfinite(df) else None
+    return Interval(delta, delta - q * se, delta + q * se, float(min(1.0, 2 * tail)), method, len(ex), extra)
+
+
 # ----------------------------------------------------------------------------------------------
-# multiple comparisons
+# multiple comparisons (kept for callers of the old name; see aligneval.multiplicity)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None stays None): max_{j<=i} min(1, (m - j + 1) p_(j))."""
-    idx = [i for i, p in enumerate(p_values) if p is not None and not math.isnan(p)]
-    out: list[float | None] = [None] * len(p_values)
-    m = len(idx)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: p_values[i])):
-        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
-        out[i] = running
-    return out
+    """Holm's step-down adjusted p-values (None stays None)."""
+    from aligneval.multiplicity import adjust
+
+    return adjust(p_values, "holm")
 
 
 def verdict(delta: float | None, p_value: float | None, higher_is_better: bool | None, alpha: float = 0.05,

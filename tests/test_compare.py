@@ -26,7 +26,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def comp(run):
-    return compare(run, resamples=200)
+    return compare(run, resamples=200, max_resamples=200)  # no adaptive refinement: exactly 200 resamples
 
 
 def _preds(run, model, split):
@@ -77,7 +77,8 @@ def test_accuracy_p_value_is_exact_mcnemar_on_the_stored_predictions(run, comp):
         ra, rb = pa.argmax(1) == labels, pb.argmax(1) == labels
         table = [[np.sum(ra & rb), np.sum(ra & ~rb)], [np.sum(~ra & rb), np.sum(~ra & ~rb)]]
         row = comp.find("accuracy", split, "accuracy")
-        assert row["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+        assert row["p_value_raw"] == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
+        assert not row["p_floor"]  # exact: no resampling floor
         assert (row["extra"]["mcnemar_b"], row["extra"]["mcnemar_c"]) == (table[0][1], table[1][0])
 
 
@@ -132,28 +133,64 @@ def test_against_an_older_run_pairs_by_ids_and_checks_fingerprints(tmp_path):
         compare(new, against=other, resamples=10)
 
 
-def test_seeds_are_aggregated_per_seed_with_a_t_interval(tmp_path):
+def test_seeds_are_aggregated_with_seed_and_test_set_variance_combined(tmp_path):
+    """Reference by hand: per-seed deltas (statsmodels' t standard error) plus the variance of the
+    seed-averaged delta over the same example resamples, the metric called on each resample's rows."""
+    from scipy import stats as st
     from statsmodels.stats.weightstats import DescrStatsW
 
     run = make_run(tmp_path / "s", n=80, seeds=[13, 42, 7], attacks=False)
-    comp = compare(run)
-    row = comp.find("accuracy", "test", "accuracy")
+    comp = compare(run, resamples=150)
+    assert comp.settings["seeds"] == 3
+    row = comp.find("brier", "test")
     res = load(run)
-    val = {r.model: r.value for r in res.records if r.metric == "accuracy" and r.split == "test" and r.suite == "accuracy"}
-    assert row["seeds"]["baseline"] == {s: val[f"baseline@{s}"] for s in ("13", "42", "7")}
-    d = [val[f"aligned@{s}"] - val[f"baseline@{s}"] for s in ("13", "42", "7")]
-    assert row["delta"] == pytest.approx(np.mean(d))
-    assert (row["ci_low"], row["ci_high"]) == tuple(pytest.approx(x) for x in DescrStatsW(np.array(d)).tconfint_mean())
-    assert row["seeds"]["baseline_mean"] == pytest.approx(np.mean([val[f"baseline@{s}"] for s in ("13", "42", "7")]))
+    val = {r.model: r.value for r in res.records if r.metric == "brier" and r.split == "test"}
+    seeds = ("13", "42", "7")
+    assert row["seeds"]["baseline"] == {s: val[f"baseline@{s}"] for s in seeds}
+    d = np.array([val[f"aligned@{s}"] - val[f"baseline@{s}"] for s in seeds])
+    assert row["delta"] == pytest.approx(d.mean())
+    assert row["seeds"]["baseline_mean"] == pytest.approx(np.mean([val[f"baseline@{s}"] for s in seeds]))
+    fn = stats.get_metric("brier").fn
+    preds = {f"{m}@{s}": _preds(run, f"{m}@{s}", "test") for m in ("baseline", "aligned") for s in seeds}
+    labels = preds["baseline@13"][1]
+    reps = []
+    for w in resampling.count_chunks(len(labels), 150, resampling.split_rng(0, "test")):
+        for wr in w:
+            idx = np.repeat(np.arange(len(labels)), wr)
+            reps.append(np.mean([fn(preds[f"aligned@{s}"][2][idx], labels[idx]) - fn(preds[f"baseline@{s}"][2][idx], labels[idx])
+                                 for s in seeds]))
+    se_seed = DescrStatsW(d).std_mean
+    se_ex = np.std(reps, ddof=1)
+    se = np.hypot(se_seed, se_ex)
+    df = se ** 4 / (se_seed ** 4 / (len(d) - 1))
+    half = st.t.ppf(0.975, df) * se
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(d.mean() - half, rel=1e-9), pytest.approx(d.mean() + half, rel=1e-9))
+    assert row["p_value_raw"] == pytest.approx(2 * st.t.sf(abs(d.mean()) / se, df), rel=1e-9)
+    assert row["basis"] == "seeds" and "example bootstrap" in row["method"] and "note" not in row
+
+
+def test_one_seed_is_labelled(run, comp):
+    assert comp.settings["seeds"] == 1
+    for r in comp.records:
+        assert r.get("note") == ("single seed: the interval covers test-set sampling only" if r["ci_low"] is not None else None)
 
 
 def test_holm_adjusts_the_whole_family(run):
     from statsmodels.stats.multitest import multipletests
 
-    comp = compare(run, resamples=100, holm=True)
-    rows = [r for r in comp.records if r["p_value_raw"] is not None]
-    ref = multipletests([r["p_value_raw"] for r in rows], method="holm")[1]
-    np.testing.assert_allclose([r["p_value"] for r in rows], ref, rtol=1e-12)
+    for kwargs in ({"holm": True}, {}):  # the old spelling and the default
+        comp = compare(run, resamples=100, max_resamples=100, **kwargs)
+        rows = {(r["split"], r["metric"]): r for r in comp.records if r["family"] is not None}
+        assert {r["family"] for r in rows.values()} == {"exploratory"} and len(rows) > 20
+        ref = multipletests([r["p_value_raw"] for r in rows.values()], method="holm")[1]
+        np.testing.assert_allclose([r["p_value"] for r in rows.values()], ref, rtol=1e-12)
+        assert all(r["adjust"] == "holm" for r in rows.values())
+        # a metric two suites record on one split is one test: both rows carry the same adjusted p
+        for r in comp.records:
+            if r["family"] is not None:
+                assert r["p_value"] == rows[(r["split"], r["metric"])]["p_value"]
+            else:
+                assert r["p_value"] == r["p_value_raw"] and r["adjust"] is None
 
 
 def test_attack_records_are_paired_over_the_attack_logs(run, comp):
@@ -167,8 +204,11 @@ def test_attack_records_are_paired_over_the_attack_logs(run, comp):
     b = np.array([logs["aligned"][i]["outcome"] == "failed" for i in ids])
     assert row["n"] == len(ids) and row["delta"] == pytest.approx(b.mean() - a.mean())
     table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
-    assert row["p_value"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert row["p_value_raw"] == pytest.approx(mcnemar(table, exact=True).pvalue)
     assert row["ci_low"] <= row["delta"] <= row["ci_high"]
+    # 20 attacked examples: below the default minimum of 30, so no verdict and no family
+    assert row["verdict"] == "insufficient" and row["family"] is None
+    assert row["verdict_reason"] == "n=20 < minimum 30 attacked examples"
     # the success rate has no per-example pairing here: a point value, no verdict
     rate = comp.find("pruthi:attack_success_rate", "test")
     assert rate["ci_low"] is None and rate["verdict"] == "n/a"

@@ -84,13 +84,13 @@ def test_significance_rule_uses_the_metric_direction(runs):
 
 def test_thresholds_margins_and_units(runs, tmp_path):
     _, run = runs
-    comp = compare(run, resamples=10)
+    comp = compare(run, resamples=10, max_resamples=10)
     acc = comp.find("accuracy", "test", "accuracy")
     base, cand = acc["baseline"], acc["candidate"]
     rules = _rules(tmp_path, f'"accuracy/accuracy [test]" = "candidate >= {cand:.6f}"\n'
                              f'"accuracy [ood_amazon]" = "candidate < 0"\n'
                              f'"accuracy/macro_f1 [test]" = "candidate >= baseline - 1pt"\n')
-    outs = gate(run, rules, resamples=10).outcomes
+    outs = gate(run, rules, resamples=10, max_resamples=10).outcomes
     assert [o.passed for o in outs] == [cand >= round(cand, 6), False, True]
     r = parse_rule("calibration/ece@15 [test]", "candidate <= baseline + 10%", 3)
     assert r.relative_margin and r.margin == 10 and r.op == "<="
@@ -152,16 +152,17 @@ def test_against_an_older_run(tmp_path):
     rules = _rules(tmp_path, '"accuracy/accuracy [test]" = "candidate >= baseline"\n'
                              '"accuracy/accuracy [ood_amazon]" = "no significant drop at 0.05"\n')
     assert main(["gate", str(new), "--rules", str(rules), "--against", str(old / "results.json"),
-                 "--resamples", "50"]) == 0
+                 "--resamples", "50", "--max-resamples", "50"]) == 0
     # the reference is the old run's aligned model: --baseline picks it
-    res = gate(new, rules, against=old, baseline="aligned", candidate="aligned", resamples=50)
+    res = gate(new, rules, against=old, baseline="aligned", candidate="aligned", resamples=50, max_resamples=50)
     old_acc = json.loads((old / "results.json").read_text())
     want = next(r["value"] for r in old_acc["records"] if r["model"] == "aligned" and r["metric"] == "accuracy"
                 and r["split"] == "test" and r["suite"] == "accuracy")
     assert res.outcomes[0].baseline == want
-    # an older run on different data cannot be paired: exit 3, naming the split
+    # an older run on different data cannot be paired: exit 4 (unusable data), as `report` says
     other = make_run(tmp_path / "other", n=300, seed=5, attacks=False)
-    assert main(["gate", str(new), "--rules", str(rules), "--against", str(other)]) == 3
+    assert main(["gate", str(new), "--rules", str(rules), "--against", str(other)]) == 4
+    assert main(["report", str(new), "--against", str(other), "--out", str(tmp_path / "rep")]) == 4
 
 
 def test_markdown_summary_goes_to_github_step_summary(runs, tmp_path, monkeypatch):
@@ -182,3 +183,46 @@ def test_rules_can_live_under_a_rules_table(tmp_path):
     assert rules[0].line == 2 and settings == {"baseline": "b"}
     with pytest.raises(UsageError, match=r"rules.toml:3: unknown \[gate\] setting 'x \[y\]' \(rules go before"):
         load_rules(_rules(tmp_path, '"accuracy/accuracy [test]" = "candidate >= 0.5"\n[gate]\n"x [y]" = "z"\n'))
+
+
+def test_a_threshold_rule_on_the_temperature_record(tmp_path, capsys):
+    """`temperature` is a record (suite calibration, the dev split), not a registered metric: the gate
+    checks rules against the run's records, so thresholds on it work and typos get a suggestion."""
+    run = make_run(tmp_path / "t", n=60, attacks=False)
+    doc = json.loads((run / "results.json").read_text())
+    for model, t in (("baseline", 1.7), ("aligned", 1.2)):
+        doc["records"].append({"suite": "calibration", "split": "dev", "model": model, "metric": "temperature",
+                               "value": t, "n": 60, "higher_is_better": None, "range": [0.0, None], "basis": None,
+                               "temperature": None, "extra": {"method": "bounded"}})
+    (run / "results.json").write_text(json.dumps(doc))
+    ok = _rules(tmp_path, '"calibration/temperature [dev]" = "candidate <= 1.5"\n'
+                          '"temperature [dev]" = "candidate <= baseline"\n')
+    assert main(["gate", str(run), "--rules", str(ok), "--resamples", "20", "--max-resamples", "20"]) == 0
+    typo = _rules(tmp_path, '\n"calibration/temprature [dev]" = "candidate <= 1.5"\n')
+    assert main(["gate", str(run), "--rules", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert "rules.toml:2:" in err and "unknown metric 'temprature'" in err and "did you mean 'temperature'" in err
+    paired = _rules(tmp_path, '"calibration/temperature [dev]" = "no significant drop at 0.05"\n')
+    assert main(["gate", str(run), "--rules", str(paired), "--resamples", "20", "--max-resamples", "20"]) == 2
+    assert "needs a paired test" in capsys.readouterr().err
+
+
+def test_significance_rules_use_the_adjusted_p_unless_they_say_raw(tmp_path):
+    run = make_run(tmp_path / "r", n=100, attacks=False)
+    comp = compare(run, resamples=50, max_resamples=50)
+    path = comp.write(run / "comparison.json")
+    doc = json.loads(path.read_text())
+    row = next(r for r in doc["comparison"]["records"] if r["metric"] == "accuracy" and r["split"] == "test")
+    row.update(delta=-0.05, p_value_raw=0.01, p_value=0.2, adjust="holm")  # significant raw, not after Holm
+    path.write_text(json.dumps(doc))
+    rules = _rules(tmp_path, '"accuracy/accuracy [test]" = "no significant drop at 0.05"\n'
+                             '"accuracy/accuracy [dev]" = "no significant drop at 0.05"\n'
+                             '"accuracy [test]" = "no significant drop at 0.05 (raw p)"\n')
+    result = gate(run, rules, resamples=50, max_resamples=50)
+    assert result.comparison == str(path)
+    by_key = {(o.rule.key, o.rule.raw): o for o in result.outcomes}
+    adjusted, raw = by_key[("accuracy/accuracy [test]", False)], by_key[("accuracy [test]", True)]
+    assert adjusted.passed and "holm-adjusted p = 0.200: no significant change" in adjusted.message
+    assert not raw.passed and "raw p = 0.010: significant drop" in raw.message
+    assert parse_rule("a/accuracy [t]", "no significant regression at 0.01 (raw)", 1).raw
+    assert result.exit_code == 1

@@ -100,3 +100,58 @@ def test_verdict_uses_the_direction(delta, p, hib, expected):
 def test_verdict_without_p_uses_the_interval():
     assert stats.verdict(0.1, None, True, ci=(0.01, 0.2)) == "better"
     assert stats.verdict(0.1, None, True, ci=(-0.01, 0.2)) == "no-difference"
+
+
+def _seed_simulation(reps: int, n_seeds: int, seed: int, n: int = 200, resamples: int = 200) -> dict[str, float]:
+    """Coverage of the true mean difference (0.02) when seeds and test examples both vary.
+
+    Per example x and training seed s the candidate - baseline difference is
+    0.02 + a_s (seed effect, sd 0.012) + e_x (example effect, sd 0.1) + noise (sd 0.05): the
+    crossed design of a real run, where every seed is scored on the same test set."""
+    from aligneval import resampling
+
+    rng = np.random.default_rng(seed)
+    covered = {"combined": 0, "examples only": 0, "seeds only": 0}
+    for _ in range(reps):
+        d = (0.02 + rng.normal(0, 0.012, n_seeds)[None, :] + rng.normal(0, 0.1, n)[:, None]
+             + rng.normal(0, 0.05, (n, n_seeds)))
+        base = rng.normal(0.7, 0.05, (n, n_seeds))
+        bv = {str(s): float(base[:, s].mean()) for s in range(n_seeds)}
+        cv = {str(s): float((base + d)[:, s].mean()) for s in range(n_seeds)}
+        w = np.concatenate(list(resampling.count_chunks(n, resamples, rng)))
+        example_deltas = w @ d.mean(axis=1) / n  # one resample of examples shared by every seed
+        for name, iv in (("combined", stats.seed_example_interval(bv, cv, example_deltas)),
+                         ("examples only", stats.percentile_interval(float(d.mean()), example_deltas)),
+                         ("seeds only", stats.seed_summary(bv, cv).interval)):
+            covered[name] += iv.ci_low <= 0.02 <= iv.ci_high
+    return {k: v / reps for k, v in covered.items()}
+
+
+@pytest.mark.parametrize("n_seeds,seed", [(3, 0), (5, 1)])
+def test_seed_and_example_interval_covers_on_a_simulation(n_seeds, seed):
+    """The combined interval keeps its 95% coverage; the example bootstrap alone (what one seed can
+    give) misses the seed variance, and with 5 seeds the seed-level t alone misses the test-set part."""
+    cov = _seed_simulation(400, n_seeds, seed)
+    assert cov["combined"] >= 0.92, cov
+    assert cov["examples only"] <= 0.88, cov
+    if n_seeds == 5:
+        assert cov["seeds only"] <= 0.90, cov
+
+
+def test_seed_and_example_interval_with_one_seed_on_a_side():
+    rng = np.random.default_rng(3)
+    reps = rng.normal(0.03, 0.01, 500)
+    iv = stats.seed_example_interval({"1": 0.80}, {"1": 0.83, "2": 0.84}, reps)
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    assert (iv.ci_low, iv.ci_high) == (pytest.approx(lo), pytest.approx(hi))
+    assert iv.delta == pytest.approx(0.835 - 0.80)
+    assert "test-set sampling only" in iv.extra["note"]
+
+
+def test_bootstrap_p_floor_is_flagged():
+    at_floor = stats.percentile_interval(0.1, np.full(999, 0.1) + np.linspace(0, 0.01, 999))
+    assert at_floor.p_value == pytest.approx(2 / 1000) and at_floor.extra["p_floor"]
+    inside = stats.percentile_interval(0.1, np.linspace(-0.1, 0.3, 999))
+    assert not inside.extra["p_floor"] and inside.p_value > 2 / 1000
+    assert stats.p_floor(999) == pytest.approx(2 / 1000)
+    assert stats.mc_standard_error(0.05, 1000) == pytest.approx(np.sqrt(0.05 * 1.95 / 1000))

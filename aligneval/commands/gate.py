@@ -1,6 +1,7 @@
 """`aligneval gate RUN --rules rules.toml [--against OLD] [--junit junit.xml]`: the CI regression gate.
 
-Exit codes: 0 every rule passes, 1 a regression, 2 usage or rules error, 3 missing or corrupt artifacts.
+Exit codes: 0 every rule passes, 1 a regression, 2 usage or rules error, 3 missing or corrupt artifacts,
+4 unusable data (runs that cannot be paired; a significance rule with too few examples for a verdict).
 """
 
 from __future__ import annotations
@@ -27,15 +28,31 @@ def register(app: typer.Typer) -> None:
                                                help="Append a markdown summary here (default $GITHUB_STEP_SUMMARY)."),
         resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples (default 1000)."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
+        adjust: Optional[str] = typer.Option(None, "--adjust",
+                                             help="Multiple-comparison adjustment of p-values within each family: "
+                                                  "holm (default), bh or none."),
+        min_n: Optional[int] = typer.Option(None, "--min-n",
+                                            help="Fewest examples (attacked examples for attacks) for a verdict "
+                                                 "(default 30)."),
+        max_resamples: Optional[int] = typer.Option(None, "--max-resamples",
+                                                    help="Cap of the adaptive resampling (default 20000)."),
+        comparison: Optional[Path] = typer.Option(None, "--comparison",
+                                                  help="The comparison.json to read when fresh (default: "
+                                                       "<run>/comparison.json, then reports/<run name>/comparison.json)."),
     ) -> int:
         """Check the rules in rules.toml against a run (optionally against an older run); exit 0 pass,
-        1 regression, 2 usage or rules error, 3 missing or corrupt artifacts. See docs/ci.md."""
+        1 regression, 2 usage or rules error, 3 missing or corrupt artifacts, 4 unusable data or too few
+        examples for a verdict. Reads the report's comparison.json when it is fresh. See docs/ci.md."""
         from aligneval.gate import gate
 
         result = gate(run, rules, against=against, baseline=baseline, candidate=candidate, junit=junit,
-                      summary=summary, resamples=resamples, seed=seed)
+                      summary=summary, resamples=resamples, seed=seed, adjust=adjust, min_n=min_n,
+                      max_resamples=max_resamples, comparison=comparison)
         _print(result)
         return result.exit_code
+
+
+STATUS = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "insufficient": "[yellow]NO VERDICT[/]"}
 
 
 def _print(result) -> None:
@@ -46,12 +63,18 @@ def _print(result) -> None:
     for col in ("rule", "check", "result", "details"):
         table.add_column(col, overflow="fold")
     for o in result.outcomes:
-        table.add_row(escape(o.name), escape(o.rule.text), "[green]pass[/]" if o.passed else "[red]FAIL[/]",
-                      escape(o.message))
+        table.add_row(escape(o.name), escape(o.rule.text), STATUS[o.status], escape(o.message))
     console = _console()
     console.print(table)
-    n, f = len(result.outcomes), len(result.failures)
-    console.print(f"[red]{f} of {n} rules failed[/]" if f else f"[green]all {n} rules passed[/]")
+    n, f, e = len(result.outcomes), len(result.failures), len(result.insufficient)
+    if f:
+        console.print(f"[red]{f} of {n} rules failed[/]")
+    if e:
+        console.print(f"[yellow]{e} of {n} rules have no verdict: too few examples (exit 4 unless a rule failed)[/]")
+    if not f and not e:
+        console.print(f"[green]all {n} rules passed[/]")
+    if result.comparison:
+        typer.echo(f"comparison: {result.comparison}")
     for kind, path in result.files.items():
         typer.echo(f"wrote {kind}: {path}")
 

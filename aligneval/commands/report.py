@@ -9,6 +9,10 @@ from typing import List, Optional
 import typer
 
 RUN_HELP = "A run folder (runs/<name>) or its results.json."
+ADJUST_HELP = ("Multiple-comparison adjustment of p-values within each family (the spec's `primary` metrics, "
+               "the rest): holm (default), bh (Benjamini-Hochberg) or none.")
+MIN_N_HELP = "Fewest examples (attacked examples for attacks) for a verdict; below it: 'insufficient'."
+MAX_RESAMPLES_HELP = "Cap of the adaptive resampling of p-values near a decision (default 20000)."
 
 
 def register(app: typer.Typer) -> None:
@@ -24,18 +28,23 @@ def register(app: typer.Typer) -> None:
                                            help="Where to write comparison.json (default: <run>/comparison.json)."),
         resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Holm-adjust p-values over all comparisons."),
+        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
+        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
+        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
+        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
         confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
         show_all: bool = typer.Option(False, "--all", help="Print every split, not only the test split."),
     ) -> int:
         """Candidate - baseline for every metric and split: paired bootstrap CI, exact McNemar, verdict."""
         from aligneval.compare import compare
+        from aligneval.paths import check_output_file
 
-        comp = compare(run, baseline, candidate, resamples=resamples, seed=seed, holm=holm,
-                       confidence=confidence, against=against)
         target = out or ((run if run.is_dir() else run.parent) / "comparison.json")
         if target.suffix != ".json":
             target = target / "comparison.json"
+        check_output_file(target, "--out")  # before the bootstrap
+        comp = compare(run, baseline, candidate, resamples=resamples, seed=seed, holm=holm, adjust=adjust,
+                       min_n=min_n, max_resamples=max_resamples, confidence=confidence, against=against)
         comp.write(target)
         print_comparison(comp, show_all)
         typer.echo(f"wrote {target}")
@@ -53,18 +62,36 @@ def register(app: typer.Typer) -> None:
         fmt: List[str] = typer.Option(["html", "md"], "--format", "-f", help="html and/or md; repeat."),
         resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
         seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Holm-adjust p-values over all comparisons."),
+        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
+        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
+        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
+        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
         confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
-        max_examples: int = typer.Option(25, "--max-examples", help="Rows in the example tables."),
+        max_examples: int = typer.Option(25, "--max-examples", min=0, help="Rows in the example tables."),
     ) -> int:
-        """Write report.html (one self-contained file), report.md + plots/ and comparison.json."""
-        from aligneval.report import build_report
+        """Write report.html (one self-contained file), report.md + plots/ and comparison.json.
+        A comparison.json already in the report folder is reused when it is fresh (same results, same
+        settings), so the report and `aligneval gate` always show the same comparison."""
+        from aligneval import comparison_file
+        from aligneval.errors import UsageError
+        from aligneval.paths import check_output_dir
+        from aligneval.report import FORMATS, build_report, check_out
 
         run_dir = run if run.is_dir() else run.parent
-        target = out or Path("reports") / run_dir.resolve().name
+        target = check_output_dir(out or Path("reports") / run_dir.resolve().name, "--out")
+        bad = [f for f in fmt if f not in FORMATS]
+        if bad:
+            raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
+        check_out(target)  # before the bootstrap
+        comps = comparison_file.for_report(run, target / "comparison.json", baseline=baseline, candidate=candidate,
+                                           against=against, resamples=resamples, seed=seed, holm=holm,
+                                           adjust=adjust, min_n=min_n, max_resamples=max_resamples,
+                                           confidence=confidence)
         paths = build_report(run, target, baseline=baseline, candidate=candidate, against=against,
-                             resamples=resamples, seed=seed, holm=holm, confidence=confidence,
-                             max_examples=max_examples, formats=tuple(fmt))
+                             comparison=comps, max_examples=max_examples, formats=tuple(fmt))
+        for c in comps:
+            if c.source != "computed":
+                typer.echo(f"reused {c.source} (fresh: same results and settings)")
         for p in (paths.html, paths.markdown, paths.comparison):
             if p is not None:
                 typer.echo(f"wrote {p}")
@@ -79,7 +106,7 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
 
     from aligneval.report.context import comparison_row, metric_rank
 
-    colors = {"better": "green", "worse": "red", "no-difference": "dim", "n/a": "dim"}
+    colors = {"better": "green", "worse": "red", "no-difference": "dim", "n/a": "dim", "insufficient": "yellow"}
     rows = sorted(comp.records, key=lambda r: (r["split"], metric_rank(r["metric"])))
     splits = sorted({r["split"] for r in rows})
     roles = {s: ((getattr(comp.results, "doc", {}) or {}).get("data", {}).get(s) or {}).get("role") for s in splits}
