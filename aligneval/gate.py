@@ -330,11 +330,12 @@ def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> O
 
 def default_comparisons(run) -> list[Path]:
     """Where a stored comparison.json may be, in order: next to the run's results.json (what
-    `aligneval compare` writes) and `reports/<run name>/comparison.json` (what `aligneval report RUN`
-    writes by default)."""
+    `aligneval compare` writes), `reports/<run name>/comparison.json` (what `aligneval report RUN`
+    writes by default) and the run folder's parent (the demo's `<out>/run` beside `<out>/`)."""
     run = Path(run)
     run_dir = run if run.is_dir() else run.parent
-    return [run_dir / "comparison.json", Path("reports") / run_dir.resolve().name / "comparison.json"]
+    return [run_dir / "comparison.json", Path("reports") / run_dir.resolve().name / "comparison.json",
+            run_dir / ".." / "comparison.json"]  # the demo's layout: <out>/run next to <out>/comparison.json
 
 
 def gate(run, rules, *, against=None, baseline: str | None = None, candidate: str | None = None,

@@ -192,7 +192,7 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
         "environment": {**environment(spec.seed, device, threads), "processes": rt.world_size},
         "spec": {"name": spec.name, "path": str(spec.path) if spec.path else None, "sha256": spec.sha256,
                  "suites": {n: s.settings for n, s in chosen.items()}, "max_length": spec.max_length,
-                 "batch_size": spec.batch_size},
+                 "batch_size": spec.batch_size, "primary": list(spec.primary)},
         "seed": spec.seed,
         "models": {n: {"path": a.source, "weights_sha256": a.weights_sha256, "config_sha256": a.config_sha256,
                        "tokenizer_sha256": a.tokenizer_sha256, "label_names": a.label_names, "card": a.card}

@@ -563,9 +563,9 @@ ALIGN: list[Case] = [
      lambda w, d: (d / "one.jsonl").write_text(rows({"text": "good", "label": 1}, {"text": "fine", "label": 1}))
      and align_argv(w, d, train=str(d / "one.jsonl"))),
     ("align-model-missing", 3, r"model folder not found: .*gone", lambda w, d: align_argv(w, d, model=str(d / "gone"))),
-    ("align-model-truncated-weights", 3, r"cannot load model '.*model'",
+    ("align-model-truncated-weights", 3, r"model: corrupt or truncated weights model.safetensors",
      lambda w, d: align_argv(w, d, model=str(model_copy(w, d, lambda f: truncate(f / "model.safetensors"))))),
-    ("align-out-is-file", 2, r"--out .*afile is a file",
+    ("align-out-is-file", 2, r"--out .*afile: is a file",
      lambda w, d: ["align", "--model", w.base, "--train", str(w.data / "dev.jsonl"), "--out", str(file_at(d))]),
 ]
 

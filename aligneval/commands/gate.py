@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
                                                     help="Cap of the adaptive resampling (default 20000)."),
         comparison: Optional[Path] = typer.Option(None, "--comparison",
                                                   help="The comparison.json to read when fresh (default: "
-                                                       "<run>/comparison.json, then reports/<run name>/comparison.json)."),
+                                                       "<run>/comparison.json, then reports/<run name>/, then the run folder's parent)."),
     ) -> int:
         """Check the rules in rules.toml against a run (optionally against an older run); exit 0 pass,
         1 regression, 2 usage or rules error, 3 missing or corrupt artifacts, 4 unusable data or too few
