@@ -1,9 +1,10 @@
 """Predict once: batched, length-sorted, dynamically padded inference, cached on disk.
 
 A prediction is keyed by (weights sha256, config sha256, tokenizer files sha256, data fingerprint,
-max_length). The run folder keeps `predictions/<model>/<split>.parquet` (id, label, probs, text_sha256,
-text); a shared cache (`$ALIGNEVAL_CACHE`, default `~/.cache/aligneval/predictions`, `off` disables
-it) holds the same files by key, so re-scoring, re-reporting or adding a suite never re-runs a model.
+max_length, torch/transformers/tokenizers versions). The run folder keeps
+`predictions/<model>/<split>.parquet` (id, label, probs, text_sha256, text); a shared cache
+(`$ALIGNEVAL_CACHE`, default `~/.cache/aligneval/predictions`, `off` disables it) holds the same files
+by key, so re-scoring, re-reporting or adding a suite never re-runs a model.
 A cache hit loads no model (predict_split imports neither torch nor transformers on a hit).
 """
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
+from aligneval.paths import inside
 from aligneval.results import read_json
 from aligneval.suites.base import Predictions
 
@@ -71,6 +73,7 @@ def weight_files(folder: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
     """The weight files to load and hash; refuses pickle checkpoints unless allowed."""
     safe = sorted(folder.glob("*.safetensors"))
     if safe:
+        check_safetensors(folder, safe)
         return safe, False
     pickled = sorted(folder.glob("pytorch_model*.bin"))
     if pickled:
@@ -83,6 +86,21 @@ def weight_files(folder: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
     raise ArtifactError(f"{folder}: no model weights (expected model.safetensors); is this a model folder?")
 
 
+def check_safetensors(folder: Path, files: Sequence[Path]) -> None:
+    """Open each file's header (no tensor is read): a truncated or corrupt file fails here, naming the
+    folder, before any model runs. safetensors checks that the header's offsets cover the file exactly."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in files:
+        try:
+            with safe_open(str(file), framework="numpy"):
+                pass
+        except (SafetensorError, OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{folder}: corrupt or truncated weights {file.name} ({reason}); "
+                                "re-save or re-download the model") from None
+
+
 def resolve_model_dir(source: str, allow_pickle: bool = False) -> Path:
     """A local folder as is; anything else is a hub id, downloaded when online."""
     path = Path(source).expanduser()
@@ -92,8 +110,9 @@ def resolve_model_dir(source: str, allow_pickle: bool = False) -> Path:
         return path.resolve()
     if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
         raise ArtifactError(f"model folder not found: {path}")  # written as a path, not a hub id
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise ArtifactError(f"model folder not found: {path} (and the hub is switched off, HF_HUB_OFFLINE=1)")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":  # a hub id needs the network: exit 5, as in align and data
+        raise ResourceError(f"model folder not found: {path}; as a hub id it needs the hub, which is switched "
+                            "off (HF_HUB_OFFLINE=1)")
     try:
         from huggingface_hub import snapshot_download
 
@@ -112,6 +131,8 @@ def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelAr
     if not config_path.is_file():
         raise ArtifactError(f"{folder}: no config.json; is this a folder written by save_pretrained?")
     config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{config_path}: corrupt config (not a JSON object)")
     weights, pickled = weight_files(folder, allow_pickle)
     tok_files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
     if not tok_files:
@@ -125,22 +146,50 @@ def inspect_model(name: str, source: str, allow_pickle: bool = False) -> ModelAr
     return ModelArtifact(
         name=name, source=source, path=folder, weights_sha256=sha256_files(weights),
         config_sha256=sha256_files([config_path]), tokenizer_sha256=sha256_files(tok_files),
-        label_names=label_names_from_config(config), pickle=pickled, card=card,
+        label_names=label_names_from_config(config, config_path), pickle=pickled, card=card,
     )
 
 
-def label_names_from_config(config: dict[str, Any]) -> list[str]:
+def label_names_from_config(config: dict[str, Any], where: Any = "config.json") -> list[str]:
+    """Label names in id order; an id2label that is not {int: name} or a bad num_labels -> ArtifactError."""
     id2label = config.get("id2label")
-    if id2label:
-        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
-    return [f"LABEL_{i}" for i in range(int(config.get("num_labels", 2)))]
+    try:
+        if id2label:
+            names = [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+            if sorted(int(k) for k in id2label) != list(range(len(names))):
+                raise ValueError("ids are not 0..n-1")
+            return names
+        n = config.get("num_labels", 2)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_labels {n!r}")
+        return [f"LABEL_{i}" for i in range(n)]
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}: unusable id2label/num_labels ({exc})") from None
 
 
 # ---------- the cache ------------------------------------------------------------------------
 
+RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers")
+
+
+def runtime_versions() -> dict[str, str | None]:
+    """Versions of the libraries that compute the numbers, read from package metadata (no import):
+    an upgrade can change tokenization or kernels, so it must miss a shared cache."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in RUNTIME_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def cache_key(model: ModelArtifact, examples: Examples, max_length: int) -> str:
     payload = {"version": PREDICT_VERSION, "weights": model.weights_sha256, "config": model.config_sha256,
-               "tokenizer": model.tokenizer_sha256, "data": examples.fingerprint, "max_length": max_length}
+               "tokenizer": model.tokenizer_sha256, "data": examples.fingerprint, "max_length": max_length,
+               "runtime": runtime_versions()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -174,10 +223,14 @@ def write_predictions(path: Path, preds: Predictions, text_sha256: list[str], me
     })
     table = table.replace_schema_metadata({b"aligneval": json.dumps(meta, sort_keys=True).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
+    # readers only ever open `path`: a half-written file is a hidden temp file until the rename, so
+    # several processes or runs sharing a cache never read a partial entry (last complete writer wins)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -191,7 +244,10 @@ def read_predictions(path: Path) -> tuple[Predictions, dict[str, Any]]:
     if not path.is_file():
         raise ArtifactError(f"predictions not found: {path}")
     try:
-        table = pq.read_table(path)
+        # one open file: a path would let pyarrow open it again for the data, and a writer renaming a
+        # new entry over it in between would give this file's footer with the other file's rows
+        with open(path, "rb") as fh:
+            table = pq.read_table(fh)
         meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
         column = table.column("probs").combine_chunks()
         widths = np.asarray(column.value_lengths().fill_null(-1))
@@ -225,27 +281,43 @@ def _cached(path: Path, key: str, examples: Examples) -> Predictions | None:
 def predict_split(model: ModelArtifact, split: str, examples: Examples, run_dir: Path, *, max_length: int,
                   batch_size: int, trust_remote_code: bool = False, progress: bool = True,
                   loader: "ModelLoader | None" = None) -> Predictions:
-    """Predictions for one (model, split): from the run folder, else the shared cache, else the model."""
+    """Predictions for one (model, split): from the run folder, else the shared cache, else the model.
+
+    Under several processes every rank runs its share of the batches (distributed.batch_shard), the
+    shares are gathered on every rank, and only the main process writes the files."""
+    from aligneval import distributed
+
+    rt = distributed.state()
     key = cache_key(model, examples, max_length)
-    target = Path(run_dir) / "predictions" / model.name / f"{split}.parquet"
+    target = inside(Path(run_dir) / "predictions", model.name, f"{split}.parquet", what="predictions file")
     shared = shared_cache_dir()
     shared_path = shared / f"{key}.parquet" if shared else None
     hashes = examples.text_sha256()
     meta = {"key": key, "model": model.name, "split": split, "weights_sha256": model.weights_sha256,
             "data_fingerprint": examples.fingerprint, "max_length": max_length, "label_names": examples.label_names}
+    hit = where = None
     for candidate in (target, shared_path):
         if candidate is None:
             continue
         hit = _cached(candidate, key, examples)
         if hit is not None:
-            if candidate != target:
-                write_predictions(target, hit, hashes, meta)
-            return hit
+            where = candidate
+            break
+    if rt.distributed and not rt.all_agree(hit is not None):
+        hit = None  # one rank missed (another job is writing the cache now): all predict, none waits
+    if hit is not None:
+        if where != target and rt.is_main:
+            write_predictions(target, hit, hashes, meta)
+        return hit
     loader = loader or ModelLoader(trust_remote_code=trust_remote_code)
     hf_model, tokenizer = loader.load(model)
-    probs = predict_probs(hf_model, tokenizer, examples.texts, examples.text_pairs, max_length=max_length,
-                          batch_size=batch_size, progress=progress, description=f"{model.name}/{split}")
+    rows, shard = predict_shard(hf_model, tokenizer, examples.texts, examples.text_pairs, max_length=max_length,
+                                batch_size=batch_size, progress=progress and rt.is_main,
+                                description=f"{model.name}/{split}", rank=rt.rank, world_size=rt.world_size)
+    probs = assemble(rt.gather((rows, shard)), len(examples))
     preds = Predictions(ids=list(examples.ids), labels=examples.labels.copy(), probs=probs, texts=list(examples.texts))
+    if not rt.is_main:
+        return preds  # the same float64 numbers the main process writes (parquet round-trips them exactly)
     write_predictions(target, preds, hashes, meta)
     if shared_path is not None:
         try:
@@ -273,18 +345,19 @@ class ModelLoader:
 
 def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code: bool = False,
                device: str | None = None):
-    import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         hf_model = AutoModelForSequenceClassification.from_pretrained(
             str(folder), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ArtifactError(f"cannot load model from {folder}: {type(exc).__name__}: "
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    hf_model.to(device).eval()
+    from aligneval import distributed
+
+    hf_model.to(distributed.state().device(device)).eval()  # auto: CUDA (this rank's GPU), MPS, else CPU
     return hf_model, tokenizer
 
 
@@ -293,24 +366,46 @@ def predict_probs(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
                   description: str = "predict") -> np.ndarray:
     """Softmax probabilities [n, k] in input order. Batches are sorted by length and padded only to
     their own longest example, which is where the speed over a fixed-length loop comes from."""
+    rows, probs = predict_shard(model, tokenizer, texts, pairs, max_length=max_length, batch_size=batch_size,
+                                progress=progress, description=description)
+    return assemble([(rows, probs)], len(texts))
+
+
+def batch_plan(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """The one-process batches: example indices by decreasing length (ties in input order), cut every
+    `batch_size`. Every process count runs exactly these batches, so results do not depend on it."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
+                  max_length: int = 128, batch_size: int = 32, progress: bool = True, description: str = "predict",
+                  rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probs [len(rows), k]) for this rank's whole batches of the one-process plan (dealt
+    round-robin, so long and short batches are shared evenly). Every rank tokenizes all texts: that
+    is cheap next to the forward passes, and it gives every rank the same plan without talking."""
     import torch
+
+    from aligneval import distributed
 
     enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
                     max_length=max_length, padding=False)
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    lengths = np.array([len(ids) for ids in enc["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
+    lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
+    batches = distributed.batch_shard(batch_plan(lengths, batch_size), rank, world_size)
+    rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
     pad_values = {"input_ids": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                   "attention_mask": 0, "token_type_ids": 0}
     left = getattr(tokenizer, "padding_side", "right") == "left"
     device = next(model.parameters()).device
-    out = np.zeros((len(lengths), model.config.num_labels), dtype=np.float64)
-    with _progress(progress, description, len(lengths)) as advance, torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+    out = np.zeros((len(rows), model.config.num_labels), dtype=np.float64)
+    done = 0
+    with _progress(progress, description, len(rows)) as advance, torch.inference_mode():
+        for idx in batches:
             width = int(lengths[idx].max())
             batch = {}
             for name in names:
+                # built on the CPU by design (numpy), then moved to the model's device in one copy
                 arr = np.full((len(idx), width), pad_values[name], dtype=np.int64)
                 for row, i in enumerate(idx):
                     seq = enc[name][i]
@@ -320,8 +415,22 @@ def predict_probs(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
                         arr[row, :len(seq)] = seq
                 batch[name] = torch.from_numpy(arr).to(device)
             logits = forward(model, batch)
-            out[idx] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            out[done:done + len(idx)] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            done += len(idx)
             advance(len(idx))
+    return rows, out
+
+
+def assemble(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """Shards (rows, probs) back into one [n, k] array in input order; every row exactly once."""
+    rows = np.concatenate([np.asarray(r, dtype=np.int64) for r, _ in parts]) if parts else np.zeros(0, np.int64)
+    if len(rows) != n or not np.array_equal(np.sort(rows), np.arange(n)):
+        raise RuntimeError(f"prediction shards cover {len(np.unique(rows))} of {n} rows")  # a bug, not input
+    k = max((p.shape[1] for _, p in parts if p.ndim == 2), default=0)
+    out = np.empty((n, k), dtype=np.float64)
+    for r, p in parts:
+        if len(r):
+            out[np.asarray(r, dtype=np.int64)] = p
     return out
 
 

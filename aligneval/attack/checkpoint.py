@@ -5,6 +5,11 @@ max length, model weights hash, example-ids hash); every further line is one fin
 flushed and fsynced before the next starts. A re-run with the same header reads finished examples
 back; a different header moves the old log aside (`.stale`) and starts fresh; a line cut by a
 kill is dropped.
+
+Under several processes each rank appends to its own part, `<recipe>.rank<r>.jsonl`, with the same
+header. The main process `consolidate`s before and after the ranks work: it appends the finished rows
+of every part to the main log (in example order) and only then deletes the parts, so a kill at any
+moment loses nothing, and a re-run with any process count continues from everything finished.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 FORMAT = 1
 
@@ -86,3 +91,49 @@ class Appender:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def part_path(path: Path, rank: int) -> Path:
+    """The append-only log rank `rank` writes under several processes."""
+    return path.with_name(f"{path.stem}.rank{int(rank)}{path.suffix}")
+
+
+def part_paths(path: Path) -> list[Path]:
+    """Existing rank parts of `path` (from any earlier process count), in rank order."""
+    found = []
+    for p in path.parent.glob(f"{path.stem}.rank*{path.suffix}"):
+        rank = p.name[len(path.stem) + len(".rank"):-len(path.suffix) or None]
+        if rank.isdigit():
+            found.append((int(rank), p))
+    return [p for _, p in sorted(found)]
+
+
+def consolidate(path: Path, header: dict[str, Any], order: Sequence[str],
+                gathered: Iterable[dict[str, Any]] = ()) -> tuple[dict[str, dict[str, Any]], str]:
+    """Fold every rank part (and `gathered` rows, sent over the process group for ranks whose disk
+    the main process cannot see) into the main log; return all finished rows by id and the main log's
+    state ('new', 'resumed', 'stale' when it or a part was made with other settings). One process
+    only (the main one). Rows are appended in `order` (the example list), parts deleted afterwards."""
+    rows, state = read(path, header)
+    extra: dict[str, dict[str, Any]] = {}
+    for row in gathered:
+        if row["id"] not in rows:
+            extra.setdefault(row["id"], row)
+    for part in part_paths(path):
+        got, part_state = read(part, header)
+        if part_state == "stale":
+            state = "stale"
+        for key, row in got.items():
+            if key not in rows:
+                extra.setdefault(key, row)
+    if extra:
+        position = {key: i for i, key in enumerate(order)}
+        with Appender(path, header) as out:
+            for key in sorted(extra, key=lambda k: position.get(k, len(position))):
+                row = {k: v for k, v in extra[key].items() if k != "kind"}
+                out.write(row)
+                rows[key] = {"kind": "result", **row}
+    for part in part_paths(path):
+        part.unlink()  # only now: every finished row is in the main log, fsynced
+    return rows, state
+

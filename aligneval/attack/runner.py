@@ -4,6 +4,12 @@ TextAttack's Attack API is driven directly (`recipe.build(wrapper)`, `attack.att
 rather than its Attacker loop, so every finished example is appended to the log before the next
 starts, and each example is deterministic on its own (seeds and caches reset before it): a killed
 run resumes where it stopped and ends with the same rows as an uninterrupted one.
+
+Under several processes (accelerate launch, or `--num-processes N`) the examples still to attack are
+dealt round-robin to the ranks; each rank appends to its own part of the log, and the main process
+folds the parts into the one log (checkpoint.consolidate) and alone computes records and writes files.
+Because each example's outcome depends only on the example, the settings and the model, the merged
+log holds the same outcomes as a one-process run, whatever the process count of each (re-)run.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from aligneval import distributed
 from aligneval.attack import checkpoint, recipes, selection, summary
 from aligneval.errors import DataError, ResourceError, UsageError
 from aligneval.records import SuiteOutput
@@ -93,10 +100,11 @@ class ModelHandle:
     """Loads a model folder once, on first need (a run read entirely from disk loads nothing)."""
 
     def __init__(self, name: str, path: str, weights_sha256: str | None = None,
-                 max_length: int = 256, batch_size: int = 32):
+                 max_length: int = 256, batch_size: int = 32, device: str | None = None):
         self.name, self.path = name, str(path)
         self._sha = weights_sha256
         self.max_length, self.batch_size = max_length, batch_size
+        self.device = device  # None: the process's --device (distributed.state), else auto
         self._wrapper = None
 
     @property
@@ -112,7 +120,7 @@ class ModelHandle:
         if self._wrapper is None:
             from aligneval.attack.wrapper import BatchedClassifier, load_classifier
 
-            model, tokenizer = load_classifier(self.path)
+            model, tokenizer = load_classifier(self.path, device=self.device)
             self._wrapper = BatchedClassifier(model, tokenizer, self.max_length, self.batch_size)
         return self._wrapper
 
@@ -150,18 +158,31 @@ def result_row(result: Any, item: Item, seconds: float) -> dict[str, Any]:
 
 
 def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settings: AttackSettings,
-                 log_path: Path, advance: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Rows for `items` (in order), attacking only the ones the log at `log_path` does not hold yet."""
+                 log_path: Path, advance: Callable[[int], None] | None = None,
+                 rt: "distributed.Runtime | None" = None) -> list[dict[str, Any]]:
+    """Rows for `items` (in order), attacking only the ones the log at `log_path` does not hold yet.
+    Under several processes each rank attacks its share of those; the main process gets all rows,
+    the others an empty list."""
+    rt = rt or distributed.state()
     header = checkpoint.make_header(model=handle.name, weights_sha256=handle.sha256,
                                     examples_sha256=examples_sha256(items), **settings.outcome_fields(recipe))
-    done, state = checkpoint.read(log_path, header)
-    if state == "stale":
-        print(f"adversarial: {log_path} was made with other settings, model or examples; "
-              f"moved to {log_path.name}.stale and starting fresh", file=sys.stderr)
-    todo = [it for it in items if it.id not in done]
+    order = [it.id for it in items]
+    done: dict[str, dict[str, Any]] = {}
+    if rt.is_main:  # repair the log and fold in the parts of any earlier (multi-process) run
+        done, state = checkpoint.consolidate(log_path, header, order)
+        if state == "stale":
+            print(f"adversarial: {log_path} (or a rank part of it) was made with other settings, model or "
+                  f"examples; set aside as {log_path.name}.stale, starting fresh", file=sys.stderr)
+    # every rank deals the same list (sent by the main process: no rank relies on seeing its files)
+    finished = set(rt.broadcast(sorted(done) if rt.is_main else None) or ())
+    todo = [it for it in items if it.id not in finished]
+    mine = rt.shard(todo)
+    # one process appends to the log itself (as always); several append to their own parts
+    out_path = log_path if rt.world_size == 1 else checkpoint.part_path(log_path, rt.rank)
+    new_rows: list[dict[str, Any]] = []
     if advance:
         advance(len(items) - len(todo))
-    if todo:
+    if todo:  # every rank builds the attack when any work is left, so a missing resource fails them all alike
         from aligneval.attack.loader import load_textattack
 
         ta = load_textattack()
@@ -171,13 +192,13 @@ def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settin
         goal.query_budget = settings.query_budget if settings.query_budget else float("inf")
         goal.batch_size = UNBOUNDED_BATCH
         deadline = math.inf if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
-        with checkpoint.Appender(log_path, header) as out:
-            for it in todo:
+        with checkpoint.Appender(out_path, header) as out:
+            for it in mine:
                 if time.monotonic() > deadline:
                     print(f"adversarial: time budget reached for {handle.name}/{recipe}; "
-                          f"{sum(i.id not in done for i in items)} example(s) left for a re-run", file=sys.stderr)
+                          f"{len(mine) - len(new_rows)} example(s) left for a re-run", file=sys.stderr)
                     break
-                ta.shared.utils.set_seed(settings.seed)
+                ta.shared.utils.set_seed(settings.seed)  # per example: outcomes independent of who runs it
                 wrapper.clear_cache()
                 attack.clear_cache()
                 example = it.text if it.pair is None else OrderedDict(premise=it.text, hypothesis=it.pair)
@@ -186,8 +207,14 @@ def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settin
                 row = result_row(result, it, time.perf_counter() - t0)
                 out.write(row)
                 done[it.id] = row
+                new_rows.append(row)
                 if advance:
                     advance(1)
+    if rt.world_size > 1:
+        gathered = rt.gather(new_rows)  # also waits until every rank's part is complete
+        if not rt.is_main:
+            return []
+        done, _ = checkpoint.consolidate(log_path, header, order, [r for rows in gathered for r in rows])
     return [done[it.id] for it in items if it.id in done]
 
 
@@ -215,33 +242,36 @@ def correct_masks(handles: Mapping[str, ModelHandle], examples: Any,
     return out
 
 
-def _progress(total: int):
+def _progress(total: int, enabled: bool = True):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
+                    console=console, transient=True, disable=not (enabled and console.is_terminal))
 
 
 def run_attacks(models: Mapping[str, ModelHandle], examples: Any, split: str, settings: AttackSettings,
                 run_dir: Path, predictions: Mapping[str, Any] | None = None) -> SuiteOutput:
-    """Attack every model with every recipe on one shared example list; records + report rows."""
+    """Attack every model with every recipe on one shared example list; records + report rows (on the
+    main process; the other ranks attack their shares and return an empty output)."""
+    rt = distributed.state()
     run_dir = Path(run_dir)
     if not models:
         raise UsageError("the adversarial suite needs at least one model")
     correct = correct_masks(models, examples, predictions) if settings.examples == "correct-by-all" else None
     sel = selection.choose(examples.ids, correct, settings.num_examples, settings.seed, settings.examples)
-    if settings.num_examples and len(sel.headline_ids) < settings.num_examples:
+    if settings.num_examples and len(sel.headline_ids) < settings.num_examples and rt.is_main:
         print(f"adversarial: only {len(sel.headline_ids)} example(s) qualify ({settings.examples}); "
               f"asked for {settings.num_examples}", file=sys.stderr)
     items = items_from_examples(examples, sel.attack_ids)
+    distributed.check_shardable(len(items), "examples to attack")
     out = SuiteOutput()
     base_extra = {"examples_mode": sel.mode, "query_budget": settings.query_budget, "seed": settings.seed,
                   "time_budget_s": settings.time_budget_s, "headline_ids_sha256": checkpoint.ids_sha256(sel.headline_ids),
                   "attack_ids_sha256": checkpoint.ids_sha256(sel.attack_ids), "pool": sel.pool}
     label_names = list(getattr(examples, "label_names", []) or [])
-    with _progress(len(items)) as bar:
+    with _progress(len(items), enabled=rt.is_main) as bar:
         for recipe in settings.recipes:
             reason = recipes.unavailable_reason(recipe)
             for name, handle in models.items():
@@ -251,11 +281,13 @@ def run_attacks(models: Mapping[str, ModelHandle], examples: Any, split: str, se
                     try:
                         rows = attack_model(handle, recipe, items, settings,
                                             run_dir / "attacks" / name / f"{recipe}.jsonl",
-                                            advance=lambda k, t=task: bar.advance(t, k))
+                                            advance=lambda k, t=task: bar.advance(t, k), rt=rt)
                     except ResourceError as err:
                         reason = err.message
                     finally:
                         bar.remove_task(task)
+                if not rt.is_main:
+                    continue
                 if reason is not None:
                     out.records.append(summary.unavailable_record(recipe, split, name, reason, extra))
                     continue
@@ -269,7 +301,7 @@ def run_attacks(models: Mapping[str, ModelHandle], examples: Any, split: str, se
                     scope_note="a seeded random sample of the split (all examples, gold labels)")
                 out.examples += [_report_row(r, name, recipe, split, label_names)
                                  for r in _for_report(rows, settings.report_examples)]
-            if reason is not None:
+            if reason is not None and rt.is_main:
                 print(f"adversarial: {recipe} skipped: {reason}", file=sys.stderr)
     return out
 
@@ -315,8 +347,13 @@ def attack(models: Mapping[str, str], data: str, out: str | Path, *, recipes: Se
         if id_column is not None:
             raise
         exs = load_examples(replace(source, id_column=None))  # no "id" column: row numbers are ids
+    rt = distributed.state()
+    if settings.num_examples is not None:
+        distributed.check_shardable(settings.num_examples, "examples to attack (--num-examples)")
     handles = {n: ModelHandle(n, p, None, max_length, batch_size) for n, p in models.items()}
     result = run_attacks(handles, exs, "data", settings, Path(out))
+    if not rt.is_main:
+        return result  # empty: the main process writes the document
     doc = {"settings": asdict(settings), "data": {"source": exs.source, "fingerprint": exs.fingerprint,
                                                  "size": len(exs)},
            "models": {n: {"path": h.path} for n, h in handles.items()},

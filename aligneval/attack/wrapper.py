@@ -21,8 +21,9 @@ from aligneval.errors import ArtifactError
 Text = Any  # str, or a tuple (text, text_pair) for pair tasks
 
 
-def load_classifier(path: str | Path, trust_remote_code: bool = False):
-    """Model + tokenizer from a local folder (safetensors weights only), in eval mode."""
+def load_classifier(path: str | Path, trust_remote_code: bool = False, device: str | None = None):
+    """Model + tokenizer from a local folder (safetensors weights only), in eval mode, on `device`
+    (None: the process's --device, else CUDA on this rank's GPU, MPS, or the CPU)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     folder = Path(path)
@@ -36,7 +37,9 @@ def load_classifier(path: str | Path, trust_remote_code: bool = False):
             folder, use_safetensors=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{folder}: cannot load the model: {str(err).splitlines()[0]}") from None
-    model.eval()
+    from aligneval import distributed
+
+    model.to(distributed.state().device(device)).eval()
     return model, tokenizer
 
 
@@ -98,8 +101,8 @@ class BatchedClassifier:
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                enc = self._encode([texts[i] for i in idx]).to(device)
-                logits = self.model(**enc).logits.float().cpu().numpy()
+                enc = self._encode([texts[i] for i in idx]).to(device)  # tokenized on the CPU, moved once
+                logits = self.model(**enc).logits.float().cpu().numpy()  # TextAttack wants numpy
                 for row, i in enumerate(idx):
                     out[i] = logits[row]
         self.forward_calls += len(texts)

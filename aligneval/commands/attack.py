@@ -14,8 +14,8 @@ def register(app: typer.Typer) -> None:
         model: List[str] = typer.Option([], "--model", "-m", help="NAME=PATH of a local model folder; repeat."),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled data file (csv, jsonl, parquet)."),
         recipe: List[str] = typer.Option([], "--recipe", "-r", help="TextAttack recipe (default deepwordbug); repeat."),
-        num_examples: int = typer.Option(100, "--num-examples", "-n", help="Examples in the shared list."),
-        query_budget: int = typer.Option(200, "--query-budget", "-q", help="Model queries per example."),
+        num_examples: int = typer.Option(100, "--num-examples", "-n", min=1, help="Examples in the shared list."),
+        query_budget: int = typer.Option(200, "--query-budget", "-q", min=1, help="Model queries per example."),
         time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Wall-clock seconds per model "
                                                     "and recipe; the rest is left for a re-run."),
         examples: str = typer.Option("correct-by-all", "--examples", help="correct-by-all | all"),
@@ -24,10 +24,13 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", "--text-column"),
         label_column: str = typer.Option("label", "--label-column"),
         id_column: Optional[str] = typer.Option(None, "--id-column", help="Default: 'id' when present, else row numbers."),
-        max_length: int = typer.Option(256, "--max-length"),
-        batch_size: int = typer.Option(32, "--batch-size"),
+        max_length: int = typer.Option(256, "--max-length", min=1),
+        batch_size: int = typer.Option(32, "--batch-size", min=1),
         list_recipes: bool = typer.Option(False, "--list", help="Which recipes can run here, and why not."),
         setup: bool = typer.Option(False, "--setup", help="Find or build the NLTK data the recipes need."),
+        device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps."),
+        num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Deal the examples to N processes "
+                                                    "(re-runs itself under accelerate launch); resumable with any N."),
     ) -> int:
         """Attack models with TextAttack recipes on one shared example list; killed runs resume."""
         from aligneval.errors import UsageError
@@ -41,11 +44,29 @@ def register(app: typer.Typer) -> None:
             raise UsageError("attack needs --model NAME=PATH (one or more) and --data FILE "
                              "(or --list / --setup)")
         from aligneval.attack.runner import attack
+        from aligneval.paths import check_output_dir
 
-        result = attack(_parse_models(model), str(data), out, recipes=recipe or ["deepwordbug"],
+        models = _parse_models(model)
+        if time_budget is not None and not time_budget > 0:
+            raise UsageError(f"--time-budget must be a positive number of seconds, not {time_budget}")
+        check_output_dir(out, "--out")  # every input and output location is checked before any work
+        for name, path in models.items():
+            _check_model_folder(name, path)
+        from aligneval import distributed
+
+        distributed.check_num_processes(num_processes)
+        if num_processes is not None and num_processes > num_examples:
+            raise UsageError(f"--num-processes {num_processes} is more than the {num_examples} examples to attack")
+        launched = distributed.maybe_relaunch(num_processes, device)
+        if launched is not None:
+            return launched
+        distributed.configure(device)
+        result = attack(models, str(data), out, recipes=recipe or ["deepwordbug"],
                         num_examples=num_examples, query_budget=query_budget, seed=seed, examples=examples,
                         time_budget_s=time_budget, max_length=max_length, batch_size=batch_size,
                         text_column=text_column, label_column=label_column, id_column=id_column)
+        if not distributed.state().is_main:
+            return 0  # the main process prints and writes
         _print_records(result.records)
         typer.echo(f"wrote {out / 'attack_results.json'}")
         return 0
@@ -53,16 +74,39 @@ def register(app: typer.Typer) -> None:
 
 def _parse_models(pairs: list[str]) -> dict[str, str]:
     from aligneval.errors import UsageError
+    from aligneval.paths import check_name
 
     models: dict[str, str] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
             raise UsageError(f"--model expects NAME=PATH, got '{pair}'")
+        check_name(name, "--model: model name")  # names a folder: <out>/attacks/<model>/
         if name in models:
             raise UsageError(f"--model: name '{name}' given twice")
         models[name] = path
     return models
+
+
+def _check_model_folder(name: str, path: str) -> None:
+    """A local folder with config.json and readable safetensors weights (headers only, no torch)."""
+    from aligneval.errors import ArtifactError
+    from aligneval.predict import check_safetensors
+    from aligneval.results import read_json
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ArtifactError(f"--model {name}: model folder not found: {folder}")
+    if not folder.is_dir():
+        raise ArtifactError(f"--model {name}: {folder} is a file; give the folder written by save_pretrained")
+    if not (folder / "config.json").is_file():
+        raise ArtifactError(f"--model {name}: {folder}: no config.json; is this a folder written by save_pretrained?")
+    if not isinstance(read_json(folder / "config.json", "config"), dict):
+        raise ArtifactError(f"--model {name}: {folder / 'config.json'}: corrupt config (not a JSON object)")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ArtifactError(f"--model {name}: {folder}: no *.safetensors weights (attacks load safetensors only)")
+    check_safetensors(folder, weights)
 
 
 def _print_list() -> None:

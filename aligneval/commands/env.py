@@ -1,0 +1,130 @@
+"""`aligneval env`: the machine as aligneval sees it (device, processes, threads, versions, attack
+recipes), for bug reports. Everything heavy is imported inside the command."""
+
+from __future__ import annotations
+
+import typer
+
+PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "accelerate", "safetensors", "datasets",
+            "textattack", "nltk", "numpy", "scipy", "netcal", "scikit-learn", "pandas", "pyarrow", "typer", "rich")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("env")
+    def env_command(
+        device: str = typer.Option(None, "--device", help="Show what this --device resolves to (default auto)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON document instead of a table."),
+    ) -> int:
+        """Print device, process count, threads, package versions and which attack recipes run here."""
+        import json
+
+        info = collect(device)
+        if as_json:
+            typer.echo(json.dumps(info, indent=1))
+        else:
+            _print(info)
+        return 0
+
+
+def collect(device: str | None = None) -> dict:
+    """The facts `env` prints, as a plain dict (also handy in tests and notebooks)."""
+    import os
+    import platform
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    from aligneval import distributed
+
+    request = distributed.check_device(device)
+    import torch
+
+    cuda = torch.cuda.is_available()
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": {"request": request,
+                   "resolved": distributed.Runtime(local_rank=_local_rank()).device(request),
+                   "cuda": {"available": cuda, "devices": gpus,
+                            "version": getattr(torch.version, "cuda", None)},
+                   "mps": distributed._mps_available()},
+        "processes": {"world_size": distributed.launched_world_size(),
+                      "rank": int(os.environ.get("RANK", 0) or 0),
+                      "launcher": _launcher()},
+        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+                    "cpu_count": os.cpu_count(), "usable_cpus": affinity,
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "packages": packages,
+        "recipes": _recipes(),
+    }
+
+
+def _local_rank() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("LOCAL_RANK", 0) or 0)
+    except ValueError:
+        return 0
+
+
+def _launcher() -> str | None:
+    import os
+
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" in env or "LOCAL_WORLD_SIZE" in env:
+        return "torchrun / accelerate launch"
+    if "OMPI_COMM_WORLD_SIZE" in env or "PMI_SIZE" in env:
+        return "mpirun"
+    if "SLURM_JOB_ID" in env:
+        return "slurm (no torch.distributed variables: one process)"
+    return None
+
+
+def _recipes() -> dict[str, str | None]:
+    """recipe -> None when it can run here, else the one-line reason (the `attack --list` registry)."""
+    from aligneval.attack.recipes import RECIPES, unavailable_reason
+
+    return {name: unavailable_reason(name) for name in RECIPES.names()}
+
+
+def _print(info: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(width=140)
+    dev = info["device"]
+    cuda = dev["cuda"]
+    lines = [
+        f"python      {info['python']} on {info['platform']}",
+        f"device      {dev['resolved']} (--device {dev['request']}); CUDA "
+        + (f"{cuda['version']}: {', '.join(cuda['devices'])}" if cuda["available"] else "not available")
+        + f"; MPS {'available' if dev['mps'] else 'not available'}",
+        f"processes   {info['processes']['world_size']}"
+        + (f" (rank {info['processes']['rank']}, {info['processes']['launcher']})"
+           if info["processes"]["launcher"] else " (no launcher; --num-processes N or accelerate launch adds more)"),
+        f"threads     torch {info['threads']['torch']} (interop {info['threads']['torch_interop']}), "
+        f"CPUs {info['threads']['usable_cpus'] or info['threads']['cpu_count']}, "
+        f"OMP_NUM_THREADS={info['threads']['OMP_NUM_THREADS'] or 'unset'}",
+        "packages    " + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v is not None),
+    ]
+    missing = [k for k, v in info["packages"].items() if v is None]
+    if missing:
+        lines.append(f"not installed: {', '.join(missing)}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    table = Table(title="attack recipes")
+    table.add_column("recipe")
+    table.add_column("runs here")
+    table.add_column("why not")
+    for name, reason in info["recipes"].items():
+        table.add_row(name, "yes" if reason is None else "no", escape(reason or ""))
+    console.print(table)
