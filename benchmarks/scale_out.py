@@ -20,8 +20,10 @@ rounding, attack outcomes equal), so the speed-up compares equal work.
 
 The last line with --json is exactly
     {"attack_speedup": ..., "predict_speedup": ..., "align_speedup": ...}
-(wall time with 1 process / wall time with 2). `align_speedup` is null until `align` runs on
-accelerate (issue 12); the line before it holds the measured seconds and the checks, and (unless
+(wall time with 1 process / wall time with 2). `align` fine-tunes the pair (baseline + mmd twin at
+λ = 0.1) for one epoch over the same sentences: one process takes every batch, two processes each
+take every other batch of the same seeded order (data parallel: the same examples, half the
+optimizer steps per process). The line before it holds the measured seconds and the checks, and (unless
 --no-fixed-cost) each side's fixed cost, timed by re-running the same command on its finished output
 (start-up, launch and scoring; no model runs), with the speed-up of the remaining work.
 """
@@ -41,7 +43,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SPLITS = {"test": "movie_test", "amazon": "amazon", "tweets": "tweets", "nyt": "nyt"}
-ALIGN_NOTE = "null: align does not run on accelerate yet (issue 12); measured once it does"
 
 
 def _sibling(name: str):
@@ -153,6 +154,15 @@ def measure(work: Path, model: Path, args: argparse.Namespace) -> dict:
         fixed["attack"] = (timed(attack + [str(work / "attack-1")], whole),
                            timed(attack + [str(work / "attack-2"), "--num-processes", "2"], half))
     a1, a2 = attack_outcomes(work / "attack-1", args.recipe), attack_outcomes(work / "attack-2", args.recipe)
+
+    train = work / "align.jsonl"
+    rows = _sibling("attack_speed").pick_examples(args.align_examples, seed=1, tiny=args.small)
+    train.write_text("".join(json.dumps({"id": i, "text": t, "label": y}) + "\n" for i, t, y in rows))
+    align = aligneval + ["align", "--model", str(model), "--train", str(train), "--epochs", "1", "--batch-size", "16",
+                         "--max-length", "64", "--variant", "mmd", "--lambda", "0.1", "--no-progress", "--out"]
+    align_1 = timed(align + [str(work / "align-1")], whole)
+    align_2 = timed(align + [str(work / "align-2"), "--num-processes", "2"], half)
+    cards = [json.loads((work / f"align-{n}" / "aligned" / "alignment.json").read_text()) for n in (1, 2)]
     return {
         "model": "tiny" if args.small else "minilm", "cores": cores,
         "predict": {"examples": sum(len(v[0]) for v in one.values()), "seconds_1": round(predict_1, 2),
@@ -166,8 +176,11 @@ def measure(work: Path, model: Path, args: argparse.Namespace) -> dict:
             k: round((t1 - fixed[k][0]) / (t2 - fixed[k][1]), 3)
             for k, t1, t2 in (("predict", predict_1, predict_2), ("attack", attack_1, attack_2))
             if k in fixed and t2 > fixed[k][1]},
-        "align": ALIGN_NOTE,
+        "align": {"examples": len(rows), "seconds_1": round(align_1, 2), "seconds_2": round(align_2, 2),
+                  "steps_per_process": [c["steps"] for c in cards],
+                  "processes": [c["hyperparameters"]["processes"] for c in cards]},
         "predict_speedup": round(predict_1 / predict_2, 3), "attack_speedup": round(attack_1 / attack_2, 3),
+        "align_speedup": round(align_1 / align_2, 3),
     }
 
 
@@ -178,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attack-examples", type=int, default=None, help="Examples attacked (default 300; small 6).")
     p.add_argument("--query-budget", type=int, default=None, help="Queries per example (default 200; small 40).")
     p.add_argument("--recipe", default="deepwordbug")
+    p.add_argument("--align-examples", type=int, default=None, help="Sentences fine-tuned on (default 1024; small 64).")
     p.add_argument("--fixed-cost", action=argparse.BooleanOptionalAction, default=None,
                    help="Also time each command again on its finished output (start-up and scoring only); "
                         "default on, off with --small.")
@@ -186,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args.predict_examples = args.predict_examples or (96 if args.small else 11387)
     args.attack_examples = args.attack_examples or (6 if args.small else 300)
     args.query_budget = args.query_budget or (40 if args.small else 200)
+    args.align_examples = args.align_examples or (64 if args.small else 1024)
     args.fixed_cost = (not args.small) if args.fixed_cost is None else args.fixed_cost
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
@@ -194,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         model = bench.build_tiny(work / "model") if args.small else bench.build_minilm(work / "model")
         result = measure(work, model, args)
     last = {"attack_speedup": result["attack_speedup"], "predict_speedup": result["predict_speedup"],
-            "align_speedup": None}
+            "align_speedup": result["align_speedup"]}
     if args.json:
         print(json.dumps(result))
         print(json.dumps(last))
@@ -206,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             attack:  {result['attack']['examples']} examples, 1 process {result['attack']['seconds_1']} s,
                      2 processes {result['attack']['seconds_2']} s -> {result['attack_speedup']}x
                      (outcomes equal: {result['attack']['outcomes_equal']})
-            align:   {ALIGN_NOTE}"""))
+            align:   {result['align']['examples']} sentences, 1 process {result['align']['seconds_1']} s,
+                     2 processes {result['align']['seconds_2']} s -> {result['align_speedup']}x
+                     (optimizer steps per process: {result['align']['steps_per_process']})"""))
     return 0
 
 

@@ -98,6 +98,8 @@ def align_pair(
     allow_pickle: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    device: str | None = None,
+    mixed_precision: str = "no",
     **data_kwargs: Any,
 ) -> AlignResult:
     """Fine-tune `model` (hub id or local folder) and its aligned twin(s) on `train`; see module doc.
@@ -107,7 +109,11 @@ def align_pair(
     (one seed, one λ), `out/aligned-lam<λ>/` per λ of a grid, and `out/seed-<s>/...` for several
     seeds; each a `save_pretrained` folder with its tokenizer, `alignment.json` and `train_log.jsonl`.
     `data_kwargs` (text_column, text_pair_column, label_column, ...) configure path inputs.
+    Runs on accelerate: the device is picked automatically (`device`), `mixed_precision` is
+    no|fp16|bf16, and under `accelerate launch` each process trains on its shard of the same
+    seeded batch order (docs/scaling.md); only the main process writes.
     """
+    from aligneval import distributed
     from aligneval.align.losses import VARIANTS
 
     VARIANTS.get(variant)  # unknown variant -> "did you mean" before any work
@@ -118,11 +124,13 @@ def align_pair(
         max_length=max_length, lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, clip=clip,
         freeze_layers=freeze_layers, qk_pattern=qk_pattern, optimizer="AdamW(eps=1e-8)",
         schedule="linear warm-up then linear decay",
+        processes=distributed.state(device).world_size, mixed_precision=mixed_precision,
     )
     _check_numbers(hp)
     aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps)
     options = dict(variant_options or {})
     _check_options(variant, options)
+    accelerator = distributed.make_accelerator(device, mixed_precision)  # bad device/precision: exit 2 now
 
     train_src, dev_src = _source(train, data_kwargs), (None if dev is None else _source(dev, data_kwargs))
     train_ex = load_examples(train_src)
@@ -172,7 +180,7 @@ def align_pair(
             _train_and_save(
                 twin, tokenizer, features, dev_features, folders[role], card,
                 variant=variant if aligned else None, lam=float(role) if aligned else 0.0, options=options,
-                aux=aux, seed=seed, hp=hp, progress=progress, overwrite=overwrite,
+                aux=aux, seed=seed, hp=hp, progress=progress, overwrite=overwrite, accelerator=accelerator,
             )
             del twin
             by_seed[seed].trained.append(folders[role].name)
@@ -467,7 +475,9 @@ def _evaluate(model, features: dict, batch_size: int) -> float:
     with torch.no_grad():
         for start in range(0, len(order), batch_size * 2):
             batch, labels = _collate(features, order[start : start + batch_size * 2])
-            correct += int((model(**batch).logits.argmax(-1) == labels).sum())
+            device = next(model.parameters()).device
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            correct += int((logits.argmax(-1).cpu() == labels).sum())
     model.train(was_training)
     return correct / max(1, len(order))
 
@@ -505,41 +515,52 @@ def total_layers(model, regularized: int) -> int:
 
 
 def _train_and_save(model, tokenizer, features, dev_features, target: Path, card: dict, *, variant, lam,
-                    options, aux, seed, hp, progress, overwrite) -> None:
-    """Train one twin into a temporary folder next to `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+                    options, aux, seed, hp, progress, overwrite, accelerator) -> None:
+    """Train one twin into a temporary folder next to `target`, then rename it into place. Under
+    several processes only the main one writes; the others wait until the folder is in place."""
+    main = accelerator.is_main_process
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    if main:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
     try:
         label = f"seed {seed} {target.name}"
-        stats = _train(model, features, dev_features, tmp / LOG_NAME, variant=variant, lam=lam, options=options,
-                       seed=seed, hp=hp, progress=progress, label=label, aux=aux)
-        card.update(stats)
-        card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
-        if target.exists():
-            if not overwrite:
-                raise UsageError(f"{target} appeared while training; re-run to resume")
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        stats = _train(model, features, dev_features, tmp / LOG_NAME if main else None, variant=variant, lam=lam,
+                       options=options, seed=seed, hp=hp, progress=progress and main, label=label, aux=aux,
+                       accelerator=accelerator)
+        if main:
+            card.update(stats)
+            card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
+            if target.exists():
+                if not overwrite:
+                    raise UsageError(f"{target} appeared while training; re-run to resume")
+                shutil.rmtree(target)
+            os.replace(tmp, target)
     finally:
-        if tmp.exists():
+        if main and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
-def _train(model, features, dev_features, log_path: Path, *, variant, lam, options, seed, hp, progress, label,
-           aux=None):
+def _train(model, features, dev_features, log_path: Path | None, *, variant, lam, options, seed, hp, progress, label,
+           aux=None, accelerator=None):
     import torch
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
+    from aligneval import distributed
     from aligneval.align.hooks import freeze_bottom
 
     start_time = time.perf_counter()
-    device = next(model.parameters()).device
-    freeze_bottom(model, hp["freeze_layers"], hp["qk_pattern"])
+    if accelerator is None:
+        accelerator = distributed.make_accelerator()
+    rt = distributed.state()
+    device = accelerator.device
+    model.to(device)
+    freeze_bottom(model, hp["freeze_layers"], hp["qk_pattern"])  # before DDP: it registers what trains
     model.train()
     game = None
     if variant is not None:
@@ -548,35 +569,46 @@ def _train(model, features, dev_features, log_path: Path, *, variant, lam, optio
         if aux["aux_lr"] is None:
             aux["aux_lr"] = AUX_LR_RATIO * hp["lr"]
         game = build_game(model, variant, lam, options, aux, seed, probe_batch, hp["qk_pattern"], hp["clip"])
-    n = len(features["lengths"])
-    updates_per_epoch = math.ceil(math.ceil(n / hp["batch_size"]) / hp["grad_accum"])
+        if rt.distributed:  # every process's auxiliary players take the same (averaged) update
+            game.reduce = lambda grads: [accelerator.reduce(g, "mean") for g in grads]
+    n_batches = math.ceil(len(features["lengths"]) / hp["batch_size"])
+    # each process takes every W-th batch of the one seeded order (distributed.epoch_shard)
+    updates_per_epoch = math.ceil((n_batches - n_batches % rt.world_size) // rt.world_size / hp["grad_accum"])
     total = hp["max_steps"] or hp["epochs"] * updates_per_epoch
     optimizer = _optimizer(model, hp)
+    # the scheduler is not prepared: accelerate would step it once per process per update
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp["warmup_ratio"] * total), total)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)
 
-    torch.manual_seed(seed)  # the dropout stream: identical for both twins
+    torch.manual_seed(seed + rt.rank)  # the dropout stream: identical for both twins (per process)
     order_gen = torch.Generator().manual_seed(seed)  # the data order (CPU by design): identical for both twins
     step, epoch, history, dev_history = 0, 0, [], []
     bar = _progress_bar(progress, label, total)
-    with open(log_path, "w") as log, (bar if bar is not None else contextlib.nullcontext()):
+    sink = open(log_path, "w") if log_path is not None else contextlib.nullcontext(None)
+    with sink as log, (bar if bar is not None else contextlib.nullcontext()):
         task_id = bar.add_task(label, total=total) if bar is not None else None
         while step < total:
             epoch += 1
             batches = epoch_batches(features["lengths"], hp["batch_size"], order_gen)
-            groups = [batches[i : i + hp["grad_accum"]] for i in range(0, len(batches), hp["grad_accum"])]
+            mine = distributed.epoch_shard(batches, rt.rank, rt.world_size)
+            groups = [mine[i : i + hp["grad_accum"]] for i in range(0, len(mine), hp["grad_accum"])]
             for group in groups:
                 sums = _StepSums()
-                for index in group:
-                    batch, labels = _collate(features, index)
+                for part, index in enumerate(group):
+                    batch, labels = _collate(features, index)  # built on the CPU, then moved
                     batch, labels = {k: v.to(device) for k, v in batch.items()}, labels.to(device)
-                    logits = model(**batch).logits
-                    task = F.cross_entropy(logits, labels)
-                    loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
-                    (loss / len(group)).backward()
+                    # gradients are averaged across processes only on the step's last micro-batch
+                    sync = contextlib.nullcontext() if part == len(group) - 1 else accelerator.no_sync(ddp_model)
+                    with sync:
+                        with accelerator.autocast():
+                            logits = ddp_model(**batch).logits
+                            task = F.cross_entropy(logits.float(), labels)
+                            loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
+                        accelerator.backward(loss / len(group))
                     sums.task += float(task.detach())
                 if hp["clip"]:
-                    torch.nn.utils.clip_grad_norm_(trainable, hp["clip"])
+                    accelerator.clip_grad_norm_(trainable, hp["clip"])
                 lr_now = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
@@ -589,14 +621,16 @@ def _train(model, features, dev_features, log_path: Path, *, variant, lam, optio
                 if end_of_epoch and dev_features is not None:
                     if game is not None:
                         game.capture.enabled = False
-                    record["dev_accuracy"] = _evaluate(model, dev_features, hp["batch_size"])
+                    record["dev_accuracy"] = _evaluate(model, dev_features, hp["batch_size"])  # the plain module:
+                    # no collective inside, so every process can do it alone
                     if game is not None:
                         game.capture.enabled = True
                     dev_history.append({"epoch": epoch, "step": step, "accuracy": record["dev_accuracy"]})
                     if bar is not None:
                         bar.console.print(f"{label} epoch {epoch}: dev accuracy {record['dev_accuracy']:.4f}")
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
                 if bar is not None:
                     bar.update(task_id, advance=1, description=_bar_text(label, record))
                 if step == total:
@@ -623,6 +657,7 @@ class Game:
     layer_weight: float
     aux_steps: int
     clip: float
+    reduce: Any = None  # several processes: averages the auxiliary gradients, so every copy stays equal
 
     def alignment_term(self, mask, sums: "_StepSums | None" = None):
         """(λ/L) · Σ_l encoder_loss_l on the keys and queries captured in the forward just run,
@@ -635,7 +670,7 @@ class Game:
         q = torch.stack([q for q, _ in layers])
         if self.aux_optimizer is not None:
             aux = _aux_updates(self.aligner, self.aux_optimizer, self.aux_params, k, q, mask, self.aux_steps,
-                               self.clip)
+                               self.clip, self.reduce)
             if sums is not None:
                 sums.add_aux(*aux)
         with _held_fixed(self.aux_params):
@@ -657,7 +692,7 @@ def build_game(model, variant: str, lam: float, options: dict, aux: dict, seed: 
                 int(aux["aux_steps"]), clip)
 
 
-def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float):
+def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float, reduce=None):
     """`steps` updates of the auxiliary networks on this batch's detached keys and queries;
     returns (their loss, their diagnostic) per layer from the last update, both [N]."""
     import torch
@@ -667,6 +702,9 @@ def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, cli
         aux_optimizer.zero_grad(set_to_none=True)
         value, diagnostic = aligner.aux_loss(k, q, mask)
         value.sum().backward()
+        if reduce is not None:
+            for p, g in zip(aux_params, reduce([p.grad for p in aux_params])):
+                p.grad = g
         if clip:
             torch.nn.utils.clip_grad_norm_(aux_params, clip)
         aux_optimizer.step()

@@ -83,9 +83,17 @@ def register(app: typer.Typer) -> None:
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickle (*.bin) weights."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an out folder holding a different run."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
-    ) -> None:
+        device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps."),
+        mixed_precision: str = typer.Option("no", "--mixed-precision", help="no | fp16 | bf16 (fp16 needs a GPU)."),
+        num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Data-parallel training over N "
+                                                    "processes (re-runs itself under accelerate launch)."),
+    ) -> Optional[int]:
         """Fine-tune the baseline and its aligned twin identically; save both with alignment cards."""
-        from aligneval import api
+        from aligneval import api, distributed
+
+        launched = distributed.maybe_relaunch(num_processes, device)
+        if launched is not None:
+            return launched
 
         result = api.align(
             model, train, out, dev=dev, variant=variant, lam=lam, aux_lr=aux_lr, aux_steps=aux_steps,
@@ -95,8 +103,10 @@ def register(app: typer.Typer) -> None:
             freeze_layers=freeze_layers, qk_pattern=qk_pattern, variant_options=parse_options(variant_option),
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, overwrite=overwrite,
             progress=progress, text_column=text_column, text_pair_column=text_pair_column,
-            label_column=label_column,
+            label_column=label_column, device=device, mixed_precision=mixed_precision,
         )
+        if not distributed.is_main_process():
+            return 0
         for run in result.runs:
             state = f"trained {', '.join(run.trained)}" if run.trained else "already finished, skipped"
             typer.echo(f"seed {run.seed}: {state}")
