@@ -131,7 +131,7 @@ class Comparison:
 
     def write(self, path: str | Path) -> Path:
         """Write comparison.json atomically (temporary file + rename)."""
-        from aligneval.results import write_json_atomic
+        from aligneval.artifacts import write_json_atomic
 
         return write_json_atomic(Path(path), _jsonable(self.to_doc()))
 

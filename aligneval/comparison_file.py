@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from aligneval.artifacts import read_json
 from aligneval.errors import ArtifactError
 
 FILE = "comparison.json"
@@ -26,8 +27,6 @@ KEYS = ("baseline", "candidate", "resamples", "max_resamples", "seed", "adjust",
 def read_sections(path: str | Path) -> list[dict[str, Any]]:
     """The comparison sections of a comparison.json: its "comparison", or each of "comparisons" (a
     report of several twins); unreadable or malformed -> ArtifactError naming the file."""
-    from aligneval.results import read_json
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"comparison not found: {path}")

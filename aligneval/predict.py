@@ -14,18 +14,17 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+# the parquet I/O lives in the bottom layer (aligneval.artifacts); re-exported for callers of predict.*
+from aligneval.artifacts import Predictions, read_json, read_predictions, write_predictions  # noqa: F401
 from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
 from aligneval.paths import inside
-from aligneval.results import read_json
-from aligneval.suites.base import Predictions
 
 PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -198,70 +197,6 @@ def shared_cache_dir() -> Path | None:
     if value is not None and value.strip().lower() in ("", "0", "off", "none"):
         return None
     return Path(value).expanduser() if value else Path.home() / ".cache" / "aligneval" / "predictions"
-
-
-def _list_column(probs: np.ndarray):
-    """An [n, k] array as a parquet list<double> column, one list per row, without Python lists."""
-    import pyarrow as pa
-
-    n, k = probs.shape
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k), pa.array(probs.ravel()))
-
-
-def write_predictions(path: Path, preds: Predictions, text_sha256: list[str], meta: dict[str, Any]) -> None:
-    """Atomic parquet write (temp file + rename) with the cache key in the schema metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    probs = np.ascontiguousarray(preds.probs, dtype=np.float64).reshape(preds.n, -1)
-    table = pa.table({
-        "id": pa.array(preds.ids, pa.string()),
-        "label": pa.array(np.asarray(preds.labels, dtype=np.int64)),
-        "probs": _list_column(probs),
-        "text_sha256": pa.array(text_sha256, pa.string()),
-        "text": pa.array(preds.texts or [""] * preds.n, pa.string()),
-    })
-    table = table.replace_schema_metadata({b"aligneval": json.dumps(meta, sort_keys=True).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # readers only ever open `path`: a half-written file is a hidden temp file until the rename, so
-    # several processes or runs sharing a cache never read a partial entry (last complete writer wins)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_predictions(path: Path) -> tuple[Predictions, dict[str, Any]]:
-    """Read a predictions parquet; corrupt or missing -> ArtifactError."""
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise ArtifactError(f"predictions not found: {path}")
-    try:
-        # one open file: a path would let pyarrow open it again for the data, and a writer renaming a
-        # new entry over it in between would give this file's footer with the other file's rows
-        with open(path, "rb") as fh:
-            table = pq.read_table(fh)
-        meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
-        column = table.column("probs").combine_chunks()
-        widths = np.asarray(column.value_lengths().fill_null(-1))
-        values = np.asarray(column.flatten(), dtype=np.float64)
-        texts = table.column("text").to_pylist() if "text" in table.column_names else None
-        ids = [str(i) for i in table.column("id").to_pylist()]
-        labels = np.asarray(table.column("label"), dtype=np.int64)
-    except Exception as exc:
-        raise ArtifactError(f"cannot read predictions {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    k = int(widths[0]) if len(widths) else 0
-    if np.any(widths != k) or len(widths) != len(ids):
-        raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
-    preds = Predictions(ids=ids, labels=labels, probs=values.reshape(len(ids), k), texts=texts)
-    return preds, meta
 
 
 def _cached(path: Path, key: str, examples: Examples) -> Predictions | None:

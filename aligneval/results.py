@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+# the types and the JSON/parquet I/O live in the bottom layer; read_json and write_json_atomic are
+# re-exported for callers of results.*
+from aligneval.artifacts import (ModelInfo, Predictions, SplitInfo, read_json, read_predictions,  # noqa: F401
+                                 write_json_atomic)
 from aligneval.errors import ArtifactError
 from aligneval.records import Curve, Record
-from aligneval.suites.base import ModelInfo, Predictions, SplitInfo
 
 SCHEMA_VERSION = "1.0"
 RESULTS_FILE = "results.json"
@@ -51,30 +52,6 @@ def _clean(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
         return _clean(value.item())
     return value
-
-
-def read_json(file: Path, what: str = "JSON") -> Any:
-    """A JSON artifact's content; undecodable (bad JSON or not UTF-8) -> ArtifactError naming the file."""
-    try:
-        return json.loads(file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{file}: corrupt {what} ({exc})") from None
-
-
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> Path:
-    """Write to a temp file in the same folder, then rename: readers see the old file or the new one,
-    never half of one; on any error the temp file is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, ensure_ascii=False, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_results(run_dir: str | Path, doc: dict[str, Any], validate: bool = True) -> Path:
@@ -137,8 +114,6 @@ class Results:
     def predictions(self, model: str, split: str) -> Predictions:
         """Read and check against this document: a file with other rows or other data (truncated,
         replaced) is a corrupt artifact naming the file, not a pairing problem found later."""
-        from aligneval.predict import read_predictions
-
         if model not in self.doc["models"]:
             raise ArtifactError(f"{self.path}: no model '{model}' (models: {', '.join(self.doc['models'])})")
         file = self.predictions_path(model, split)

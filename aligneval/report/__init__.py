@@ -99,7 +99,7 @@ def write_comparisons(comps: list, path: Path) -> Path:
         return comps[0].write(path)
     from aligneval.compare import _jsonable
     from aligneval.report.dose import lambdas
-    from aligneval.results import write_json_atomic
+    from aligneval.artifacts import write_json_atomic
 
     lam = lambdas(comps)
     doc = comps[0].to_doc()

@@ -24,14 +24,13 @@ import hashlib
 import inspect
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aligneval.artifacts import read_table, write_float_table
 from aligneval.errors import ArtifactError, UsageError
 from aligneval.records import Record, SuiteOutput
 from aligneval.registry import did_you_mean
@@ -234,33 +233,16 @@ def runtime_versions() -> dict[str, str | None]:
 
 
 def write_values(path: Path, ids: list[str], columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Atomic parquet write (temp file + os.replace): `id`, then one float64 column per metric name."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({"id": pa.array(ids, pa.string()),
-                      **{name: pa.array(np.asarray(v, np.float64)) for name, v in columns.items()}})
-    table = table.replace_schema_metadata({b"aligneval": json.dumps(meta, sort_keys=True).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic parquet write: `id`, then one float64 column per metric name, `meta` in the schema."""
+    write_float_table(path, ids, columns, meta)
 
 
 def read_values(path: Path) -> tuple[list[str], dict[str, np.ndarray], dict[str, Any]] | None:
     """(ids, columns, metadata) of a stored values file; None when absent or unreadable."""
-    import pyarrow.parquet as pq
-
     if not path.is_file():
         return None
     try:
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {}).get(b"aligneval", b"{}"))
+        table, meta = read_table(path)
         ids = [str(i) for i in table.column("id").to_pylist()]
         columns = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
                    for name in table.column_names if name != "id"}

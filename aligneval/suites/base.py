@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
+# the artifact types live in the bottom layer; re-exported so suites import one module
+from aligneval.artifacts import ModelInfo, Predictions, SplitInfo  # noqa: F401
 from aligneval.records import SuiteOutput
 from aligneval.registry import Registry
 
@@ -45,37 +45,6 @@ def register_suite(name: str, description: str = "", defaults: dict[str, Any] | 
         return fn
 
     return decorator
-
-
-@dataclass
-class Predictions:
-    """One model on one split: rows aligned with `ids`; `probs` is [n, n_classes]."""
-
-    ids: list[str]
-    labels: np.ndarray
-    probs: np.ndarray
-    texts: list[str] | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class SplitInfo:
-    name: str
-    role: str  # "dev" | "test" | "ood"
-    source: str
-    fingerprint: str
-    size: int
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    weights_sha256: str | None = None
-    card: dict[str, Any] | None = None
 
 
 @dataclass
