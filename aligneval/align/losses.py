@@ -21,6 +21,7 @@ projections descend, with the auxiliary networks held fixed. `forward` is the ga
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -118,12 +119,17 @@ class SeededDropout(nn.Module):
         self._seed, self.generator = seed, None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = self.mask(x.shape, x.dtype, x.device)
+        return x if keep is None else x * keep
+
+    def mask(self, shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """The scaled keep mask (0 or 1/(1−p)) for one input of `shape`; None when inactive."""
         if not self.training or self.p == 0.0:
-            return x
-        if self._seed is not None and (self.generator is None or self.generator.device != x.device):
-            self.generator = torch.Generator(device=x.device).manual_seed(self._seed)
-        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
-        return x * keep.ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: rand is the cheapest draw
+            return None
+        if self._seed is not None and (self.generator is None or self.generator.device != device):
+            self.generator = torch.Generator(device=device).manual_seed(self._seed)
+        keep = torch.rand(shape, generator=self.generator, dtype=dtype, device=device)
+        return keep.ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: rand is the cheapest draw
 
 
 class Discriminator(nn.Module):
@@ -203,6 +209,161 @@ def weighted_token_mean(values: torch.Tensor, weights: torch.Tensor, batch: int)
     return (per_token * weights).sum(-1) / batch
 
 
+# ----------------------------------------------------------------------------- the discriminator's loss, fused
+
+
+def _full_precision(x: torch.Tensor, dtype: torch.dtype | None = None):
+    """(x in float32, or in `dtype`, when it is half precision; a context with autocast off): the fused
+    kernels below mix in-place and out= ops, which autocast does not cast, and their sums and
+    exponentials want float32 inside a mixed-precision step anyway."""
+    if dtype is None:
+        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cpu", "cuda"))
+    off = torch.autocast(x.device.type, enabled=False) if available(x.device.type) else contextlib.nullcontext()
+    return x.to(dtype), off
+
+
+DISC_CHUNK_ROWS = 1024  # rows (one head at one token) per layer per chunk: the intermediates stay in cache
+
+
+def token_rows(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """[N, B, H, L, d] -> (rows [N, R, d], weight per row [R], index of the valid rows or None if all are).
+
+    The rows are a view whenever x's memory allows it, in (b, h, l) or (b, l, h) order, so nothing
+    is gathered or copied; a weight 1/(n_b·H·B) turns a sum over a layer's valid rows into the mean
+    over examples of each example's mean over its heads and valid tokens (as `weighted_token_mean`).
+    """
+    n, b, h, length, d = x.shape
+    valid = mask.bool()
+    per_example = 1.0 / (valid.sum(-1).clamp_min(1).to(x.dtype) * (h * b))
+    if x.transpose(2, 3).is_contiguous() and not x.is_contiguous():  # (b, l, h): the projections' layout
+        rows = x.transpose(2, 3).reshape(n, -1, d)
+        row_valid = valid[:, :, None].expand(b, length, h).reshape(-1)
+        weight = per_example[:, None, None].expand(b, length, h).reshape(-1)
+    else:
+        rows = x.reshape(n, -1, d)
+        row_valid = valid[:, None, :].expand(b, h, length).reshape(-1)
+        weight = per_example[:, None, None].expand(b, h, length).reshape(-1)
+    index = None if bool(row_valid.all()) else row_valid.nonzero().squeeze(-1)
+    return rows, weight, index
+
+
+def _relu_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """grad·[x > 0]: ReLU's own backward kernel (a masked_fill or a where on a bool mask is ~10× slower)."""
+    return torch.ops.aten.threshold_backward(grad, x, 0.0)
+
+
+def _disc_rows(params, x, keep, gain, sign: float, want_params: bool, want_input: bool, grads):
+    """One chunk of rows x [N, R, d]: Σ_r gain_r·softplus(sign·D(x_r)) per layer [N], the signed
+    logits [N, R], and the gradient by hand: added into `grads` (parameters), returned (x).
+
+    D = out(ReLU(hidden(dropout(highway(x))))), highway(x) = x + σ(h)(ReLU(h) − x), h = Wx + b, so
+    ∂highway/∂h = σ(1−σ)(ReLU(h) − x) + σ·[h > 0] and ∂highway/∂x = (1 − σ) + (that)·W.
+    """
+    wh, bh, w1, b1, w2, b2 = params
+    h = torch.baddbmm(bh, x, wh)
+    s = torch.sigmoid(h)
+    diff = F.relu(h).sub_(x)
+    y = torch.addcmul(x, s, diff)
+    if keep is not None:
+        y.mul_(keep)
+    z = torch.baddbmm(b1, y, w1)
+    a = F.relu(z)
+    u = torch.baddbmm(b2, a, w2).squeeze(-1).mul_(sign)
+    value = (F.softplus(u) * gain).sum(-1)
+    if not (want_params or want_input):
+        return value, u, None
+    g_logit = torch.sigmoid(u).mul_(gain * sign)[..., None]  # ∂/∂logit, [N, R, 1]
+    if want_params:
+        grads[5] += g_logit.sum(1, keepdim=True)
+        grads[4].baddbmm_(a.transpose(1, 2), g_logit)
+    g_z = _relu_backward(torch.bmm(g_logit, w2.transpose(1, 2)), z)
+    if want_params:
+        grads[3] += g_z.sum(1, keepdim=True)
+        grads[2].baddbmm_(y.transpose(1, 2), g_z)
+    g_y = torch.bmm(g_z, w1.transpose(1, 2))
+    if keep is not None:
+        g_y.mul_(keep)
+    sg = g_y * s
+    g_h = _relu_backward(sg, h).addcmul_(torch.addcmul(sg, sg, s, value=-1.0), diff)
+    if want_params:
+        grads[1] += g_h.sum(1, keepdim=True)
+        grads[0].baddbmm_(x.transpose(1, 2), g_h)
+    if not want_input:
+        return value, u, None
+    # ∂/∂x = g_y·(1 − σ) + g_h·Wᵀ, and g_y·(1 − σ) = g_y − σ·g_y
+    return value, u, g_y.sub_(sg).baddbmm_(g_h, wh.transpose(1, 2))
+
+
+class _DiscLoss(torch.autograd.Function):
+    """Σ over parts and valid rows of gain·softplus(sign·D(row)) per layer, with its gradient computed
+    chunk by chunk in the forward pass (`_disc_rows`): every intermediate of a chunk is used while it
+    is still in cache, and only [N, R, d] input gradients and the parameters' gradients are kept.
+    Also returns Σ weight·[sign·D(row) < 0] per layer (rows D assigns to the side `sign` penalizes)."""
+
+    @staticmethod
+    def forward(ctx, spec, *tensors):
+        parts, dropout, chunk, want_params = spec
+        xs, params = tensors[: len(parts)], tensors[len(parts):]
+        n = xs[0].shape[0]
+        value, hits = xs[0].new_zeros(n), xs[0].new_zeros(n)
+        grads = [torch.zeros_like(p) for p in params] if want_params else None
+        saved = []
+        for x, (weight, index, coeff, sign, want_input) in zip(xs, parts):
+            gx = torch.zeros_like(x) if want_input else None
+            total = x.shape[1] if index is None else index.numel()
+            for start in range(0, total, chunk):
+                if index is None:
+                    rows = slice(start, start + chunk)
+                    xc, wc = x[:, rows], weight[rows]
+                else:
+                    rows = index[start : start + chunk]
+                    xc, wc = x.index_select(1, rows), weight.index_select(0, rows)
+                keep = dropout.mask(xc.shape, xc.dtype, xc.device) if dropout is not None else None
+                v, u, g = _disc_rows(params, xc, keep, wc * coeff, sign, want_params, want_input, grads)
+                value += v
+                hits += (wc * (u < 0)).sum(-1)
+                if g is not None:
+                    if index is None:
+                        gx[:, rows] = g
+                    else:
+                        gx.index_copy_(1, rows, g)
+            saved.append(gx)
+        ctx.has = [g is not None for g in saved]
+        ctx.save_for_backward(*[g for g in saved if g is not None], *(grads or []))
+        ctx.want_params = want_params
+        ctx.mark_non_differentiable(hits)
+        return value, hits
+
+    @staticmethod
+    def backward(ctx, grad, _hits):
+        saved = list(ctx.saved_tensors)
+        g = grad[:, None, None]
+        inputs = [saved.pop(0) * g if has else None for has in ctx.has]
+        params = [p * g for p in saved] if ctx.want_params else [None] * 6
+        return (None, *inputs, *params)
+
+
+def discriminator_loss(disc: "Discriminator", parts, chunk: int | None = None):
+    """Per-layer Σ_parts coeff·token_mean(softplus(sign·D(x))) over each part (x [N, B, H, L, d], mask,
+    coeff, sign) and Σ_parts token_mean([sign·D(x) < 0]), through `_DiscLoss` (no [N, T, H, d] copy
+    of x, no autograd graph over the discriminator). Equal to the plain modules' autograd result,
+    except that the dropout masks are drawn chunk by chunk (same rate, same seeded generator)."""
+    params = (disc.highway.lin.weight, disc.highway.lin.bias, disc.hidden.weight, disc.hidden.bias,
+              disc.out.weight, disc.out.bias)
+    grad_on = torch.is_grad_enabled()
+    xs, meta = [], []
+    for x, mask, coeff, sign in parts:
+        rows, weight, index = token_rows(x, mask)
+        rows, off = _full_precision(rows, params[0].dtype)
+        xs.append(rows)
+        meta.append((weight.to(rows.dtype), index, float(coeff), float(sign), grad_on and x.requires_grad))
+    want_params = grad_on and any(p.requires_grad for p in params)
+    dropout = disc.dropout if disc.dropout.training and disc.dropout.p > 0 else None
+    with off:
+        return _DiscLoss.apply((meta, dropout, chunk or DISC_CHUNK_ROWS, want_params), *xs, *params)
+
+
 # ----------------------------------------------------------------------------- pure divergences
 
 
@@ -237,106 +398,166 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 MEDIAN_SAMPLE = 32  # bandwidth: median over ≤ 32×32 strided valid key–query pairs per example/head
-MMD_CHUNK = 32  # groups per chunk: keeps each [chunk, L, L] block cache-resident
+LOG2E = 1.0 / math.log(2.0)
+MMD_CHUNK = 16  # groups per chunk (whole examples: at least one example's H heads): [L, L] blocks stay in cache
+
+
+def _lower_median(values: torch.Tensor) -> torch.Tensor:
+    """torch.median over the last axis (the lower median); on the CPU through numpy's introselect,
+    ~2× faster than torch's for the [G, 1024] sampled distances."""
+    if values.device.type != "cpu" or values.requires_grad or values.dtype not in (torch.float32, torch.float64):
+        return values.median(dim=-1).values
+    import numpy as np
+
+    k = (values.shape[-1] - 1) // 2
+    return torch.from_numpy(np.partition(values.numpy(), k, axis=-1)[..., k].copy())
 
 
 def median_bandwidth(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, sample: int = MEDIAN_SAMPLE) -> torch.Tensor:
-    """Median squared key–query distance per group (detached), [G].
+    """Median squared key–query distance per group (detached), [G]; x, y: [G, L, d], valid [G, L].
 
     Exact (over all valid pairs) when L ≤ `sample`; otherwise estimated from `sample` valid
     positions per group taken at even strides, which keeps the cost independent of L².
     """
+    return _group_medians(x[:, None], y[:, None], valid, sample)
+
+
+def _group_medians(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, sample: int = MEDIAN_SAMPLE) -> torch.Tensor:
+    """`median_bandwidth` of the M·H groups of x, y [M, H, L, d] (any memory layout; padding may hold
+    garbage) whose H heads share the mask valid [M, L]; [M·H], group (m, h) at m·H + h."""
     with torch.no_grad():
-        length = x.shape[-2]
+        count, heads, length, dim = x.shape
+        n = valid.sum(-1)
         if length <= sample:
-            pair = valid[..., :, None] & valid[..., None, :]
-            d = torch.where(pair, squared_distances(x, y), torch.nan)
-            med = torch.nanmedian(d.flatten(-2), dim=-1).values
+            pair = (valid[:, :, None] & valid[:, None, :]).repeat_interleave(heads, 0)
+            d = squared_distances(x.reshape(-1, length, dim), y.reshape(-1, length, dim))
+            med = torch.nanmedian(torch.where(pair, d, torch.nan).flatten(-2), dim=-1).values
         else:
-            order = torch.argsort((~valid).to(torch.int8), dim=-1, stable=True)  # valid positions first
-            n = valid.sum(-1, keepdim=True).clamp_min(1)
-            picks = order.gather(-1, torch.arange(sample, device=x.device)[None, :] * n // sample)
-            index = picks[..., None].expand(-1, -1, x.shape[-1])
-            d = squared_distances(x.gather(-2, index), y.gather(-2, index))
-            med = d.flatten(-2).median(dim=-1).values
+            # the (i·n // sample)-th valid position of each m, i < sample: the first position whose running
+            # count of valid positions exceeds that rank; rows of the [M, L, H] token-major order
+            rank = torch.arange(sample, device=x.device)[None, :] * n.clamp_min(1)[:, None] // sample
+            picks = torch.searchsorted(valid.cumsum(-1), rank + 1).clamp_max_(length - 1)
+            picks = picks + torch.arange(count, device=x.device)[:, None] * length
+            rows = (picks[:, None, :] * heads + torch.arange(heads, device=x.device)[None, :, None]).flatten()
+            xs = x.transpose(1, 2).reshape(-1, dim).index_select(0, rows).view(-1, sample, dim)  # row copies
+            ys = y.transpose(1, 2).reshape(-1, dim).index_select(0, rows).view(-1, sample, dim)
+            med = _lower_median(squared_distances(xs, ys).flatten(-2))
+        med = torch.where((n > 0).repeat_interleave(heads), med, 0.0)  # an all-padding group: 0, as on zeros
         return torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)
 
 
-def _kernel_and_slope(a: torch.Tensor, b: torch.Tensor, med: torch.Tensor, scales: tuple[float, ...]):
-    """K_ij = Σ_s exp(−d_ij/(s·m)) and S_ij = Σ_s exp(−d_ij/(s·m))/s for d_ij = ||a_i − b_j||².
+def _exponent(points: torch.Tensor, pad: torch.Tensor, c: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The base-2 exponents −c·||a_i − b_j||² of the three blocks (a, b) = (x, x), (x, y), (y, y) of
+    g groups, [3g, L, L] into `out`, from points = [x, x, y, y] ([4g, L, d]: a is points[:3g], b is
+    points[g:], so no block is copied). As 2c·a_i·b_j − c|a_i|² − c|b_j|²: one pass and one baddbmm.
+    pad [g, L] is 0 at a real point and huge at a padded one, so every term a padded point enters is
+    exp(−huge) = 0 and no mask is ever applied to an [L, L] block. c: [g].
+    """
+    g = c.shape[0]
+    c3, pad3 = c.repeat(3)[:, None], pad.repeat(3, 1)
+    norms = torch.linalg.vector_norm(points, dim=-1).square_()
+    na, nb = torch.addcmul(pad3, norms[: 3 * g], c3), torch.addcmul(pad3, norms[g:], c3)
+    torch.sub(na.neg_()[:, :, None], nb[:, None, :], out=out)
+    return out.baddbmm_(points[: 3 * g] * (2.0 * c3[..., None]), points[g:].transpose(-1, -2))
 
-    The largest-bandwidth term comes straight out of one baddbmm (−d/(s·m) = 2a·b/(s·m) −
-    (|a|²+|b|²)/(s·m)) and one in-place exp; when the scales double (0.25, 0.5, …, 4) every other
-    term is the previous one squared. In-place updates keep the passes over [G, L, L] few.
+
+def _kernel_terms(exponent: torch.Tensor, scales: tuple[float, ...], want_slope: bool, slope_out: torch.Tensor):
+    """From E = −d/(s₀·m)·log₂e for the largest scale s₀ (a base-2 exponent: exp2 is ~3× cheaper than
+    exp on CPU): (Σ_ij K_ij [G], Σ_i K_ii [G], S or None) with
+    K = Σ_s exp(−d/(s·m)) and S = Σ_s exp(−d/(s·m))/s = −m·∂K/∂d.
+
+    When the scales double (0.25, 0.5, …, 4) each term is the previous one squared (one exp in all);
+    K is never formed: the value needs only its sums. Works in place on `exponent`; S goes to `slope_out`.
     """
     ordered = sorted(scales, reverse=True)
     doubling = all(math.isclose(x, 2 * y) for x, y in zip(ordered, ordered[1:]))
-    m = med[:, None, None]
-    kernel = slope = term = None
+    total = kdiag = slope = term = None
     for i, sc in enumerate(ordered):
-        if i == 0 or not doubling:
-            c = 1.0 / (sc * m)
-            na, nb = (a * a).sum(-1), (b * b).sum(-1)
-            base = (na[:, :, None] + nb[:, None, :]).mul_(-c)
-            term = torch.baddbmm(base, a * (2.0 * c), b.transpose(-1, -2)).exp_()
+        if i == 0:
+            term = exponent.exp2_() if doubling else torch.exp2(exponent)
+        elif doubling:
+            term = term.mul_(term)  # the previous term is in `slope` and the sums already
         else:
-            term = term * term
-        if kernel is None:
-            kernel, slope = term.clone(), term / sc
-        else:
-            kernel.add_(term)
-            slope.add_(term, alpha=1.0 / sc)
-    return kernel, slope
+            term = torch.exp2(exponent * (ordered[0] / sc))
+        part, diag = term.sum((-1, -2)), term.diagonal(dim1=-2, dim2=-1).sum(-1)
+        total, kdiag = (part, diag) if total is None else (total + part, kdiag + diag)
+        if want_slope:
+            slope = torch.div(term, sc, out=slope_out) if slope is None else slope.add_(term, alpha=1.0 / sc)
+    return total, kdiag, slope
 
 
 class _PairedMMD(torch.autograd.Function):
-    """Value and analytic gradient of the paired unbiased MMD², computed chunk by chunk.
+    """Value and analytic gradient of the paired unbiased MMD² of every group (m, h) of x, y
+    [M, H, L, d] (valid [M, L] shared by the heads), computed chunk by chunk.
 
     With A_ij = −∂k/∂d = S_ij/m at d_ij = ||a_i − b_j||²:
-    ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j).
-    Only [G, L, d] gradients are kept, never the [G, L, L] intermediates autograd would store.
+    ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j), w_ij = v_i v_j [i ≠ j].
+    Padded entries of every [L, L] block are exactly 0 (`_exponent`), so w enters only through the
+    diagonal; only [M, H, L, d] gradients are kept, in x's own memory layout, never the [G, L, L]
+    blocks autograd would store. Each chunk's points are gathered (padding zeroed) into a small
+    contiguous buffer, so x may be a strided view such as the capture's token-major stack.
     """
 
     @staticmethod
     def forward(ctx, x, y, valid, med, scales, chunk):
-        value = x.new_zeros(x.shape[0])
-        gx, gy = torch.zeros_like(x), torch.zeros_like(y)
+        count, heads, length, dim = x.shape
+        value = x.new_zeros(count * heads)
         want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        gx, gy = (torch.empty_like(x), torch.empty_like(y)) if want else (None, None)  # every chunk writes its own
+        huge = torch.finfo(x.dtype).max / 4  # the sum of two stays finite; exp(−huge) is 0 in every dtype
+        pad = (~valid).to(x.dtype) * huge
         vf = valid.to(x.dtype)
-        for start in range(0, x.shape[0], chunk):
-            sl = slice(start, start + chunk)
-            xs, ys, v, m = x[sl], y[sl], vf[sl], med[sl]
-            n = v.sum(-1)
+        s0 = max(scales)
+        per = max(1, min(chunk // heads, count))  # whole examples (all their heads) per chunk
+        # the three blocks xx, xy, yy of a chunk's g groups run as one batch of 3g; xx and yy enter the
+        # value with +1, the two equal cross sums with −2; the gradient's −2·sign/m counts a symmetric
+        # block twice (its points are on both sides)
+        sign = x.new_tensor([1.0, -2.0, 1.0])[:, None]
+        factor = x.new_tensor([2.0, -2.0, 2.0])[:, None]
+        points = x.new_empty(4 * per * heads, length, dim)  # [x, x, y, y]; reused: no fresh pages per chunk
+        work = x.new_empty(2, 3 * per * heads, length, length)
+        zero = x.new_zeros(())
+        padded = not bool(valid.all())
+        for start in range(0, count, per):
+            sl = slice(start, start + per)
+            g = x[sl].shape[0] * heads
+            groups = slice(start * heads, start * heads + g)
+            pts = points[: 4 * g]
+            xs, ys = pts[:g], pts[2 * g : 3 * g]
+            xs.view(-1, heads, length, dim).copy_(x[sl])  # a strided copy is fast; a strided where is not
+            ys.view(-1, heads, length, dim).copy_(y[sl])
+            if padded:  # padding may hold anything (NaN): replaced, not multiplied
+                keep = valid[sl].repeat_interleave(heads, 0)[..., None]
+                torch.where(keep, xs, zero, out=xs)
+                torch.where(keep, ys, zero, out=ys)
+            pts[g : 2 * g].copy_(xs)
+            pts[3 * g :].copy_(ys)
+            m = med[groups]
+            n = vf[sl].sum(-1).repeat_interleave(heads)
             norm = 1.0 / (n * (n - 1)).clamp_min(1.0)
-            # Masks enter through v (padded points are already 0): Σ_j w_ij M_ij c_j with
-            # w_ij = v_i v_j [i ≠ j] is v_i ((M @ (v c))_i − M_ii c_i), so no [L, L] mask is built.
-            # (a, b, sign): xx and yy enter with +1; the two equal cross sums with −2.
-            for a, b, sign, ga, gb in ((xs, xs, 1.0, gx, None), (ys, ys, 1.0, gy, None), (xs, ys, -2.0, gx, gy)):
-                kernel, slope = _kernel_and_slope(a, b, m, scales)
-                kv = (kernel @ v[..., None])[..., 0] - kernel.diagonal(dim1=-2, dim2=-1)
-                value[sl] += sign * norm * (v * kv).sum(-1)
-                if not want:
-                    continue
-                scale = (-2.0 * sign * norm)[:, None, None] / m[:, None, None]
-                diag = slope.diagonal(dim1=-2, dim2=-1)[..., None]
-                prod = slope @ torch.cat([b, v[..., None]], dim=-1)
-                rows = (prod[..., -1:] - diag) * v[..., None]
-                pulled = (prod[..., :-1] - diag * b) * v[..., None]
-                if gb is None:  # symmetric block: a appears on both sides, the two halves are equal
-                    ga[sl] += 2.0 * scale * (rows * a - pulled)
-                    continue
-                ga[sl] += scale * (rows * a - pulled)
-                prod = slope.transpose(-1, -2) @ torch.cat([a, v[..., None]], dim=-1)
-                cols = (prod[..., -1:] - diag) * v[..., None]
-                pushed = (prod[..., :-1] - diag * a) * v[..., None]
-                gb[sl] += scale * (cols * b - pushed)
+            exponent = _exponent(pts, pad[sl].repeat_interleave(heads, 0), LOG2E / (s0 * m), work[0, : 3 * g])
+            total, kdiag, slope = _kernel_terms(exponent, scales, want, work[1, : 3 * g])
+            value[groups] = (sign * (total - kdiag).view(3, g)).sum(0) * norm
+            if not want:
+                continue
+            a, b = pts[: 3 * g], pts[g:]
+            scale = (-2.0 * norm / m * factor).view(-1, 1, 1)
+            diag = slope.diagonal(dim1=-2, dim2=-1)[..., None]
+            rows = slope.sum(-1)[..., None] - diag
+            pulled = torch.baddbmm(b * diag, slope, b, beta=-1.0)  # Σ_{j≠i} S_ij b_j
+            step = (rows * a).sub_(pulled).mul_(scale)
+            cross, d_cross = slope[g : 2 * g], diag[g : 2 * g]
+            cols = cross.sum(-2)[..., None] - d_cross
+            pushed = torch.baddbmm(xs * d_cross, cross.transpose(-1, -2), xs, beta=-1.0)  # Σ_{i≠j} S_ij a_i
+            gx[sl] = torch.add(step[:g], step[g : 2 * g]).view(-1, heads, length, dim)
+            gy[sl] = (cols * ys).sub_(pushed).mul_(scale[g : 2 * g]).add_(step[2 * g :]).view(-1, heads, length, dim)
         ctx.save_for_backward(gx, gy)
         return value
 
     @staticmethod
     def backward(ctx, grad):
         gx, gy = ctx.saved_tensors
-        g = grad[:, None, None]
+        g = grad.view(gx.shape[0], gx.shape[1], 1, 1)
         return g * gx, g * gy, None, None, None, None
 
 
@@ -349,12 +570,18 @@ def mmd2_unbiased(
     key–query distance (`median_bandwidth`, detached). The U-statistic of Gretton et al. (2012,
     Lemma 6) with n = m: all three sums skip i = j, because k_i and q_i come from the same token and
     are not independent. Returns (value [G], usable [G]) where usable needs ≥ 2 valid tokens.
+    Padded points may hold anything: they are never computed on.
     """
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    x, y = torch.where(valid[..., None], x, zero), torch.where(valid[..., None], y, zero)
-    med = median_bandwidth(x, y, valid)
-    value = _PairedMMD.apply(x, y, valid, med, tuple(float(s) for s in scales), MMD_CHUNK)
-    return value, valid.sum(-1) >= 2
+    return _mmd2_groups(x[:, None], y[:, None], valid, scales)
+
+
+def _mmd2_groups(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, scales: tuple[float, ...]):
+    """`mmd2_unbiased` of the M·H groups of x, y [M, H, L, d] whose heads share valid [M, L]."""
+    (x, off), (y, _) = _full_precision(x), _full_precision(y)
+    with off:
+        med = _group_medians(x, y, valid)
+        value = _PairedMMD.apply(x, y, valid, med, tuple(float(s) for s in scales), MMD_CHUNK)
+    return value, (valid.sum(-1) >= 2).repeat_interleave(x.shape[1])
 
 
 def _softmin(eps: torch.Tensor, cost: torch.Tensor, logw_h: torch.Tensor) -> torch.Tensor:
@@ -478,25 +705,21 @@ class GanAligner(Aligner):
         per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
         return weighted_token_mean(per_token, weights, mask.shape[0])
 
+    # Both players' losses run through `discriminator_loss` (fused, chunked, gradient by hand): the
+    # discriminator on every valid token of every head and layer is the whole cost of this variant.
+
     def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kt, weights = valid_tokens(k, mask)
-        logits = self.disc(kt)
         if self.generator_form == "non-saturating":
-            per_token = F.softplus(logits)  # BCE(D(k), 0): keys should be taken for queries
+            part = (k, mask, 1.0, 1.0)  # softplus(D(k)) = BCE(D(k), 0): keys should be taken for queries
         else:
-            per_token = -F.softplus(-logits)  # −BCE(D(k), 1): raise D's log-loss on the keys
-        return weighted_token_mean(per_token, weights, mask.shape[0])
+            part = (k, mask, -1.0, -1.0)  # −softplus(−D(k)) = −BCE(D(k), 1): raise D's log-loss on the keys
+        return discriminator_loss(self.disc, [part])[0]
 
     def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kt, weights = valid_tokens(k.detach(), mask)
-        qt, _ = valid_tokens(q.detach(), mask)
-        logits = self.disc(torch.cat([kt, qt], dim=1))
-        real, fake = logits.split(kt.shape[1], dim=1)
-        per_token = F.softplus(-real) + F.softplus(fake)
-        with torch.no_grad():  # K-vs-Q accuracy: keys called keys and queries called queries
-            hits = ((real > 0).to(real.dtype) + (fake < 0).to(fake.dtype)) / 2
-            accuracy = weighted_token_mean(hits, weights, mask.shape[0])
-        return weighted_token_mean(per_token, weights, mask.shape[0]), accuracy
+        # BCE(D(k), 1) + BCE(D(q), 0) = softplus(−D(k)) + softplus(D(q)); the hits are keys called keys
+        # (D(k) > 0) and queries called queries (D(q) < 0): the K-vs-Q accuracy
+        value, hits = discriminator_loss(self.disc, [(k.detach(), mask, 1.0, -1.0), (q.detach(), mask, 1.0, 1.0)])
+        return value, hits / 2
 
 
 NAVIGATOR_RULES = ("ct", "adversarial")
@@ -603,10 +826,11 @@ class MMDAligner(Aligner):
         self.scales = tuple(float(s) for s in scales)
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x, valid = _per_example_head(k, mask)  # mmd2_unbiased zeroes the padding itself
-        y, _ = _per_example_head(q, mask)
-        value, usable = mmd2_unbiased(x, y, valid, self.scales)
-        value, usable = value.view(k.shape[0], -1), usable.view(k.shape[0], -1).to(k.dtype)
+        n, b, h, length, d = k.shape  # [N·B, H, L, d] is a view of the capture's stack: nothing is copied
+        valid = mask.bool().repeat(n, 1)
+        value, usable = _mmd2_groups(k.reshape(n * b, h, length, d), q.reshape(n * b, h, length, d), valid,
+                                     self.scales)
+        value, usable = value.view(n, -1), usable.view(n, -1).to(value.dtype)
         return (value * usable).sum(1) / usable.sum(1).clamp_min(1.0)
 
 

@@ -662,12 +662,8 @@ class Game:
     def alignment_term(self, mask, sums: "_StepSums | None" = None):
         """(λ/L) · Σ_l encoder_loss_l on the keys and queries captured in the forward just run,
         after `aux_steps` updates of the auxiliary networks on the same (detached) keys and queries."""
-        import torch
-
-        layers = self.capture.layers()
+        k, q = self.capture.stacked()  # [N, B, H, L, d_h] views of one contiguous copy each
         self.capture.clear()
-        k = torch.stack([k for _, k in layers])
-        q = torch.stack([q for q, _ in layers])
         if self.aux_optimizer is not None:
             aux = _aux_updates(self.aligner, self.aux_optimizer, self.aux_params, k, q, mask, self.aux_steps,
                                self.clip, self.reduce)
