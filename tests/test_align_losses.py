@@ -127,6 +127,45 @@ def test_mmd_matches_loop_reference_on_valid_tokens():
     assert value.item() == pytest.approx(float(np.mean(refs)), abs=1e-9)
 
 
+def _np_mmd_linear(x, y, scales, med):
+    k = lambda a, b: sum(math.exp(-((a - b) ** 2).sum() / (s * med)) for s in scales)  # noqa: E731
+    hs = [k(x[i], x[i + 1]) + k(y[i], y[i + 1]) - k(x[i], y[i + 1]) - k(x[i + 1], y[i])
+          for i in range(0, len(x) - 1, 2)]
+    return float(np.mean(hs))
+
+
+def test_mmd_linear_estimator_matches_loop_reference_and_ignores_padding():
+    # --variant-option estimator=linear: disjoint pairs of each head's valid tokens in order; padding
+    # (anywhere, with garbage in it) changes neither the value nor the gradient, which is 0 there.
+    k, q, mask = _inputs(n=2, b=3, h=2, length=9, seed=15)
+    mask[0, 3] = 0  # a hole, not only trailing padding
+    aligner = _aligner("mmd", n=2, estimator="linear")
+    kk, qq = k.clone().requires_grad_(True), q.clone().requires_grad_(True)
+    value = aligner(kk, qq, mask)
+    med = losses._group_medians(k.reshape(6, 2, 9, 4), q.reshape(6, 2, 9, 4), mask.bool().repeat(2, 1)).view(2, 3, 2)
+    for n in range(2):
+        refs = []
+        for b in range(3):
+            idx = mask[b].nonzero().squeeze(-1)
+            if len(idx) < 2:
+                continue
+            for h in range(2):
+                refs.append(_np_mmd_linear(k[n, b, h, idx].numpy(), q[n, b, h, idx].numpy(), losses.MMD_SCALES,
+                                           med[n, b, h].item()))
+        assert value[n].item() == pytest.approx(float(np.mean(refs)), abs=1e-12)
+    pad = (mask == 0)[None, :, None, :, None].expand_as(k)
+    kg, qg = k.masked_fill(pad, 1e4).requires_grad_(True), q.masked_fill(pad, float("nan")).requires_grad_(True)
+    dirty = aligner(kg, qg, mask)
+    assert torch.allclose(value, dirty, atol=1e-12)
+    value.sum().backward()
+    dirty.sum().backward()
+    for clean_grad, dirty_grad in ((kk.grad, kg.grad), (qq.grad, qg.grad)):
+        assert torch.allclose(clean_grad, dirty_grad, atol=1e-12) and torch.all(dirty_grad[pad] == 0)
+    assert kk.grad.abs().sum() > 0
+    with pytest.raises(UsageError, match="estimator"):
+        build_aligner("mmd", 1, 4, estimator="cubic")
+
+
 def test_mmd_self_is_zero_and_grows_with_shift():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1, 40, 5, generator=g)
