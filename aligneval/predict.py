@@ -174,15 +174,9 @@ RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers")
 def runtime_versions() -> dict[str, str | None]:
     """Versions of the libraries that compute the numbers, read from package metadata (no import):
     an upgrade can change tokenization or kernels, so it must miss a shared cache."""
-    from importlib.metadata import PackageNotFoundError, version
+    from aligneval.versions import package_versions
 
-    found: dict[str, str | None] = {}
-    for name in RUNTIME_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(RUNTIME_PACKAGES)
 
 
 def cache_key(model: ModelArtifact, examples: Examples, max_length: int) -> str:
@@ -313,6 +307,26 @@ def batch_plan(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def padded_batch(enc, names: Sequence[str], idx: np.ndarray, lengths: np.ndarray, pad_values: dict[str, int],
+                 left: bool, device) -> dict[str, Any]:
+    """The examples `idx` of a tokenizer's unpadded encoding as tensors padded to their own longest
+    one (on the tokenizer's side), built on the CPU by design (numpy) and moved to `device` in one copy."""
+    import torch
+
+    width = int(lengths[idx].max())
+    batch = {}
+    for name in names:
+        arr = np.full((len(idx), width), pad_values[name], dtype=np.int64)
+        for row, i in enumerate(idx):
+            seq = enc[name][i]
+            if left:
+                arr[row, width - len(seq):] = seq
+            else:
+                arr[row, :len(seq)] = seq
+        batch[name] = torch.from_numpy(arr).to(device)
+    return batch
+
+
 def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
                   max_length: int = 128, batch_size: int = 32, progress: bool = True, description: str = "predict",
                   rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -337,18 +351,7 @@ def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
     done = 0
     with _progress(progress, description, len(rows)) as advance, torch.inference_mode():
         for idx in batches:
-            width = int(lengths[idx].max())
-            batch = {}
-            for name in names:
-                # built on the CPU by design (numpy), then moved to the model's device in one copy
-                arr = np.full((len(idx), width), pad_values[name], dtype=np.int64)
-                for row, i in enumerate(idx):
-                    seq = enc[name][i]
-                    if left:
-                        arr[row, width - len(seq):] = seq
-                    else:
-                        arr[row, :len(seq)] = seq
-                batch[name] = torch.from_numpy(arr).to(device)
+            batch = padded_batch(enc, names, idx, lengths, pad_values, left, device)
             logits = forward(model, batch)
             out[done:done + len(idx)] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
             done += len(idx)

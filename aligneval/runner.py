@@ -76,14 +76,9 @@ def select_suites(spec: Spec, names: Iterable[str] | None) -> dict[str, SuiteSpe
 
 
 def environment(seed: int, device: str | None, threads: int | None) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
+    from aligneval.versions import package_versions
 
-    packages: dict[str, str | None] = {}
-    for name in ENV_PACKAGES:
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
+    packages = package_versions(ENV_PACKAGES)
     return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages,
             "device": device or "cpu", "torch_threads": threads, "seed": seed}
 

@@ -789,12 +789,6 @@ def _data_card(examples: Examples) -> dict:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from aligneval.versions import package_versions
 
-    found = {"python": sys.version.split()[0]}
-    for name in VERSIONED_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"python": sys.version.split()[0], **package_versions(VERSIONED_PACKAGES)}

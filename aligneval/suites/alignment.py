@@ -221,15 +221,9 @@ def cache_payload(info: ModelInfo, weights_sha256: str, st: AlignmentSettings, q
 def runtime_versions() -> dict[str, str | None]:
     """Versions of the libraries that compute the numbers (package metadata, no import): an upgrade
     can change tokenization, kernels or the probe's solver, so it must not reuse stored values."""
-    from importlib.metadata import PackageNotFoundError, version
+    from aligneval.versions import package_versions
 
-    found: dict[str, str | None] = {}
-    for name in RUNTIME_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(RUNTIME_PACKAGES)
 
 
 def write_values(path: Path, ids: list[str], columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -284,7 +278,7 @@ def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | Non
     import torch
 
     from aligneval import diagnostics
-    from aligneval.predict import _progress
+    from aligneval.predict import _progress, padded_batch
 
     n = len(texts)
     enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
@@ -307,16 +301,7 @@ def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | Non
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             width = int(lengths[idx].max())
-            batch = {}
-            for name in names:
-                arr = np.full((len(idx), width), pad[name], dtype=np.int64)
-                for row, i in enumerate(idx):
-                    seq = enc[name][i]
-                    if left:
-                        arr[row, width - len(seq):] = seq
-                    else:
-                        arr[row, :len(seq)] = seq
-                batch[name] = torch.from_numpy(arr).to(device)
+            batch = padded_batch(enc, names, idx, lengths, pad, left, device)
             mask = torch.from_numpy(np.arange(width)[None, :] < lengths[idx][:, None])
             if left:
                 mask = mask.flip(1)
