@@ -21,12 +21,13 @@ from aligneval.align.losses import (
 )
 from aligneval.errors import UsageError
 
-torch.set_default_dtype(torch.float64)
 VARIANT_NAMES = ("gan", "ct", "ct-heads", "combine", "mmd", "sinkhorn")
 
 
 @pytest.fixture(autouse=True)
 def _float64():
+    # per test, never at import: collection imports every module before any test runs, and a
+    # module-level default would make every other module's tiny models float64
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(torch.float32)
