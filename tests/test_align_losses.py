@@ -135,11 +135,15 @@ def _np_mmd_linear(x, y, scales, med):
     return float(np.mean(hs))
 
 
-def test_mmd_linear_estimator_matches_loop_reference_and_ignores_padding():
+@pytest.mark.parametrize("padding", ["hole", "trailing", "none"])
+def test_mmd_linear_estimator_matches_loop_reference_and_ignores_padding(padding):
     # --variant-option estimator=linear: disjoint pairs of each head's valid tokens in order; padding
-    # (anywhere, with garbage in it) changes neither the value nor the gradient, which is 0 there.
+    # (trailing, or anywhere, with garbage in it) changes neither the value nor the gradient, 0 there.
     k, q, mask = _inputs(n=2, b=3, h=2, length=9, seed=15)
-    mask[0, 3] = 0  # a hole, not only trailing padding
+    if padding == "hole":
+        mask[0, 3] = 0  # the pairs' positions are looked up, not taken as two strided views
+    elif padding == "none":
+        mask = torch.ones_like(mask)
     aligner = _aligner("mmd", n=2, estimator="linear")
     kk, qq = k.clone().requires_grad_(True), q.clone().requires_grad_(True)
     value = aligner(kk, qq, mask)

@@ -610,10 +610,18 @@ def _mmd2_linear_groups(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, s
         ok = (first + 2)[None, :] <= n[:, None]  # [M, P]: both tokens of pair j exist
         keep = ok[:, None, :, None]
         zero = x.new_zeros(())
+        # valid tokens first in every row (right padding, or none): the rank-r token is at position r,
+        # and the pairs are two strided views; otherwise each rank's position is looked up
+        prefix = bool((running == torch.arange(1, length + 1, device=x.device).clamp_max(n[:, None])).all())
+        complete = bool(ok.all())
 
         def take(t, rank):  # the rank-th valid token of every group, zero where the pair is incomplete
-            pos = torch.searchsorted(running, (rank + 1)[None, :].expand(count, -1).contiguous()).clamp_max_(length - 1)
-            return torch.where(keep, t.gather(2, pos[:, None, :, None].expand(-1, heads, -1, dim)), zero)
+            if prefix:
+                picked = t[:, :, rank[0] : rank[0] + 2 * pairs : 2]
+            else:
+                pos = torch.searchsorted(running, (rank + 1)[None, :].expand(count, -1).contiguous()).clamp_max_(length - 1)
+                picked = t.gather(2, pos[:, None, :, None].expand(-1, heads, -1, dim))
+            return picked if complete else torch.where(keep, picked, zero)
 
         x1, x2, y1, y2 = take(x, first), take(x, first + 1), take(y, first), take(y, first + 1)
 
