@@ -26,3 +26,16 @@ def test_report_speed_benchmark_runs_and_reports_json(tmp_path, capsys):
     assert doc["n_per_model"] == 3000 and doc["resamples"] == 40 and doc["bootstrapped"] == 38
     assert doc["plain"]["statistics"] == 32 and doc["plain"]["examples"] == 1800
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_align_overhead_benchmark_runs_the_real_step(tmp_path, capsys):
+    """The benchmark times train.py's own Game step on a tiny model (no timing asserted)."""
+    from tests.tiny import make_tiny_model
+
+    bench = _load("align_overhead")
+    folder = make_tiny_model(tmp_path)
+    assert bench.main(["--model", str(folder), "--steps", "1", "--batch-size", "2", "--length", "8",
+                       "--threads", "1", "--variants", "gan,mmd,mmd:estimator=linear", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) == {"gan", "mmd", "mmd:estimator=linear"} and all(v > 0 for v in last.values())
+    assert bench.main(["--model", str(folder), "--variants", "gam", "--json"]) == 2
