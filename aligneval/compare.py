@@ -81,7 +81,7 @@ def pick_group(groups: dict[str, list[str]], name: str, where: str) -> list[str]
                      f"models: {', '.join(sorted(groups)) or 'none'}")
 
 
-def _models_of(results) -> list[str]:
+def models_of(results) -> list[str]:
     names = list(getattr(results, "models", {}) or {})
     for r in results.records:
         if r.model not in names:
@@ -226,8 +226,8 @@ def plan(results, baseline: str = "baseline", candidate: str | None = None, *,
     cap = max(resamples, MAX_RESAMPLES if max_resamples is None else int(max_resamples))
     cand_res = load(results)
     base_res = load(against) if against is not None else cand_res
-    cand_groups = model_groups(_models_of(cand_res))
-    base_groups = model_groups(_models_of(base_res))
+    cand_groups = model_groups(models_of(cand_res))
+    base_groups = model_groups(models_of(base_res))
     base_models = pick_group(base_groups, baseline, run_label(base_res))
     if candidate is None:
         others = [g for g in cand_groups if against is not None or g != baseline.split("@")[0]]

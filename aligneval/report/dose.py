@@ -15,14 +15,6 @@ from typing import Any
 LAMBDA_IN_NAME = re.compile(r"-lam(?P<lam>[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)$")
 
 
-def models_of(results) -> list[str]:
-    names = list(getattr(results, "models", {}) or {})
-    for r in results.records:
-        if r.model not in names:
-            names.append(r.model)
-    return names
-
-
 def _card(results, model: str) -> dict[str, Any]:
     info = ((getattr(results, "doc", {}) or {}).get("models") or {}).get(model) or {}
     card = info.get("card") if isinstance(info, dict) else None
@@ -46,7 +38,7 @@ def twin_lambda(results, group: str, members: list[str]) -> float | None:
 
 def find_twins(results, baseline: str = "baseline") -> list[str]:
     """Every model group other than the baseline's, ordered by λ (groups without a λ last, by name)."""
-    from aligneval.compare import model_groups
+    from aligneval.compare import model_groups, models_of
 
     groups = model_groups(models_of(results))
     base = baseline.split("@", 1)[0]
@@ -61,7 +53,7 @@ def find_twins(results, baseline: str = "baseline") -> list[str]:
 
 def lambdas(comparisons) -> dict[str, float | None]:
     """Candidate name -> λ for each comparison (None when the twin has no λ)."""
-    from aligneval.compare import model_groups
+    from aligneval.compare import model_groups, models_of
 
     out = {}
     for c in comparisons:
