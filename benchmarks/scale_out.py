@@ -1,7 +1,7 @@
-"""Scale-out: the same prediction and attack work in one process and in two, side by side.
+"""Scale-out: the same prediction, attack and training work in one process and in two, side by side.
 
-`aligneval run` (prediction) and `aligneval attack`, each once in one process and once in two
-(`--num-processes 2`: accelerate launch, gloo on the CPU).
+`aligneval run` (prediction), `aligneval attack` and `aligneval align`, each in one process and in
+two (`--num-processes 2`: accelerate launch, gloo on the CPU).
 
     python benchmarks/scale_out.py [--small] [--predict-examples N] [--attack-examples N]
                                    [--query-budget Q] [--recipe deepwordbug] [--json]
@@ -9,19 +9,24 @@
 Default model: the real all-MiniLM-L6-v2 encoder briefly fine-tuned on the packaged movie snippets
 (benchmarks/attack_speed.py's `build_minilm`, 1-2 min); data: the packaged sentiment sentences
 (movie test, Amazon, tweets, NYT). `--small` uses a tiny BERT trained on fixture sentences and a few
-examples, with the same threads per process on both sides (a smoke run for tests: the outputs
-must be bit-identical; its times mean nothing).
+examples and no all-threads side (a smoke run for tests: the outputs must be bit-identical; its
+times mean nothing).
 
 Every command runs as a fresh subprocess, as a user would start it (imports, process start-up and
-accelerate's rendezvous included), with the prediction cache off and a fresh output folder. One
-process gets all the cores' threads (OMP_NUM_THREADS = cores), each of N processes cores / N. The two
-sides must produce the same outputs (checked: predictions bit-identical up to the thread count's
-rounding, attack outcomes equal), so the speed-up compares equal work.
+accelerate's rendezvous included), with the prediction cache off and a fresh output folder. Each task
+runs three times:
+  1 process on one core's threads  vs  2 processes on one core's threads each  (`speedup`):
+      the same work per process, so the outputs must be identical (checked: predictions
+      bit-identical, attack outcomes equal): one process per core, as the scale-out is meant;
+  1 process on every core's threads (torch's default on this machine)  (`speedup_vs_all_threads`):
+      what a user who never passes --num-processes gets; torch's intra-op threads already put the
+      model's matmuls on both cores, so two processes gain only on the single-threaded rest, and
+      its sums round differently (its attack outcomes may differ on a few examples; counted).
 
 The last line with --json is exactly
     {"attack_speedup": ..., "predict_speedup": ..., "align_speedup": ...}
-(wall time with 1 process / wall time with 2). `align` fine-tunes the pair (baseline + mmd twin at
-λ = 0.1) for one epoch over the same sentences: one process takes every batch, two processes each
+(wall time with 1 process / wall time with 2, one core's threads per process). `align` fine-tunes
+the pair (baseline + mmd twin at λ = 0.1) for one epoch over the same sentences: one process takes every batch, two processes each
 take every other batch of the same seeded order (data parallel: the same examples, half the
 optimizer steps per process). The line before it holds the measured seconds and the checks, and (unless
 --no-fixed-cost) each side's fixed cost, timed by re-running the same command on its finished output
@@ -118,77 +123,82 @@ def attack_outcomes(out: Path, recipe: str) -> dict[str, dict]:
     return {r["id"]: {k: v for k, v in r.items() if k != "seconds"} for r in rows}
 
 
+def _speedup(one: float, two: float) -> float:
+    return round(one / two, 3)
+
+
 def measure(work: Path, model: Path, args: argparse.Namespace) -> dict:
+    """Each task three times: one process on one core's threads, two processes on one core's threads
+    each (the same per-process work: outputs must be identical), and one process on every core's
+    threads (torch's default here; its float sums round differently, so its outputs may differ)."""
     import numpy as np
 
     cores = os.cpu_count() or 2
-    half = max(1, cores // 2)
-    # one process gets every core's thread; --small gives both sides the same per-process threads, so
-    # the outputs must be bit-identical (a smoke test of equality; its times mean nothing)
-    whole = half if args.small else cores
+    core = max(1, cores // 2)  # threads per process, one core's share, on both equal-work sides
+    whole = None if args.small else cores  # --small: no all-threads side (a smoke run)
     aligneval = [sys.executable, "-m", "aligneval"]
+    two = ["--num-processes", "2"]
+
+    def sides(cmd: list[str], name: str, fixed: dict | None = None) -> dict:
+        t = {"seconds_1": timed(cmd + [str(work / f"{name}-1")], core),
+             "seconds_2": timed(cmd + [str(work / f"{name}-2")] + two, core)}
+        if whole:
+            t["seconds_1_all_threads"] = timed(cmd + [str(work / f"{name}-w")], whole)
+        if fixed is not None:  # the same commands again on their finished folders: start-up and scoring only
+            fixed[name] = (timed(cmd + [str(work / f"{name}-1")], core), timed(cmd + [str(work / f"{name}-2")] + two, core))
+        t = {k: round(v, 2) for k, v in t.items()}
+        t["speedup"] = _speedup(t["seconds_1"], t["seconds_2"])
+        if whole:
+            t["speedup_vs_all_threads"] = _speedup(t["seconds_1_all_threads"], t["seconds_2"])
+        return t
+
+    fixed: dict | None = {} if args.fixed_cost else None
     spec = write_predict_spec(work / "predict-data", args.predict_examples, args.small)
-    run = aligneval + ["run", str(spec), "--model", f"m={model}", "--no-progress", "--out"]
-    predict_1 = timed(run + [str(work / "run-1")], whole)
-    predict_2 = timed(run + [str(work / "run-2"), "--num-processes", "2"], half)
-    # the same commands again on their finished folders read everything back and run no model:
-    # what is left is start-up (imports, launch, rendezvous) and scoring, the fixed cost of each side
-    fixed = {}
-    if args.fixed_cost:
-        fixed["predict"] = (timed(run + [str(work / "run-1")], whole),
-                            timed(run + [str(work / "run-2"), "--num-processes", "2"], half))
-    one, two = predict_outputs(work / "run-1"), predict_outputs(work / "run-2")
-    same_ids = one.keys() == two.keys() and all(one[k][0] == two[k][0] for k in one)
-    max_diff = max(float(np.abs(one[k][1] - two[k][1]).max()) for k in one) if same_ids else None
-    labels_equal = same_ids and all(np.array_equal(one[k][1].argmax(1), two[k][1].argmax(1)) for k in one)
+    predict = sides(aligneval + ["run", str(spec), "--model", f"m={model}", "--no-progress", "--out"], "predict", fixed)
+    one, two_ = predict_outputs(work / "predict-1"), predict_outputs(work / "predict-2")
+    same_ids = one.keys() == two_.keys() and all(one[k][0] == two_[k][0] for k in one)
+    predict["examples"] = sum(len(v[0]) for v in one.values())
+    predict["max_abs_prob_diff"] = max(float(np.abs(one[k][1] - two_[k][1]).max()) for k in one) if same_ids else None
+    predict["labels_equal"] = same_ids and all(np.array_equal(one[k][1].argmax(1), two_[k][1].argmax(1)) for k in one)
 
     examples = _sibling("attack_speed").pick_examples(args.attack_examples * 2, seed=0, tiny=args.small)
     data = work / "attack.jsonl"
     data.write_text("".join(json.dumps({"id": i, "text": t, "label": y}) + "\n" for i, t, y in examples))
-    attack = aligneval + ["attack", "--model", f"m={model}", "--data", str(data), "--recipe", args.recipe,
-                          "-n", str(args.attack_examples), "-q", str(args.query_budget), "--examples", "all",
-                          "--out"]
-    attack_1 = timed(attack + [str(work / "attack-1")], whole)
-    attack_2 = timed(attack + [str(work / "attack-2"), "--num-processes", "2"], half)
-    if args.fixed_cost:
-        fixed["attack"] = (timed(attack + [str(work / "attack-1")], whole),
-                           timed(attack + [str(work / "attack-2"), "--num-processes", "2"], half))
+    attack = sides(aligneval + ["attack", "--model", f"m={model}", "--data", str(data), "--recipe", args.recipe,
+                                "-n", str(args.attack_examples), "-q", str(args.query_budget), "--examples", "all",
+                                "--out"], "attack", fixed)
     a1, a2 = attack_outcomes(work / "attack-1", args.recipe), attack_outcomes(work / "attack-2", args.recipe)
+    attack.update(examples=len(a1), recipe=args.recipe, query_budget=args.query_budget, outcomes_equal=a1 == a2,
+                  outcomes={o: sum(r["outcome"] == o for r in a1.values()) for o in ("succeeded", "failed", "skipped")})
+    if whole:
+        aw = attack_outcomes(work / "attack-w", args.recipe)
+        attack["all_threads_same_outcome"] = sum(aw[i]["outcome"] == a1[i]["outcome"] for i in a1)
 
     train = work / "align.jsonl"
     rows = _sibling("attack_speed").pick_examples(args.align_examples, seed=1, tiny=args.small)
     train.write_text("".join(json.dumps({"id": i, "text": t, "label": y}) + "\n" for i, t, y in rows))
-    align = aligneval + ["align", "--model", str(model), "--train", str(train), "--epochs", "1", "--batch-size", "16",
-                         "--max-length", "64", "--variant", "mmd", "--lambda", "0.1", "--no-progress", "--out"]
-    align_1 = timed(align + [str(work / "align-1")], whole)
-    align_2 = timed(align + [str(work / "align-2"), "--num-processes", "2"], half)
+    align = sides(aligneval + ["align", "--model", str(model), "--train", str(train), "--epochs", "1", "--batch-size",
+                               "16", "--max-length", "64", "--variant", "mmd", "--lambda", "0.1", "--no-progress",
+                               "--out"], "align")
     cards = [json.loads((work / f"align-{n}" / "aligned" / "alignment.json").read_text()) for n in (1, 2)]
-    return {
-        "model": "tiny" if args.small else "minilm", "cores": cores,
-        "predict": {"examples": sum(len(v[0]) for v in one.values()), "seconds_1": round(predict_1, 2),
-                    "seconds_2": round(predict_2, 2), "max_abs_prob_diff": max_diff, "labels_equal": labels_equal},
-        "attack": {"examples": len(a1), "recipe": args.recipe, "query_budget": args.query_budget,
-                   "seconds_1": round(attack_1, 2), "seconds_2": round(attack_2, 2),
-                   "outcomes_equal": a1 == a2,
-                   "outcomes": {o: sum(r["outcome"] == o for r in a1.values()) for o in ("succeeded", "failed", "skipped")}},
-        "fixed_cost_s": {k: {"seconds_1": round(a, 2), "seconds_2": round(b, 2)} for k, (a, b) in fixed.items()},
-        "speedup_without_fixed_cost": {
-            k: round((t1 - fixed[k][0]) / (t2 - fixed[k][1]), 3)
-            for k, t1, t2 in (("predict", predict_1, predict_2), ("attack", attack_1, attack_2))
-            if k in fixed and t2 > fixed[k][1]},
-        "align": {"examples": len(rows), "seconds_1": round(align_1, 2), "seconds_2": round(align_2, 2),
-                  "steps_per_process": [c["steps"] for c in cards],
-                  "processes": [c["hyperparameters"]["processes"] for c in cards]},
-        "predict_speedup": round(predict_1 / predict_2, 3), "attack_speedup": round(attack_1 / attack_2, 3),
-        "align_speedup": round(align_1 / align_2, 3),
-    }
+    align.update(examples=len(rows), steps_per_process=[c["steps"] for c in cards],
+                 processes=[c["hyperparameters"]["processes"] for c in cards])
+    result = {"model": "tiny" if args.small else "minilm", "cores": cores, "threads_per_process": core,
+              "predict": predict, "attack": attack, "align": align}
+    if fixed:
+        result["fixed_cost_s"] = {k: {"seconds_1": round(a, 2), "seconds_2": round(b, 2)} for k, (a, b) in fixed.items()}
+        result["speedup_without_fixed_cost"] = {
+            k: _speedup(task["seconds_1"] - fixed[k][0], task["seconds_2"] - fixed[k][1])
+            for k, task in (("predict", predict), ("attack", attack)) if task["seconds_2"] > fixed[k][1]}
+    result.update(predict_speedup=predict["speedup"], attack_speedup=attack["speedup"], align_speedup=align["speedup"])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--small", action="store_true", help="Tiny model and a few examples: a smoke run.")
     p.add_argument("--predict-examples", type=int, default=None, help="Examples predicted (default 11387; small 96).")
-    p.add_argument("--attack-examples", type=int, default=None, help="Examples attacked (default 300; small 6).")
+    p.add_argument("--attack-examples", type=int, default=None, help="Examples attacked (default 1000; small 6).")
     p.add_argument("--query-budget", type=int, default=None, help="Queries per example (default 200; small 40).")
     p.add_argument("--recipe", default="deepwordbug")
     p.add_argument("--align-examples", type=int, default=None, help="Sentences fine-tuned on (default 1024; small 64).")
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="End with the one-line JSON contract.")
     args = p.parse_args(argv)
     args.predict_examples = args.predict_examples or (96 if args.small else 11387)
-    args.attack_examples = args.attack_examples or (6 if args.small else 300)
+    args.attack_examples = args.attack_examples or (6 if args.small else 1000)
     args.query_budget = args.query_budget or (40 if args.small else 200)
     args.align_examples = args.align_examples or (64 if args.small else 1024)
     args.fixed_cost = (not args.small) if args.fixed_cost is None else args.fixed_cost
@@ -214,16 +224,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         print(json.dumps(last))
     else:
+        for name in ("predict", "attack", "align"):
+            task = result[name]
+            line = (f"{name:>7}: 1 process {task['seconds_1']} s, 2 processes {task['seconds_2']} s -> "
+                    f"{task['speedup']}x (one core's threads per process)")
+            if "seconds_1_all_threads" in task:
+                line += (f"; 1 process on all {result['cores']} cores' threads {task['seconds_1_all_threads']} s -> "
+                         f"{task['speedup_vs_all_threads']}x")
+            print(line)
         print(textwrap.dedent(f"""\
-            predict: {result['predict']['examples']} examples, 1 process {result['predict']['seconds_1']} s,
-                     2 processes {result['predict']['seconds_2']} s -> {result['predict_speedup']}x
-                     (labels equal: {result['predict']['labels_equal']}, max |dp| {result['predict']['max_abs_prob_diff']})
-            attack:  {result['attack']['examples']} examples, 1 process {result['attack']['seconds_1']} s,
-                     2 processes {result['attack']['seconds_2']} s -> {result['attack_speedup']}x
-                     (outcomes equal: {result['attack']['outcomes_equal']})
-            align:   {result['align']['examples']} sentences, 1 process {result['align']['seconds_1']} s,
-                     2 processes {result['align']['seconds_2']} s -> {result['align_speedup']}x
-                     (optimizer steps per process: {result['align']['steps_per_process']})"""))
+            predict: {result['predict']['examples']} examples, labels equal: {result['predict']['labels_equal']},
+                     max |dp| {result['predict']['max_abs_prob_diff']}
+            attack:  {result['attack']['examples']} examples, outcomes equal: {result['attack']['outcomes_equal']}
+            align:   {result['align']['examples']} sentences, optimizer steps per process: {result['align']['steps_per_process']}"""))
     return 0
 
 

@@ -630,3 +630,61 @@ def test_seeded_dropout_leaves_the_global_rng_alone():
     assert set(first.unique().tolist()) == {0.0, 1.0 / 0.75}
     assert abs((first == 0).double().mean().item() - 0.25) < 0.03
     assert torch.equal(drop.eval()(x), x)
+
+
+# ----------------------------------------------------------------------------- block U-statistic
+
+
+def _plain_block_mmd(x, y, valid, block, scales):
+    """The block estimator by hand: consecutive blocks of ceil(L / ceil(L / block)) positions, each
+    block's paired U-statistic in plain autograd ops (the whole example's bandwidth), averaged with
+    weights n_b(n_b − 1)."""
+    length = x.shape[1]
+    size = -(-length // -(-length // block))
+    med = losses.median_bandwidth(x.detach(), y.detach(), valid)[:, None, None]
+    d = lambda a, b: ((a[:, :, None] - b[:, None]) ** 2).sum(-1)  # noqa: E731
+    k = lambda dd: sum(torch.exp(-dd / (s * med)) for s in scales)  # noqa: E731
+    total, pairs = 0.0, 0.0
+    for start in range(0, length, size):
+        part = slice(start, start + size)
+        v = valid[:, part].to(x.dtype)
+        xb, yb = x[:, part], y[:, part]
+        w = v[:, :, None] * v[:, None, :] * (1 - torch.eye(v.shape[1], dtype=x.dtype))
+        h = k(d(xb, xb)) + k(d(yb, yb)) - k(d(xb, yb)) - k(d(xb, yb)).transpose(-1, -2)
+        total = total + (h * w).sum((-1, -2))  # = U-statistic × n_b(n_b − 1)
+        pairs = pairs + w.sum((-1, -2))
+    return total / pairs.clamp_min(1.0)
+
+
+@pytest.mark.parametrize("length, block", [(12, 4), (13, 4), (9, 5)])
+def test_block_mmd_matches_the_per_block_reference_and_its_gradient(length, block):
+    g = torch.Generator().manual_seed(21)
+    heads = 3
+    x = torch.randn(4, heads, length, 2, generator=g, requires_grad=True)
+    y = (torch.randn(4, heads, length, 2, generator=g) + 0.3).requires_grad_(True)
+    valid = torch.ones(4, length, dtype=torch.bool)
+    valid[1, length - 5:] = False  # right padding: blocks of unequal fill, the last one may be empty
+    valid[2, 2:] = False  # two tokens: one block of two, the others empty
+    ours, usable = losses._mmd2_groups(x, y, valid, losses.MMD_SCALES, block=block)
+    assert usable.all()
+    flat = lambda t: t.reshape(-1, length, 2)  # noqa: E731  groups (m, h), heads sharing the mask
+    ref = _plain_block_mmd(flat(x), flat(y), valid.repeat_interleave(heads, 0), block, losses.MMD_SCALES)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    weights = torch.randn(ours.shape, generator=g)
+    gx, gy = torch.autograd.grad((ours * weights).sum(), (x, y))
+    px, py = torch.autograd.grad((ref * weights).sum(), (x, y))
+    assert torch.allclose(gx, px, atol=1e-10) and torch.allclose(gy, py, atol=1e-10)
+
+
+def test_block_mmd_leaves_inputs_of_at_most_block_tokens_alone_and_block_zero_means_all_pairs():
+    k, q, mask = _inputs(n=1)
+    length = k.shape[3]
+    full = _aligner("mmd", n=1, block=0)(k, q, mask)
+    assert torch.equal(_aligner("mmd", n=1, block=length)(k, q, mask), full)
+    assert not torch.allclose(_aligner("mmd", n=1, block=2)(k, q, mask), full)
+
+
+@pytest.mark.parametrize("block", [-1, 1, 2.5, True, "64"])
+def test_block_mmd_refuses_a_block_that_is_not_a_token_count(block):
+    with pytest.raises(UsageError, match="mmd block"):
+        build_aligner("mmd", 1, 4, block=block)

@@ -128,8 +128,15 @@ class SeededDropout(nn.Module):
             return None
         if self._seed is not None and (self.generator is None or self.generator.device != device):
             self.generator = torch.Generator(device=device).manual_seed(self._seed)
-        keep = torch.rand(shape, generator=self.generator, dtype=dtype, device=device)
-        return keep.ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: rand is the cheapest draw
+        # 16 random bits per element, four from each 64-bit draw: a generator's draws are serial, and
+        # torch.rand spends one 32-bit draw per element (a third of the gan step's overhead on CPU);
+        # p is applied to 2⁻¹⁶ (keep when the bits, read as int16, are ≥ −2¹⁵ + round(p·2¹⁶))
+        count = math.prod(shape)
+        words = torch.randint(-(2**63), 2**63 - 1, ((count + 3) // 4,), generator=self.generator,
+                              dtype=torch.int64, device=device)
+        bits = words.view(torch.int16)[:count].view(shape)
+        keep = bits >= round(self.p * 65536) - 32768
+        return keep.to(dtype).mul_(1.0 / (1.0 - self.p))
 
 
 class Discriminator(nn.Module):
@@ -397,9 +404,10 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+MMD_BLOCK = 64  # tokens per block of the quadratic estimator; longer inputs are dealt into blocks (0: never)
 MEDIAN_SAMPLE = 32  # bandwidth: median over ≤ 32×32 strided valid key–query pairs per example/head
 LOG2E = 1.0 / math.log(2.0)
-MMD_CHUNK = 24  # groups per chunk, whole examples (all their heads); measured best of 12–96 with 1 and 2 threads
+MMD_CHUNK = 24 * 128 * 128  # [L, L] entries per chunk (24 heads at 128 tokens), whole examples; measured best of 12–96 heads
 
 
 def _lower_median(values: torch.Tensor) -> torch.Tensor:
@@ -446,19 +454,28 @@ def _group_medians(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, sample
         return torch.nan_to_num(med, nan=1.0).clamp_min(1e-6)
 
 
-def _exponent(points: torch.Tensor, pad: torch.Tensor, c: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """The base-2 exponents −c·||a_i − b_j||² of the three blocks (a, b) = (x, x), (x, y), (y, y) of
-    g groups, [3g, L, L] into `out`, from points = [x, x, y, y] ([4g, L, d]: a is points[:3g], b is
-    points[g:], so no block is copied). As 2c·a_i·b_j − c|a_i|² − c|b_j|²: one pass and one baddbmm.
+def _augmented_points(x: torch.Tensor, y: torch.Tensor, pad: torch.Tensor, c: torch.Tensor,
+                      left: torch.Tensor, right: torch.Tensor) -> None:
+    """Fill `left` and `right` ([3g, L, d + 2]) so that one bmm gives the base-2 exponents
+    −c·||a_i − b_j||² of the three blocks (a, b) = (x, x), (x, y), (y, y) of g groups:
+    left_i = (2c·a_i, −c|a_i|² − pad_i, 1) and right_j = (b_j, 1, −c|b_j|² − pad_j), so
+    left_i·right_j = 2c·a_i·b_j − c|a_i|² − c|b_j|² − pad_i − pad_j, written once into an [L, L]
+    block instead of a broadcast pass and a baddbmm over it. x, y [g, L, d] (padding zeroed);
     pad [g, L] is 0 at a real point and huge at a padded one, so every term a padded point enters is
-    exp(−huge) = 0 and no mask is ever applied to an [L, L] block. c: [g].
+    exp(−huge) = 0 and no mask is ever applied to an [L, L] block. c: [g, 1].
+    right[..., :d + 1] is also (b, 1): the gradient's matmuls get the row sums as a last column.
     """
-    g = c.shape[0]
-    c3, pad3 = c.repeat(3)[:, None], pad.repeat(3, 1)
-    norms = torch.linalg.vector_norm(points, dim=-1).square_()
-    na, nb = torch.addcmul(pad3, norms[: 3 * g], c3), torch.addcmul(pad3, norms[g:], c3)
-    torch.sub(na.neg_()[:, :, None], nb[:, None, :], out=out)
-    return out.baddbmm_(points[: 3 * g] * (2.0 * c3[..., None]), points[g:].transpose(-1, -2))
+    g, length, dim = x.shape
+    lv, rv = left.view(3, g, length, dim + 2), right.view(3, g, length, dim + 2)
+    for i, (a, b) in enumerate(((x, x), (x, y), (y, y))):
+        torch.mul(a, 2.0 * c[..., None], out=lv[i, ..., :dim])
+        rv[i, ..., :dim].copy_(b)
+    norm_x, norm_y = (torch.linalg.vector_norm(t, dim=-1).square_() for t in (x, y))
+    for i, (na, nb) in enumerate(((norm_x, norm_x), (norm_x, norm_y), (norm_y, norm_y))):
+        torch.addcmul(pad, na, c, out=lv[i, ..., dim]).neg_()
+        torch.addcmul(pad, nb, c, out=rv[i, ..., dim + 1]).neg_()
+    lv[..., dim + 1] = 1.0
+    rv[..., dim] = 1.0
 
 
 def _kernel_terms(exponent: torch.Tensor, scales: tuple[float, ...], want_slope: bool, spare: torch.Tensor):
@@ -496,78 +513,92 @@ def _kernel_terms(exponent: torch.Tensor, scales: tuple[float, ...], want_slope:
 
 
 class _PairedMMD(torch.autograd.Function):
-    """Value and analytic gradient of the paired unbiased MMD² of every group (m, h) of x, y
-    [M, H, L, d] (valid [M, L] shared by the heads), computed chunk by chunk.
+    """Value and analytic gradient of the paired unbiased MMD² of every group (m, s, h) of x, y
+    [M, S, H, L, d] (valid [M, S, L] shared by the heads; S blocks of one example), computed chunk by
+    chunk, whole examples at a time; the values come in (m, s, h) order, [M·S·H].
 
     With A_ij = −∂k/∂d = S_ij/m at d_ij = ||a_i − b_j||²:
     ∂/∂a_i Σ_j w_ij k(a_i, b_j) = −2(Σ_j w_ij A_ij a_i − Σ_j w_ij A_ij b_j), w_ij = v_i v_j [i ≠ j].
-    Padded entries of every [L, L] block are exactly 0 (`_exponent`), so w enters only through the
+    Padded entries of every [L, L] block are exactly 0 (`_augmented_points`), so w enters only through the
     diagonal; only [M, H, L, d] gradients are kept, in x's own memory layout, never the [G, L, L]
     blocks autograd would store. Each chunk's points are gathered (padding zeroed) into a small
-    contiguous buffer, so x may be a strided view such as the capture's token-major stack.
+    contiguous buffer, so x may be a strided view such as the capture's token-major stack, dealt
+    into blocks by a view: nothing is copied outside the chunks, and the gradients come back in the
+    stack's own layout. The backward scales them in place (saved tensors are freed after it anyway).
     """
 
     @staticmethod
     def forward(ctx, x, y, valid, med, scales, chunk):
-        count, heads, length, dim = x.shape
-        value = x.new_zeros(count * heads)
+        count, blocks, heads, length, dim = x.shape
+        value = x.new_zeros(count * blocks * heads)
         want = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         gx, gy = (torch.empty_like(x), torch.empty_like(y)) if want else (None, None)  # every chunk writes its own
         huge = torch.finfo(x.dtype).max / 4  # the sum of two stays finite; exp(−huge) is 0 in every dtype
         pad = (~valid).to(x.dtype) * huge
         vf = valid.to(x.dtype)
         s0 = max(scales)
-        per = max(1, min(chunk // heads, count))  # whole examples (all their heads) per chunk
+        per = max(1, min(chunk // (blocks * heads * length * length), count))  # whole examples per chunk
+        own_heads, heads = heads, blocks * heads  # the groups of an example: its blocks' heads, (s, h) order
+        chunk_shape = (-1, blocks, own_heads, length, dim)
         # the three blocks xx, xy, yy of a chunk's g groups run as one batch of 3g; xx and yy enter the
         # value with +1, the two equal cross sums with −2; the gradient's −2·sign/m counts a symmetric
         # block twice (its points are on both sides)
         sign = x.new_tensor([1.0, -2.0, 1.0])[:, None]
         factor = x.new_tensor([2.0, -2.0, 2.0])[:, None]
-        points = x.new_empty(4 * per * heads, length, dim)  # [x, x, y, y]; reused: no fresh pages per chunk
+        left = x.new_empty(3 * per * heads, length, dim + 2)  # reused: no fresh pages per chunk
+        right = torch.empty_like(left)
+        points = x.new_empty(2, per * heads, length, dim)  # this chunk's x, y, padding zeroed
         work = x.new_empty(2, 3 * per * heads, length, length)
         zero = x.new_zeros(())
         padded = not bool(valid.all())
+        # every per-group scalar once, outside the loop: each chunk only slices them
+        pad_g = pad.reshape(-1, length).repeat_interleave(own_heads, 0)  # [G, L]
+        n_g = vf.reshape(-1, length).sum(-1).repeat_interleave(own_heads)
+        norm_g = 1.0 / (n_g * (n_g - 1)).clamp_min(1.0)
+        c_g = (LOG2E / s0 / med)[:, None]  # [G, 1]
+        keep_g = valid.reshape(-1, length).repeat_interleave(own_heads, 0)[..., None] if padded else None
         for start in range(0, count, per):
             sl = slice(start, start + per)
             g = x[sl].shape[0] * heads
             groups = slice(start * heads, start * heads + g)
-            pts = points[: 4 * g]
-            xs, ys = pts[:g], pts[2 * g : 3 * g]
-            xs.view(-1, heads, length, dim).copy_(x[sl])  # a strided copy is fast; a strided where is not
-            ys.view(-1, heads, length, dim).copy_(y[sl])
+            xs, ys = points[0, :g], points[1, :g]
+            xs.view(chunk_shape).copy_(x[sl])  # a strided copy is fast; a strided where is not
+            ys.view(chunk_shape).copy_(y[sl])
             if padded:  # padding may hold anything (NaN): replaced, not multiplied
-                keep = valid[sl].repeat_interleave(heads, 0)[..., None]
-                torch.where(keep, xs, zero, out=xs)
-                torch.where(keep, ys, zero, out=ys)
-            pts[g : 2 * g].copy_(xs)
-            pts[3 * g :].copy_(ys)
-            m = med[groups]
-            n = vf[sl].sum(-1).repeat_interleave(heads)
-            norm = 1.0 / (n * (n - 1)).clamp_min(1.0)
-            exponent = _exponent(pts, pad[sl].repeat_interleave(heads, 0), LOG2E / (s0 * m), work[0, : 3 * g])
+                torch.where(keep_g[groups], xs, zero, out=xs)
+                torch.where(keep_g[groups], ys, zero, out=ys)
+            lhs, rhs = left[: 3 * g], right[: 3 * g]
+            _augmented_points(xs, ys, pad_g[groups], c_g[groups], lhs, rhs)
+            exponent = torch.bmm(lhs, rhs.transpose(-1, -2), out=work[0, : 3 * g])
             total, kdiag, slope, f = _kernel_terms(exponent, scales, want, work[1, : 3 * g])
+            m, norm = med[groups], norm_g[groups]
             value[groups] = (sign * (total - kdiag).view(3, g)).sum(0) * norm
             if not want:
                 continue
-            a, b = pts[: 3 * g], pts[g:]
+            b = rhs[..., : dim + 1]  # (b_j, 1): S @ b also gives S's row sums
             scale = (-2.0 * f * norm / m * factor).view(-1, 1, 1)
             diag = slope.diagonal(dim1=-2, dim2=-1)[..., None]
-            rows = slope.sum(-1)[..., None] - diag
-            pulled = torch.baddbmm(b * diag, slope, b, beta=-1.0)  # Σ_{j≠i} S_ij b_j
-            step = (rows * a).sub_(pulled).mul_(scale)
+            sb = torch.bmm(slope, b)  # [Σ_j S_ij b_j, Σ_j S_ij], i = j included
+            rows = sb[..., dim:] - diag
+            pulled = sb[..., :dim].sub_(b[..., :dim] * diag)  # Σ_{j≠i} S_ij b_j
+            step = pulled.neg_().view(3, g, length, dim)  # rows·a − pulled, a = x, x, y by block
+            step[:2].addcmul_(rows.view(3, g, length, 1)[:2], xs)
+            step[2].addcmul_(rows.view(3, g, length, 1)[2], ys)
+            step = step.view(3 * g, length, dim).mul_(scale)
             cross, d_cross = slope[g : 2 * g], diag[g : 2 * g]
-            cols = cross.sum(-2)[..., None] - d_cross
-            pushed = torch.baddbmm(xs * d_cross, cross.transpose(-1, -2), xs, beta=-1.0)  # Σ_{i≠j} S_ij a_i
-            gx[sl] = torch.add(step[:g], step[g : 2 * g]).view(-1, heads, length, dim)
-            gy[sl] = (cols * ys).sub_(pushed).mul_(scale[g : 2 * g]).add_(step[2 * g :]).view(-1, heads, length, dim)
+            st = torch.bmm(cross.transpose(-1, -2), right[:g, :, : dim + 1])  # [Σ_i S_ij x_i, Σ_i S_ij]
+            cols = st[..., dim:] - d_cross
+            pushed = st[..., :dim].sub_(xs * d_cross)  # Σ_{i≠j} S_ij a_i
+            torch.add(step[:g].view(chunk_shape), step[g : 2 * g].view(chunk_shape), out=gx[sl])
+            gy[sl] = pushed.neg_().addcmul_(cols, ys).mul_(scale[g : 2 * g]).add_(step[2 * g :]).view(chunk_shape)
         ctx.save_for_backward(gx, gy)
         return value
 
     @staticmethod
     def backward(ctx, grad):
         gx, gy = ctx.saved_tensors
-        g = grad.view(gx.shape[0], gx.shape[1], 1, 1)
-        return g * gx, g * gy, None, None, None, None
+        g = grad.view(*gx.shape[:3], 1, 1)
+        return gx.mul_(g), gy.mul_(g), None, None, None, None
 
 
 def mmd2_unbiased(
@@ -584,13 +615,40 @@ def mmd2_unbiased(
     return _mmd2_groups(x[:, None], y[:, None], valid, scales)
 
 
-def _mmd2_groups(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, scales: tuple[float, ...]):
-    """`mmd2_unbiased` of the M·H groups of x, y [M, H, L, d] whose heads share valid [M, L]."""
+def _mmd2_groups(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, scales: tuple[float, ...],
+                 block: int = 0):
+    """`mmd2_unbiased` of the M·H groups of x, y [M, H, L, d] whose heads share valid [M, L].
+
+    With 0 < block < L, the block U-statistic (Zaremba, Gretton & Blaschko, NeurIPS 2013): the L
+    positions are cut into B = ceil(L / block) consecutive blocks of equal size, the U-statistic is
+    taken within each block, and the blocks are averaged weighted by their pair counts n_b(n_b − 1).
+    Each block is unbiased, so the average is; the cost is O(L·block) instead of O(L²). Consecutive
+    blocks keep a short example of a long (padded) batch whole in its first block, so it loses no
+    pair; the bandwidth is still the whole example's.
+    """
     (x, off), (y, _) = _full_precision(x), _full_precision(y)
+    scales = tuple(float(s) for s in scales)
+    usable = (valid.sum(-1) >= 2).repeat_interleave(x.shape[1])
     with off:
         med = _group_medians(x, y, valid)
-        value = _PairedMMD.apply(x, y, valid, med, tuple(float(s) for s in scales), MMD_CHUNK)
-    return value, (valid.sum(-1) >= 2).repeat_interleave(x.shape[1])
+        count, heads, length, dim = x.shape
+        blocks = -(-length // block) if 0 < block < length else 1
+        if blocks == 1:
+            return _PairedMMD.apply(x[:, None], y[:, None], valid[:, None], med, scales, MMD_CHUNK), usable
+        size = -(-length // blocks)  # tokens per block, ≤ block
+        extra = blocks * size - length
+        if extra:  # a few zero positions make L a multiple of the block count (padding: never computed on)
+            x, y = (torch.cat([t, t.new_zeros(count, heads, extra, dim)], dim=2) for t in (x, y))
+            valid = torch.cat([valid, valid.new_zeros(count, extra)], dim=1)
+        # block s holds tokens s·size … (s + 1)·size − 1: views, no copy ([M, B, H, size, d] and [M, B, size])
+        xb, yb = (t.view(count, heads, blocks, size, dim).transpose(1, 2) for t in (x, y))
+        dealt = valid.view(count, blocks, size)
+        med_b = med.view(count, 1, heads).expand(count, blocks, heads).reshape(-1)
+        per_block = _PairedMMD.apply(xb, yb, dealt, med_b, scales, MMD_CHUNK).view(count, blocks, heads)
+        n = dealt.sum(-1).to(per_block.dtype).view(count, blocks, 1)
+        pairs = n * (n - 1)
+        value = (per_block * pairs).sum(1) / pairs.sum(1).clamp_min(1.0)
+    return value.reshape(-1), usable
 
 
 def _mmd2_linear_groups(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, scales: tuple[float, ...]):
@@ -876,25 +934,31 @@ MMD_ESTIMATORS = {"quadratic": _mmd2_groups, "linear": _mmd2_linear_groups}
 class MMDAligner(Aligner):
     """mmd: unbiased squared MMD between each head's keys and queries (no parameters).
 
-    estimator="quadratic" (default) is the U-statistic over all token pairs (`mmd2_unbiased`);
-    "linear" the linear-time one over disjoint pairs (`_mmd2_linear_groups`): far cheaper, noisier.
+    estimator="quadratic" (default) is the U-statistic over all token pairs (`mmd2_unbiased`), taken
+    within strided blocks of `block` tokens when an input is longer (the block U-statistic: still
+    unbiased, O(L·block); block=0: all pairs, O(L²)); "linear" the linear-time one over disjoint
+    pairs (`_mmd2_linear_groups`): far cheaper, noisier.
     """
 
     diagnostic = "mmd2"
 
     def __init__(self, n_layers: int, d_head: int, scales: tuple[float, ...] = MMD_SCALES,
-                 estimator: str = "quadratic"):
+                 estimator: str = "quadratic", block: int = MMD_BLOCK):
         super().__init__()
         if estimator not in MMD_ESTIMATORS:
             raise UsageError(f"mmd estimator must be one of {', '.join(MMD_ESTIMATORS)}, not '{estimator}'")
+        if isinstance(block, bool) or not isinstance(block, int) or block < 0 or block == 1:
+            raise UsageError(f"mmd block must be 0 (all pairs) or a whole number of tokens ≥ 2, not {block!r}")
         self.scales = tuple(float(s) for s in scales)
         self.estimator = estimator
+        self.block = block
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n, b, h, length, d = k.shape  # [N·B, H, L, d] is a view of the capture's stack: nothing is copied
         valid = mask.bool().repeat(n, 1)
+        extra = {"block": self.block} if self.estimator == "quadratic" else {}
         value, usable = MMD_ESTIMATORS[self.estimator](k.reshape(n * b, h, length, d), q.reshape(n * b, h, length, d),
-                                                       valid, self.scales)
+                                                       valid, self.scales, **extra)
         value, usable = value.view(n, -1), usable.view(n, -1).to(value.dtype)
         return (value * usable).sum(1) / usable.sum(1).clamp_min(1.0)
 
