@@ -145,11 +145,14 @@ def _mean_mmd(folder, texts, train_half):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_aligns_a_tiny_bert_at_its_defaults(tiny, tmp_path, variant):
-    """50 steps, λ = 0.1 and 1, the variant's default settings (aux lr = 30 × lr, one aux update):
+    """80 steps, λ = 0.1 and 1, the variant's default settings (aux lr = 30 × lr, one aux update):
     the twin's K–Q MMD² (alignment suite, held-out sentences) is clearly below the baseline's at
     both λ, and the auxiliary players learn."""
+    # 80 steps, not 50: the tiny tokenizer's vocabulary (a WordPiece trainer whose ties fall by a
+    # per-process hash order) changes the model from run to run, and ct at λ = 0.1 ended at 0.58–0.85×
+    # the baseline after 50 steps (one CI-like run failed the 0.85 bar), 0.45–0.52× after 80
     result = align_pair(tiny["model"], tiny["train"], tmp_path / variant, variant=variant, lam="0.1,1",
-                        max_steps=50, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=False)
+                        max_steps=80, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=False)
     texts = [t for t, _ in sentences(60, seed=5)]
     train_half = np.zeros(60, bool)
     train_half[:30] = True
