@@ -26,9 +26,9 @@ runs three times:
 The last line with --json is exactly
     {"attack_speedup": ..., "predict_speedup": ..., "align_speedup": ...}
 (wall time with 1 process / wall time with 2, one core's threads per process). `align` fine-tunes
-the pair (baseline + mmd twin at λ = 0.1) for one epoch over the same sentences: one process takes every batch, two processes each
-take every other batch of the same seeded order (data parallel: the same examples, half the
-optimizer steps per process). The line before it holds the measured seconds and the checks, and (unless
+the pair (baseline + mmd twin at λ = 0.1) for one epoch over the same sentences: one process takes
+every batch, two processes each take every other batch of the same seeded order (data parallel: the
+same examples, half the optimizer steps per process). The line before it holds the measured seconds and the checks, and (unless
 --no-fixed-cost) each side's fixed cost, timed by re-running the same command on its finished output
 (start-up, launch and scoring; no model runs), with the speed-up of the remaining work.
 """

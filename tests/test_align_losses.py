@@ -562,15 +562,21 @@ def test_adversarial_navigator_option_climbs():
         build_aligner("ct", 1, 4, navigator="sideways")
 
 
-def _plain_mmd(x, y, valid, med, scales):
-    """The paired U-statistic written with plain autograd ops (no custom backward)."""
+def _plain_mmd_sums(x, y, valid, med, scales):
+    """(Σ_{i≠j} h_ij over valid pairs, the number of those pairs) of the paired U-statistic, in plain
+    autograd ops (no custom backward); med [G]."""
     d = lambda a, b: ((a[:, :, None] - b[:, None]) ** 2).sum(-1)  # noqa: E731
     k = lambda dd: sum(torch.exp(-dd / (s * med[:, None, None])) for s in scales)  # noqa: E731
     v = valid.to(x.dtype)
-    w = v[:, :, None] * v[:, None, :] * (1 - torch.eye(x.shape[1]))
+    w = v[:, :, None] * v[:, None, :] * (1 - torch.eye(x.shape[1], dtype=x.dtype))
     h = k(d(x, x)) + k(d(y, y)) - k(d(x, y)) - k(d(x, y)).transpose(-1, -2)
-    n = v.sum(-1)
-    return (h * w).sum((-1, -2)) / (n * (n - 1))
+    return (h * w).sum((-1, -2)), w.sum((-1, -2))
+
+
+def _plain_mmd(x, y, valid, med, scales):
+    """The paired U-statistic written with plain autograd ops (no custom backward)."""
+    total, pairs = _plain_mmd_sums(x, y, valid, med, scales)
+    return total / pairs
 
 
 @pytest.mark.parametrize("scales", [losses.MMD_SCALES, (0.3, 1.0, 3.5)])
@@ -637,22 +643,16 @@ def test_seeded_dropout_leaves_the_global_rng_alone():
 
 def _plain_block_mmd(x, y, valid, block, scales):
     """The block estimator by hand: consecutive blocks of ceil(L / ceil(L / block)) positions, each
-    block's paired U-statistic in plain autograd ops (the whole example's bandwidth), averaged with
+    block's paired U-statistic (`_plain_mmd_sums`, the whole example's bandwidth), averaged with
     weights n_b(n_b − 1)."""
     length = x.shape[1]
     size = -(-length // -(-length // block))
-    med = losses.median_bandwidth(x.detach(), y.detach(), valid)[:, None, None]
-    d = lambda a, b: ((a[:, :, None] - b[:, None]) ** 2).sum(-1)  # noqa: E731
-    k = lambda dd: sum(torch.exp(-dd / (s * med)) for s in scales)  # noqa: E731
+    med = losses.median_bandwidth(x.detach(), y.detach(), valid)
     total, pairs = 0.0, 0.0
     for start in range(0, length, size):
         part = slice(start, start + size)
-        v = valid[:, part].to(x.dtype)
-        xb, yb = x[:, part], y[:, part]
-        w = v[:, :, None] * v[:, None, :] * (1 - torch.eye(v.shape[1], dtype=x.dtype))
-        h = k(d(xb, xb)) + k(d(yb, yb)) - k(d(xb, yb)) - k(d(xb, yb)).transpose(-1, -2)
-        total = total + (h * w).sum((-1, -2))  # = U-statistic × n_b(n_b − 1)
-        pairs = pairs + w.sum((-1, -2))
+        block_total, block_pairs = _plain_mmd_sums(x[:, part], y[:, part], valid[:, part], med, scales)
+        total, pairs = total + block_total, pairs + block_pairs
     return total / pairs.clamp_min(1.0)
 
 

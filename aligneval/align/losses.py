@@ -460,7 +460,8 @@ def _augmented_points(x: torch.Tensor, y: torch.Tensor, pad: torch.Tensor, c: to
     −c·||a_i − b_j||² of the three blocks (a, b) = (x, x), (x, y), (y, y) of g groups:
     left_i = (2c·a_i, −c|a_i|² − pad_i, 1) and right_j = (b_j, 1, −c|b_j|² − pad_j), so
     left_i·right_j = 2c·a_i·b_j − c|a_i|² − c|b_j|² − pad_i − pad_j, written once into an [L, L]
-    block instead of a broadcast pass and a baddbmm over it. x, y [g, L, d] (padding zeroed);
+    block instead of a broadcast pass and a baddbmm over it. The constant columns (left[..., d + 1]
+    and right[..., d], both 1) are the caller's, set once per buffer. x, y [g, L, d] (padding zeroed);
     pad [g, L] is 0 at a real point and huge at a padded one, so every term a padded point enters is
     exp(−huge) = 0 and no mask is ever applied to an [L, L] block. c: [g, 1].
     right[..., :d + 1] is also (b, 1): the gradient's matmuls get the row sums as a last column.
@@ -474,8 +475,6 @@ def _augmented_points(x: torch.Tensor, y: torch.Tensor, pad: torch.Tensor, c: to
     for i, (na, nb) in enumerate(((norm_x, norm_x), (norm_x, norm_y), (norm_y, norm_y))):
         torch.addcmul(pad, na, c, out=lv[i, ..., dim]).neg_()
         torch.addcmul(pad, nb, c, out=rv[i, ..., dim + 1]).neg_()
-    lv[..., dim + 1] = 1.0
-    rv[..., dim] = 1.0
 
 
 def _kernel_terms(exponent: torch.Tensor, scales: tuple[float, ...], want_slope: bool, spare: torch.Tensor):
@@ -524,7 +523,7 @@ class _PairedMMD(torch.autograd.Function):
     blocks autograd would store. Each chunk's points are gathered (padding zeroed) into a small
     contiguous buffer, so x may be a strided view such as the capture's token-major stack, dealt
     into blocks by a view: nothing is copied outside the chunks, and the gradients come back in the
-    stack's own layout. The backward scales them in place (saved tensors are freed after it anyway).
+    stack's own layout.
     """
 
     @staticmethod
@@ -547,6 +546,7 @@ class _PairedMMD(torch.autograd.Function):
         factor = x.new_tensor([2.0, -2.0, 2.0])[:, None]
         left = x.new_empty(3 * per * heads, length, dim + 2)  # reused: no fresh pages per chunk
         right = torch.empty_like(left)
+        left[..., dim + 1], right[..., dim] = 1.0, 1.0  # `_augmented_points`' constant columns
         points = x.new_empty(2, per * heads, length, dim)  # this chunk's x, y, padding zeroed
         work = x.new_empty(2, 3 * per * heads, length, length)
         zero = x.new_zeros(())
@@ -598,7 +598,7 @@ class _PairedMMD(torch.autograd.Function):
     def backward(ctx, grad):
         gx, gy = ctx.saved_tensors
         g = grad.view(*gx.shape[:3], 1, 1)
-        return gx.mul_(g), gy.mul_(g), None, None, None, None
+        return g * gx, g * gy, None, None, None, None  # not in place: a retained graph may run backward again
 
 
 def mmd2_unbiased(
@@ -935,7 +935,7 @@ class MMDAligner(Aligner):
     """mmd: unbiased squared MMD between each head's keys and queries (no parameters).
 
     estimator="quadratic" (default) is the U-statistic over all token pairs (`mmd2_unbiased`), taken
-    within strided blocks of `block` tokens when an input is longer (the block U-statistic: still
+    within consecutive blocks of ≤ `block` tokens when an input is longer (the block U-statistic: still
     unbiased, O(L·block); block=0: all pairs, O(L²)); "linear" the linear-time one over disjoint
     pairs (`_mmd2_linear_groups`): far cheaper, noisier.
     """
