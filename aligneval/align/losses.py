@@ -575,22 +575,23 @@ class _PairedMMD(torch.autograd.Function):
             value[groups] = (sign * (total - kdiag).view(3, g)).sum(0) * norm
             if not want:
                 continue
+            # w_ij = [i ≠ j]: the diagonal leaves the slope (for xx and yy its terms cancel anyway, for xy
+            # it is the excluded pair (x_i, y_i)); then every product below sums over j ≠ i only
+            slope.diagonal(dim1=-2, dim2=-1).zero_()
             b = rhs[..., : dim + 1]  # (b_j, 1): S @ b also gives S's row sums
             scale = (-2.0 * f * norm / m * factor).view(-1, 1, 1)
-            diag = slope.diagonal(dim1=-2, dim2=-1)[..., None]
-            sb = torch.bmm(slope, b)  # [Σ_j S_ij b_j, Σ_j S_ij], i = j included
-            rows = sb[..., dim:] - diag
-            pulled = sb[..., :dim].sub_(b[..., :dim] * diag)  # Σ_{j≠i} S_ij b_j
-            step = pulled.neg_().view(3, g, length, dim)  # rows·a − pulled, a = x, x, y by block
-            step[:2].addcmul_(rows.view(3, g, length, 1)[:2], xs)
-            step[2].addcmul_(rows.view(3, g, length, 1)[2], ys)
-            step = step.view(3 * g, length, dim).mul_(scale)
-            cross, d_cross = slope[g : 2 * g], diag[g : 2 * g]
-            st = torch.bmm(cross.transpose(-1, -2), right[:g, :, : dim + 1])  # [Σ_i S_ij x_i, Σ_i S_ij]
-            cols = st[..., dim:] - d_cross
-            pushed = st[..., :dim].sub_(xs * d_cross)  # Σ_{i≠j} S_ij a_i
-            torch.add(step[:g].view(chunk_shape), step[g : 2 * g].view(chunk_shape), out=gx[sl])
-            gy[sl] = pushed.neg_().addcmul_(cols, ys).mul_(scale[g : 2 * g]).add_(step[2 * g :]).view(chunk_shape)
+            sb = torch.bmm(slope, b)  # [Σ_j S_ij b_j, Σ_j S_ij]
+            # step = scale·(rows·a − pulled), a = x, x, y by block: two passes, in place
+            step = sb[..., :dim].mul_(-scale)
+            rows = (sb[..., dim:] * scale).view(3, g, length, 1)
+            step.view(3, g, length, dim)[:2].addcmul_(rows[:2], xs)
+            step.view(3, g, length, dim)[2].addcmul_(rows[2], ys)
+            step = step.view(3, g, length, dim)
+            torch.add(step[0].view(chunk_shape), step[1].view(chunk_shape), out=gx[sl])
+            st = torch.bmm(slope[g : 2 * g].transpose(-1, -2), right[:g, :, : dim + 1])  # [Σ_i S_ij x_i, Σ_i S_ij]
+            scale_xy = scale[g : 2 * g]
+            pushed = st[..., :dim].mul_(-scale_xy).addcmul_(st[..., dim:] * scale_xy, ys)
+            torch.add(pushed.view(chunk_shape), step[2].view(chunk_shape), out=gy[sl])
         ctx.save_for_backward(gx, gy)
         return value
 
