@@ -7,8 +7,11 @@ from the same weights and has its own AdamW. The aligned step is the training lo
 `build_game` hooks the twin and builds its auxiliary players, and each step runs forward, task
 loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their gradient clipping,
 then the encoder's term), backward, clipping and AdamW (aligneval/align/train.py), so the benchmark
-times exactly what training runs. Each round runs the baseline and every variant in turn, so
-machine load hits all alike; the figure is the ratio of medians. Within a round each model takes
+times exactly what training runs. Each round runs the baseline, every variant (in reverse order
+every other round) and the baseline again; a variant's figure is the median over rounds of its
+step ÷ the mean of that round's two baseline steps, so a drift of this shared machine's speed
+cancels within a round instead of landing on whichever model ran in the slow part. The baseline's
+own end ÷ start ratio is printed as the noise floor: a figure closer to 1 than that is not resolved. Within a round each model takes
 `--warm-steps` (default 1) untimed steps before its timed one: training runs one model's steps back
 to back (a twin trains alone), while a step right after another model's runs on caches that model
 filled (measured: the mmd term took ~0.20 s that way against ~0.12 s back to back, on a 32 MB L3
@@ -16,7 +19,7 @@ shared with other machines); `--warm-steps 0` gives the strict alternation. On a
 `--threads 1`: a descheduled worker thread stalls the many small operations of the regularizers,
 which measures the machine, not the work. The load average is printed before and after.
 
-    python benchmarks/align_overhead.py [--steps 5] [--variants gan,mmd] [--threads 1] [--json]
+    python benchmarks/align_overhead.py [--steps 10] [--variants gan,mmd] [--threads 1] [--json]
 
 A variant may carry options after colons, e.g. `--variants gan,mmd,mmd:estimator=linear`; its ratio
 is reported under the name as written. With --json the last line is one JSON object:
@@ -60,6 +63,13 @@ def build_model(folder: str | None = None):
         return AutoModelForSequenceClassification.from_config(config), "random BERT 6×384"
 
 
+def bracketed_ratio(aligned: list[float], start: list[float], end: list[float]) -> float:
+    """Median over rounds of aligned ÷ the mean of the baseline steps that open and close the round:
+    a drift of the machine's speed within a round cancels to first order, and a slow one between
+    rounds never enters (each round is its own pair)."""
+    return statistics.median(a / ((s + e) / 2) for a, s, e in zip(aligned, start, end))
+
+
 def parse_variant(entry: str) -> tuple[str, dict]:
     """'mmd:estimator=linear:scales=...' -> ('mmd', {'estimator': 'linear', ...}) (align's KEY=VALUE rules)."""
     from aligneval.commands.align import parse_options
@@ -70,7 +80,7 @@ def parse_variant(entry: str) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--steps", type=int, default=10, help="timed rounds (after one warm-up round)")
     parser.add_argument("--variants", default="gan,mmd,ct,ct-heads,combine,sinkhorn",
                         help="comma-separated; options after colons, e.g. mmd:estimator=linear")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -148,21 +158,24 @@ def _run(args) -> int:
         sums.record(1, game and game.aligner)
         return time.perf_counter() - start
 
-    order = ["baseline", *entries]
-    times: dict[str, list[float]] = {v: [] for v in order}
+    # a round: the baseline, every variant, the baseline again; odd rounds run the variants in reverse
+    times: dict[str, list[float]] = {v: [] for v in ["baseline", *entries, "baseline_end"]}
     for round_ in range(args.steps + 1):
-        for v in order:
+        middle = entries if round_ % 2 == 0 else entries[::-1]
+        for v in ["baseline", *middle, "baseline_end"]:
             for _ in range(args.warm_steps):  # untimed: this model's caches, as in training
-                step(v)
-            elapsed = step(v)
+                step(v.removesuffix("_end"))
+            elapsed = step(v.removesuffix("_end"))
             if round_ > 0:
                 times[v].append(elapsed)
-    base_median = statistics.median(times["baseline"])
-    ratios = {v: round(statistics.median(times[v]) / base_median, 3) for v in entries}
+    ratios = {v: round(bracketed_ratio(times[v], times["baseline"], times["baseline_end"]), 3) for v in entries}
+    drift = [end / start for start, end in zip(times["baseline"], times["baseline_end"])]
+    base_median = statistics.median(times["baseline"] + times["baseline_end"])
     print(f"model: {name}; batch {args.batch_size} x {args.length} tokens; torch threads {torch.get_num_threads()}; "
           f"{args.steps} timed rounds; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
           file=out)
-    print(f"baseline step: {base_median:.3f} s (median)", file=out)
+    print(f"baseline step: {base_median:.3f} s (median); noise floor, the baseline at a round's end ÷ its start: "
+          f"median {statistics.median(drift):.3f}, range {min(drift):.3f}–{max(drift):.3f}", file=out)
     for v in entries:
         print(f"{v:>9}: {statistics.median(times[v]):.3f} s  ratio {ratios[v]:.3f}", file=out)
     if args.json:

@@ -8,6 +8,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -39,3 +41,11 @@ def test_align_overhead_benchmark_runs_the_real_step(tmp_path, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last) == {"gan", "mmd", "mmd:estimator=linear"} and all(v > 0 for v in last.values())
     assert bench.main(["--model", str(folder), "--variants", "gam", "--json"]) == 2
+
+
+def test_bracketed_ratio_divides_each_round_by_its_own_baselines():
+    """Hand-computed: rounds (aligned, start, end) = (1.2, 1.0, 1.0), (2.2, 2.0, 2.4), (0.9, 1.0, 0.8)
+    give 1.2, 1.0, 1.0 -> median 1.0; a ratio of medians would say 1.2 / 1.0 = 1.2."""
+    bench = _load("align_overhead")
+    assert bench.bracketed_ratio([1.2, 2.2, 0.9], [1.0, 2.0, 1.0], [1.0, 2.4, 0.8]) == pytest.approx(1.0)
+    assert bench.bracketed_ratio([3.0], [1.0], [2.0]) == pytest.approx(2.0)
