@@ -65,17 +65,28 @@ def tiny_config(model_type: str = "bert", num_labels: int = 2, vocab_size: int =
     return AutoConfig.for_model(model_type, **kw)
 
 
+def tiny_vocab() -> list[str]:
+    """A fixed WordPiece vocabulary: the special tokens, every fixture word whole, and single
+    characters (word-initial and ## continuations) for any other word. Fixed, not trained: the
+    WordPiece trainer breaks ties in a per-process hash order, so a trained vocabulary (and every
+    tiny model built on it) differed from one test process to the next."""
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER))
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    punctuation = list(".,!?;:'\"()-")
+    return special + words + chars + punctuation + [f"##{c}" for c in chars]
+
+
 def train_tokenizer(folder: Path, vocab_size: int = 200):
-    """A BERT WordPiece fast tokenizer trained on the fixture sentences, saved into `folder`."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT WordPiece fast tokenizer over `tiny_vocab()` (the same ids in every process), saved
+    into `folder`. (`vocab_size` is kept for callers; the fixed vocabulary is smaller.)"""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    vocab = {token: i for i, token in enumerate(tiny_vocab())}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
-    tok.train_from_iterator([t for t, _ in sentences()], trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
