@@ -404,7 +404,7 @@ def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
-MMD_BLOCK = 64  # tokens per block of the quadratic estimator; longer inputs are dealt into blocks (0: never)
+MMD_BLOCK = 32  # tokens per block of the quadratic estimator; longer inputs are dealt into blocks (0: never); docs/align.md
 MEDIAN_SAMPLE = 32  # bandwidth: median over ≤ 32×32 strided valid key–query pairs per example/head
 LOG2E = 1.0 / math.log(2.0)
 MMD_CHUNK = 24 * 128 * 128  # [L, L] entries per chunk (24 heads at 128 tokens), whole examples; measured best of 12–96 heads
