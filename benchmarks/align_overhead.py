@@ -11,8 +11,8 @@ times exactly what training runs. Each round runs the baseline, every variant (i
 every other round) and the baseline again; a variant's figure is the median over rounds of its
 step ÷ the mean of that round's two baseline steps, so a drift of this shared machine's speed
 cancels within a round instead of landing on whichever model ran in the slow part. The baseline's
-own end ÷ start ratio is printed as the noise floor: a figure closer to 1 than that is not resolved. Within a round each model takes
-`--warm-steps` (default 1) untimed steps before its timed one: training runs one model's steps back
+own end ÷ start ratio is printed as the noise floor: a figure closer to 1 than that is not
+resolved. Each model takes `--warm-steps` (default 1) untimed steps before its timed one: training runs one model's steps back
 to back (a twin trains alone), while a step right after another model's runs on caches that model
 filled (measured: the mmd term took ~0.20 s that way against ~0.12 s back to back, on a 32 MB L3
 shared with other machines); `--warm-steps 0` gives the strict alternation. On a shared machine use
