@@ -12,10 +12,11 @@ every other round) and the baseline again; a variant's figure is the median over
 step ÷ the mean of that round's two baseline steps, so a drift of this shared machine's speed
 cancels within a round instead of landing on whichever model ran in the slow part. The baseline's
 own end ÷ start ratio is printed as the noise floor: a figure closer to 1 than that is not
-resolved. Each model takes `--warm-steps` (default 1) untimed steps before its timed one: training runs one model's steps back
-to back (a twin trains alone), while a step right after another model's runs on caches that model
-filled (measured: the mmd term took ~0.20 s that way against ~0.12 s back to back, on a 32 MB L3
-shared with other machines); `--warm-steps 0` gives the strict alternation. On a shared machine use
+resolved. Each model takes `--warm-steps` (default 1) untimed steps before its timed one:
+training runs one model's steps back to back (a twin trains alone), while a step right after
+another model's runs on caches that model filled (measured: the mmd term took ~0.20 s that way
+against ~0.12 s back to back, on a 32 MB L3 shared with other machines); `--warm-steps 0` gives
+the strict alternation. On a shared machine use
 `--threads 1`: a descheduled worker thread stalls the many small operations of the regularizers,
 which measures the machine, not the work. The load average is printed before and after.
 
@@ -163,9 +164,10 @@ def _run(args) -> int:
     for round_ in range(args.steps + 1):
         middle = entries if round_ % 2 == 0 else entries[::-1]
         for v in ["baseline", *middle, "baseline_end"]:
+            entry = v.removesuffix("_end")
             for _ in range(args.warm_steps):  # untimed: this model's caches, as in training
-                step(v.removesuffix("_end"))
-            elapsed = step(v.removesuffix("_end"))
+                step(entry)
+            elapsed = step(entry)
             if round_ > 0:
                 times[v].append(elapsed)
     ratios = {v: round(bracketed_ratio(times[v], times["baseline"], times["baseline_end"]), 3) for v in entries}

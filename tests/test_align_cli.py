@@ -85,10 +85,10 @@ def test_unsupported_architecture_and_override(tiny, tmp_path, capsys):
     import torch
     from transformers import AutoModelForSequenceClassification, MegatronBertConfig
 
-    from tests.tiny import train_tokenizer
+    from tests.tiny import make_tokenizer
 
     folder = tmp_path / "megatron"
-    tokenizer = train_tokenizer(folder)
+    tokenizer = make_tokenizer(folder)
     config = MegatronBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                                 num_attention_heads=4, intermediate_size=64, max_position_embeddings=80)
     torch.manual_seed(0)

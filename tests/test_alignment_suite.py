@@ -363,9 +363,9 @@ def test_sample_is_seeded_and_halved():
 
 def test_architecture_outside_the_registry_names_the_setting(tmp_path):
     from aligneval.suites import alignment
-    from tests.tiny import tiny_model, train_tokenizer
+    from tests.tiny import tiny_model, make_tokenizer
 
-    tokenizer = train_tokenizer(tmp_path)
+    tokenizer = make_tokenizer(tmp_path)
     model = tiny_model("bert", vocab_size=len(tokenizer)).eval()
     model.config.model_type = "fancy-encoder"
     texts, train = ["the movie was good", "a dull plot", "great fun", "weak and tedious"], np.array([1, 0, 1, 0], bool)

@@ -77,9 +77,9 @@ def tiny_vocab() -> list[str]:
     return special + words + chars + punctuation + [f"##{c}" for c in chars]
 
 
-def train_tokenizer(folder: Path, vocab_size: int = 200):
+def make_tokenizer(folder: Path):
     """A BERT WordPiece fast tokenizer over `tiny_vocab()` (the same ids in every process), saved
-    into `folder`. (`vocab_size` is kept for callers; the fixed vocabulary is smaller.)"""
+    into `folder`."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
@@ -105,7 +105,7 @@ def make_tiny_model(tmp_path, model_type: str = "bert", num_labels: int = 2, see
     _one_thread()
     folder = Path(tmp_path) / f"tiny-{model_type}"
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(folder)
+    tokenizer = make_tokenizer(folder)
     config = tiny_config(model_type, num_labels, vocab_size=len(tokenizer), **overrides)
     if getattr(config, "type_vocab_size", 2) < 2:  # RoBERTa-style: no segment ids
         tokenizer.model_input_names = ["input_ids", "attention_mask"]

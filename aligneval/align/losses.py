@@ -582,11 +582,10 @@ class _PairedMMD(torch.autograd.Function):
             scale = (-2.0 * f * norm / m * factor).view(-1, 1, 1)
             sb = torch.bmm(slope, b)  # [Σ_j S_ij b_j, Σ_j S_ij]
             # step = scale·(rows·a − pulled), a = x, x, y by block: two passes, in place
-            step = sb[..., :dim].mul_(-scale)
+            step = sb[..., :dim].mul_(-scale).view(3, g, length, dim)
             rows = (sb[..., dim:] * scale).view(3, g, length, 1)
-            step.view(3, g, length, dim)[:2].addcmul_(rows[:2], xs)
-            step.view(3, g, length, dim)[2].addcmul_(rows[2], ys)
-            step = step.view(3, g, length, dim)
+            step[:2].addcmul_(rows[:2], xs)
+            step[2].addcmul_(rows[2], ys)
             torch.add(step[0].view(chunk_shape), step[1].view(chunk_shape), out=gx[sl])
             st = torch.bmm(slope[g : 2 * g].transpose(-1, -2), right[:g, :, : dim + 1])  # [Σ_i S_ij x_i, Σ_i S_ij]
             scale_xy = scale[g : 2 * g]
