@@ -11,6 +11,7 @@ A cache hit loads no model (predict_split imports neither torch nor transformers
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import numpy as np
 from aligneval.artifacts import Predictions, read_json, read_predictions, write_predictions  # noqa: F401
 from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
+from aligneval.padding import fit_tokenizer
 from aligneval.paths import inside
 
 PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
@@ -286,6 +288,7 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
     from aligneval import distributed
 
+    fit_tokenizer(tokenizer, hf_model)  # pad = eos when there is no pad token; right side for registered models
     hf_model.to(distributed.state().device(device)).eval()  # auto: CUDA (this rank's GPU), MPS, else CPU
     return hf_model, tokenizer
 
@@ -307,10 +310,17 @@ def batch_plan(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def model_inputs(model, enc) -> list[str]:
+    """The encoding's columns the model's forward takes (a BERT tokenizer's segment ids never reach
+    a decoder or a DistilBERT)."""
+    accepted = inspect.signature(model.forward).parameters
+    return [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and k in accepted]
+
+
 def padded_batch(enc, names: Sequence[str], idx: np.ndarray, lengths: np.ndarray, pad_values: dict[str, int],
                  left: bool, device) -> dict[str, Any]:
     """The examples `idx` of a tokenizer's unpadded encoding as tensors padded to their own longest
-    one (on the tokenizer's side), built on the CPU by design (numpy) and moved to `device` in one copy."""
+    one (on the side `left` says), built on the CPU by design (numpy) and moved to `device` in one copy."""
     import torch
 
     width = int(lengths[idx].max())
@@ -337,21 +347,21 @@ def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
 
     from aligneval import distributed
 
+    padding = fit_tokenizer(tokenizer, model)  # before tokenizing: it may narrow the model inputs
     enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
                     max_length=max_length, padding=False)
-    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    names = model_inputs(model, enc)
     lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
     batches = distributed.batch_shard(batch_plan(lengths, batch_size), rank, world_size)
     rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
-    pad_values = {"input_ids": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                  "attention_mask": 0, "token_type_ids": 0}
-    left = getattr(tokenizer, "padding_side", "right") == "left"
+    padding = fit_tokenizer(tokenizer, model)  # idempotent; load_model applied it already
+    pad_values = {"input_ids": padding.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
     device = next(model.parameters()).device
     out = np.zeros((len(rows), model.config.num_labels), dtype=np.float64)
     done = 0
     with _progress(progress, description, len(rows)) as advance, torch.inference_mode():
         for idx in batches:
-            batch = padded_batch(enc, names, idx, lengths, pad_values, left, device)
+            batch = padded_batch(enc, names, idx, lengths, pad_values, padding.left, device)
             logits = forward(model, batch)
             out[done:done + len(idx)] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
             done += len(idx)

@@ -176,6 +176,7 @@ def align_pair(
                 aux=aux if aligned else None,
                 seed=seed, base_model=common["base_model"], hyperparameters=hp, data=data_card,
                 label_names=train_ex.label_names, versions=_versions(), run_key=keys[role],
+                padding=features["padding"],
             )
             _train_and_save(
                 twin, tokenizer, features, dev_features, folders[role], card,
@@ -326,11 +327,14 @@ def _plan(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], keys: dict
 
 
 def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int):
-    """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`."""
+    """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`.
+    The tokenizer and config follow aligneval.padding's rule (pad token, side, model inputs)."""
     import torch
     import transformers
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aligneval.padding import fit_tokenizer
 
     path = Path(model).expanduser()
     use_safetensors: bool | None = True
@@ -373,40 +377,57 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         raise error(f"cannot load model '{model}': {first}") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
+    fit_tokenizer(tokenizer, loaded)  # the padding rule (pad = eos if none, right side): saved with each twin
     return tokenizer, loaded
 
 
 def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> None:
-    """Fail before training when the q/k projections cannot be found or the freeze is impossible."""
-    from aligneval.align.hooks import arch_spec, find_qk_modules, freeze_targets
+    """Fail before training when the q/k sources cannot be found, the head counts do not group, or
+    the freeze is impossible."""
+    from aligneval.align.hooks import arch_spec, find_qk_modules, freeze_targets, head_counts
 
-    find_qk_modules(model, arch_spec(model.config, qk_pattern))
+    spec = arch_spec(model.config, qk_pattern)
+    find_qk_modules(model, spec)
+    head_counts(model.config, spec)
     freeze_targets(model, freeze_layers, qk_pattern)
 
 
 def _tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
+    """Unpadded ids (and segment ids where the tokenizer emits them), with the padding to apply:
+    the tokenizer's pad id and side as `_load` settled them (aligneval.padding)."""
     enc = tokenizer(
         examples.texts, examples.text_pairs, truncation=True, max_length=max_length, return_attention_mask=False
     )
     keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return {"columns": {k: enc[k] for k in keys}, "labels": examples.labels.tolist(),
-            "lengths": [len(ids) for ids in enc["input_ids"]], "pad_id": tokenizer.pad_token_id or 0}
+            "lengths": [len(ids) for ids in enc["input_ids"]], "pad_id": pad_id,
+            "padding": {"side": getattr(tokenizer, "padding_side", "right") or "right", "pad_token_id": pad_id,
+                        "pad_token": tokenizer.pad_token,
+                        "pad_is_eos": tokenizer.eos_token is not None and tokenizer.pad_token == tokenizer.eos_token}}
 
 
 def _collate(features: dict, index: list[int]):
-    """Dynamic padding to the longest example of the batch."""
+    """Dynamic padding to the longest example of the batch, on the side `_tokenize` recorded (right
+    for every registered architecture); the attention mask marks the real tokens either way."""
     import torch
 
     length = max(features["lengths"][i] for i in index)
+    left = features.get("padding", {}).get("side") == "left"
     batch = {}
     for name, column in features["columns"].items():
         fill = features["pad_id"] if name == "input_ids" else 0
         tensor = torch.full((len(index), length), fill, dtype=torch.long)
         for row, i in enumerate(index):
-            tensor[row, : len(column[i])] = torch.tensor(column[i], dtype=torch.long)
+            values = torch.tensor(column[i], dtype=torch.long)
+            if left:
+                tensor[row, length - len(values):] = values
+            else:
+                tensor[row, : len(values)] = values
         batch[name] = tensor
     lengths = torch.tensor([features["lengths"][i] for i in index])
-    batch["attention_mask"] = (torch.arange(length)[None, :] < lengths[:, None]).long()
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    batch["attention_mask"] = (mask.flip(1) if left else mask).long()
     labels = torch.tensor([features["labels"][i] for i in index], dtype=torch.long)
     return batch, labels
 

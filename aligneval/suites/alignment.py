@@ -21,7 +21,6 @@ architectures outside the registry; default: the model card's), per_head (false:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -32,6 +31,7 @@ import numpy as np
 
 from aligneval.artifacts import read_table, write_float_table
 from aligneval.errors import ArtifactError, UsageError
+from aligneval.padding import fit_tokenizer
 from aligneval.records import Record, SuiteOutput
 from aligneval.registry import did_you_mean
 from aligneval.suites.base import ModelInfo, SuiteContext, register_suite
@@ -278,19 +278,18 @@ def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | Non
     import torch
 
     from aligneval import diagnostics
-    from aligneval.predict import _progress, padded_batch
+    from aligneval.predict import _progress, model_inputs, padded_batch
 
     n = len(texts)
+    padding = fit_tokenizer(tokenizer, model)  # the prediction path's rule: same pad id and side
     enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
                     max_length=max_length, padding=False)
-    accepted = inspect.signature(model.forward).parameters
     # a tokenizer may emit segment ids a model does not take (a BERT tokenizer next to a DistilBERT)
-    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and k in accepted]
+    names = model_inputs(model, enc)
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
-    pad = {"input_ids": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-           "attention_mask": 0, "token_type_ids": 0}
-    left = getattr(tokenizer, "padding_side", "right") == "left"
+    pad = {"input_ids": padding.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+    left = padding.left
     device = next(model.parameters()).device
     model.eval()
     mmd = ent = None
