@@ -50,15 +50,22 @@ def family_config(model_type: str, vocab_size: int, num_labels: int = 2, **overr
 
 
 def make_family_tokenizer(folder: Path, pad: bool = True):
-    """The tiny WordPiece tokenizer, emitting only what the model takes; `pad=False` saves it without
-    a pad token (eos = [SEP]), as GPT-2's and Llama's own tokenizers come."""
-    from transformers import AutoTokenizer
+    """The tiny WordPiece tokenizer, emitting only what the model takes; `pad=False` saves it as
+    GPT-2's own tokenizer comes: no pad token, an eos token ([SEP]) it does not add to the text."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    make_tokenizer(folder)
-    # none of these families takes segment ids
-    tokenizer = AutoTokenizer.from_pretrained(folder, eos_token="[SEP]", model_input_names=["input_ids", "attention_mask"])
-    if not pad:
-        tokenizer.pad_token = None
+    inputs = ["input_ids", "attention_mask"]  # none of these families takes segment ids
+    bert = make_tokenizer(folder)
+    if pad:
+        tokenizer = AutoTokenizer.from_pretrained(folder, eos_token="[SEP]", model_input_names=inputs)
+    else:
+        backend = bert.backend_tokenizer
+        backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B:1", special_tokens=[])
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            (Path(folder) / name).unlink(missing_ok=True)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="[SEP]", unk_token="[UNK]",
+                                            model_input_names=inputs, model_max_length=64)
     tokenizer.save_pretrained(folder)
     return tokenizer
 

@@ -1,0 +1,278 @@
+"""Today's architectures on tiny random configurations built by transformers itself: ModernBERT,
+GPT-2, Llama, Qwen2, Qwen3, Mistral, Gemma 2, Gemma 3 (text) and Phi-3, the decoders with 2 key
+heads for 4 query heads (grouped-query attention).
+
+Each check has an independent reference: the model's own attention probabilities (rebuilt from the
+captured Q and K with the model's own rotary embedding), a hand loop pairing each query head with
+its group's key head, and transformers' own forward one example at a time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aligneval.align.hooks import ARCHITECTURES, attach, head_counts, arch_spec, parse_qk_pattern
+from aligneval.align.train import align_pair
+from aligneval.errors import UsageError
+from tests.tiny import sentences, write_fixture
+from tests.tiny_families import FAMILIES, HEADS, KV_HEADS, LAYERS, NO_GQA, family_config, make_family_model
+
+GQA = [f for f in FAMILIES if f not in NO_GQA]
+# families whose attention is softmax(rotary(q)·rotary(k)ᵀ·scaling + causal mask), or GPT-2's without rotary
+ROTARY_DECODERS = ["llama", "qwen2", "qwen3", "mistral", "gemma2", "phi3"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """One saved tiny model per family (seed 0), plus GPT-2 and Llama without any pad token."""
+    root = tmp_path_factory.mktemp("families")
+    built = {family: make_family_model(root, family) for family in FAMILIES}
+    built.update({f"{family}-nopad": make_family_model(root, family, pad=False) for family in ("gpt2", "llama")})
+    return built
+
+
+def _batch(vocab: int = 60, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (3, 9), generator=g)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+def test_registry_covers_todays_families():
+    assert set(FAMILIES) <= set(ARCHITECTURES.names())
+    for family in FAMILIES:
+        heads, kv = head_counts(family_config(family, 100), arch_spec(family_config(family, 100)))
+        assert (heads, kv) == (HEADS, HEADS if family in NO_GQA else KV_HEADS)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_leaves_the_forward_alone_and_gives_matched_heads(family):
+    torch.manual_seed(0)
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_config(family_config(family, 100)).eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+    with attach(model) as capture, torch.no_grad():
+        hooked = model(input_ids=ids, attention_mask=mask).logits
+        layers = capture.layers()
+        k, q = capture.stacked()
+    assert torch.equal(plain, hooked)
+    assert len(layers) == LAYERS  # sliding-window and global layers alike
+    for q_l, k_l in layers:
+        assert q_l.shape == k_l.shape == (3, HEADS, 9, 32 // HEADS)
+    assert k.shape == q.shape == (LAYERS, 3, HEADS, 9, 32 // HEADS)
+    if family not in NO_GQA:  # the query heads of one group see the very same key head
+        group = HEADS // KV_HEADS
+        for _, k_l in layers:
+            for h in range(HEADS):
+                assert torch.equal(k_l[:, h], k_l[:, (h // group) * group])
+            assert not torch.equal(k_l[:, 0], k_l[:, group])
+
+
+@pytest.mark.parametrize("family", [*ROTARY_DECODERS, "gpt2"])
+def test_captured_q_and_k_are_what_attention_uses(family):
+    """Rebuild each layer's attention probabilities from the captured Q and K (each query head with
+    its group's key head), the model's own rotary embedding and scaling, and a causal + padding
+    mask: they equal the eager attention's own. Windows are made wider than the input and Gemma 2's
+    logit soft-capping is off, so the mask is the causal one."""
+    from transformers import AutoModelForSequenceClassification
+
+    extra = {"attn_logit_softcapping": None} if family == "gemma2" else {}
+    if family in ("mistral", "gemma2"):
+        extra["sliding_window"] = 64
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(family_config(family, 100, **extra),
+                                                           attn_implementation="eager").eval()
+    ids, mask = _batch()
+    with attach(model) as capture, torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
+        layers = capture.layers()
+    length = ids.shape[1]
+    allowed = torch.ones(length, length).tril().bool()[None, None] & mask.bool()[:, None, None, :]
+    modeling = sys.modules[type(model).__module__]
+    for index, ((q, k), probs) in enumerate(zip(layers, out.attentions)):
+        if family == "gpt2":
+            scaling = 1 / math.sqrt(q.shape[-1])
+        else:
+            cos, sin = model.base_model.rotary_emb(q, torch.arange(length)[None])
+            q, k = modeling.apply_rotary_pos_emb(q, k, cos, sin)
+            scaling = model.base_model.layers[index].self_attn.scaling
+        scores = (q @ k.transpose(-1, -2) * scaling).masked_fill(~allowed, torch.finfo(q.dtype).min)
+        rebuilt = torch.softmax(scores, dim=-1)
+        rows = mask.bool()[:, None, :, None].expand_as(probs)
+        assert torch.allclose(rebuilt[rows], probs[rows], atol=1e-5), (family, index)
+
+
+def _hand_mmd2(x: np.ndarray, y: np.ndarray, scales=(0.5, 1.0, 2.0)) -> float:
+    """Unbiased MMD² of two [n, d] clouds, RBF kernels at scales × the median squared distance over
+    the distinct pairs of the pooled points (the alignment suite's definition), by plain loops."""
+    n = len(x)
+    d = lambda a, b: float(((a - b) ** 2).sum())  # noqa: E731
+    pooled = [d(x[i], x[j]) for i in range(n) for j in range(i + 1, n)]
+    pooled += [d(y[i], y[j]) for i in range(n) for j in range(i + 1, n)]
+    pooled += [d(x[i], y[j]) for i in range(n) for j in range(n)]
+    med = float(np.median(pooled)) or 1.0
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                for s in scales:
+                    total += (math.exp(-d(x[i], x[j]) / (s * med)) + math.exp(-d(y[i], y[j]) / (s * med))
+                              - math.exp(-d(x[i], y[j]) / (s * med)) - math.exp(-d(x[j], y[i]) / (s * med)))
+    return total / (n * (n - 1))
+
+
+# where each GQA layout keeps its raw queries and keys, read by our own hooks (not aligneval's)
+RAW_SOURCES = {"llama": ("q_proj", "k_proj"), "qwen3": ("q_norm", "k_norm"), "phi3": ("qkv_proj", None)}
+
+
+@pytest.mark.parametrize("family", sorted(RAW_SOURCES))
+def test_suite_per_head_mmd_pairs_each_query_head_with_its_groups_key_head(folders, family):
+    """The alignment suite's per-head K–Q MMD² equals a hand loop over examples, layers and query
+    heads h that takes key head h // (H / H_kv) straight from the model's own key module (Llama:
+    k_proj; Qwen3: k_norm, after the per-head norm; Phi-3: the k slice of the fused qkv_proj)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aligneval.suites.alignment import measure
+
+    folder = folders[family]
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = [t for t, _ in sentences(6, seed=9)]
+    train = np.arange(6) < 3
+    values = measure(model, tokenizer, texts, None, train, qk_pattern=None, max_length=32, batch_size=6,
+                     scales=(0.5, 1.0, 2.0), probe_c=1.0, probe_max_iter=100)["kq_mmd2"]
+    q_name, k_name = RAW_SOURCES[family]
+    raw: dict[str, list] = {"q": [], "k": []}
+    handles = []
+    for name, module in model.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        if last == q_name:
+            handles.append(module.register_forward_hook(lambda m, i, o: raw["q"].append(o.detach())))
+        if last == k_name:
+            handles.append(module.register_forward_hook(lambda m, i, o: raw["k"].append(o.detach())))
+    d, group = 32 // HEADS, HEADS // KV_HEADS
+    for e, text in enumerate(texts):  # one example at a time: no padding at all
+        raw["q"].clear(), raw["k"].clear()
+        with torch.no_grad():
+            model(**tokenizer(text, return_tensors="pt"))
+        for layer in range(LAYERS):
+            out = raw["q"][layer][0]
+            if family == "phi3":
+                q, k = out[:, : HEADS * d].reshape(-1, HEADS, d), out[:, HEADS * d: (HEADS + KV_HEADS) * d]
+                k = k.reshape(-1, KV_HEADS, d)
+            else:
+                q, k = out.reshape(out.shape[0], HEADS, d), raw["k"][layer][0].reshape(out.shape[0], KV_HEADS, d)
+            for h in range(HEADS):
+                expected = _hand_mmd2(k[:, h // group].double().numpy(), q[:, h].double().numpy())
+                assert values[e, layer, h] == pytest.approx(expected, rel=1e-6, abs=1e-9), (e, layer, h)
+    for handle in handles:
+        handle.remove()
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "gpt2-nopad", "llama-nopad"])
+def test_predictions_equal_transformers_one_example_at_a_time(folders, family):
+    """aligneval's length-sorted, padded, truncated batches give each example the probabilities
+    transformers' own forward gives it alone (a fresh load of the folder, unpadded). Without a pad
+    token the stated rule pads with eos; alone, transformers needs no pad at all."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aligneval.predict import load_model, predict_probs
+
+    folder = folders[family]
+    texts = [t for t, _ in sentences(9, seed=4)] + ["the plot " * 20 + "good"]  # the last one is truncated
+    model, tokenizer = load_model(folder)
+    got = predict_probs(model, tokenizer, texts, max_length=16, batch_size=4, progress=False)
+    reference_model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    reference_tokenizer = AutoTokenizer.from_pretrained(folder)
+    for i, text in enumerate(texts):
+        enc = reference_tokenizer(text, truncation=True, max_length=16, return_tensors="pt")
+        with torch.no_grad():
+            logits = reference_model(**enc).logits.double()
+        assert np.allclose(got[i], torch.softmax(logits, -1)[0].numpy(), atol=1e-5), (family, i)
+    if family.endswith("-nopad"):
+        assert reference_tokenizer.pad_token is None and reference_model.config.pad_token_id is None
+        assert tokenizer.pad_token == tokenizer.eos_token and model.config.pad_token_id == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_conversion_and_zero_lambda_twin_is_bit_identical(folders, tmp_path, family):
+    """align_pair converts and trains each family: the λ = 0 twin equals the baseline bit for bit,
+    the λ = 1 twin differs, every saved model is a plain transformers model of the original class,
+    and the card records the padding rule."""
+    from transformers import AutoModelForSequenceClassification
+
+    train = write_fixture(tmp_path, n=32)
+    result = align_pair(str(folders[family]), train, tmp_path / "out", variant="gan", lam="0,1", max_steps=3,
+                        batch_size=8, lr=1e-3, warmup_ratio=0.0, progress=False)
+    run = result.runs[0]
+    base = load_file(str(run.baseline / "model.safetensors"))
+    zero = load_file(str(run.twins[0.0] / "model.safetensors"))
+    one = load_file(str(run.twins[1.0] / "model.safetensors"))
+    assert base.keys() == zero.keys() and all(torch.equal(base[n], zero[n]) for n in base)
+    assert any(not torch.equal(base[n], one[n]) for n in base)
+    original = type(AutoModelForSequenceClassification.from_pretrained(folders[family]))
+    assert type(AutoModelForSequenceClassification.from_pretrained(run.twins[1.0])) is original
+    card = json.loads((run.twins[1.0] / "alignment.json").read_text())
+    assert card["padding"] == {"side": "right", "pad_token_id": 0, "pad_token": "[PAD]", "pad_is_eos": False}
+
+
+def test_a_model_without_pad_token_trains_with_pad_eos_written_in_the_card(folders, tmp_path):
+    train = write_fixture(tmp_path, n=32)
+    result = align_pair(str(folders["gpt2-nopad"]), train, tmp_path / "out", variant="mmd", lam=1.0, max_steps=2,
+                        batch_size=8, progress=False)
+    card = json.loads((result.aligned / "alignment.json").read_text())
+    assert card["padding"] == {"side": "right", "pad_token_id": 3, "pad_token": "[SEP]", "pad_is_eos": True}
+    saved = json.loads((result.aligned / "config.json").read_text())
+    assert saved["pad_token_id"] == 3
+
+
+def test_qk_pattern_says_fused_and_head_counts(folders):
+    from transformers import AutoModelForSequenceClassification
+
+    spec = parse_qk_pattern("fused=qkv_proj,heads=4,kv_heads=2")
+    assert spec.fused and (spec.query, spec.heads, spec.kv_heads) == ("qkv_proj", 4, 2)
+    assert parse_qk_pattern("query,key") == parse_qk_pattern(" query , key ")  # the old form
+    for bad in ("q_proj", "fused=x,q", "q,k,heads=0", "q,k,kv_heads=two", "q,k,colour=red", "fused=("):
+        with pytest.raises(UsageError):
+            parse_qk_pattern(bad)
+    model = AutoModelForSequenceClassification.from_pretrained(folders["phi3"]).eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        with attach(model) as registered:
+            model(input_ids=ids, attention_mask=mask)
+            expected = registered.layers()
+        model.config.model_type = "phi3-lookalike"  # outside the registry: named by hand
+        with attach(model, "fused=qkv_proj,kv_heads=2") as named:
+            model(input_ids=ids, attention_mask=mask)
+            got = named.layers()
+    assert all(torch.equal(a, b) for pair, other in zip(expected, got) for a, b in zip(pair, other))
+    with pytest.raises(UsageError, match="cannot be grouped"):
+        attach(model, "fused=qkv_proj,kv_heads=3")
+
+
+# ---------- trained effects (slow) ------------------------------------------------------------------
+
+def _mean_mmd(folder, texts, train_half) -> float:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aligneval.suites.alignment import measure
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    values = measure(model, tokenizer, texts, None, train_half, qk_pattern=None, max_length=32, batch_size=32,
+                     scales=(0.5, 1.0, 2.0), probe_c=1.0, probe_max_iter=200)
+    return float(np.nanmean(values["kq_mmd2"]))
