@@ -366,3 +366,39 @@ def test_align_run_report_end_to_end(folders, tmp_path, family, monkeypatch, cap
     assert main(["report", str(run_dir), "--out", str(report), "--resamples", "50"]) == 0
     assert '<section id="alignment">' in (report / "report.html").read_text()
     assert "Alignment" in (report / "report.md").read_text()
+
+
+def test_readme_lists_exactly_the_registry():
+    """README.md's architecture table is the one scripts/supported_architectures.py generates from
+    the registry (run it with --write after adding an entry)."""
+    import importlib.util as util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "supported_architectures.py"
+    spec = util.spec_from_file_location("supported_architectures", path)
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    block = module.readme_block(module.README.read_text())
+    assert block == module.block()
+    for name in ARCHITECTURES.names():
+        assert f"| `{name}` |" in block
+    assert "real weights (all-MiniLM-L6-v2)" in block
+
+
+def test_attack_wrapper_pads_a_model_without_pad_token_like_one_example_at_a_time(folders):
+    """The attack path loads through the same rule: a GPT-2 without a pad token gets pad = eos and
+    scores a batch of different lengths as transformers scores each text alone."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from aligneval.attack.wrapper import BatchedClassifier, load_classifier
+
+    folder = folders["gpt2-nopad"]
+    model, tokenizer = load_classifier(folder, device="cpu")
+    texts = [t for t, _ in sentences(5, seed=2)]
+    got = BatchedClassifier(model, tokenizer, batch_size=5)(texts)
+    reference = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    reference_tokenizer = AutoTokenizer.from_pretrained(folder)
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            logits = reference(**reference_tokenizer(text, return_tensors="pt")).logits[0]
+        assert np.allclose(got[i], logits.numpy(), atol=1e-5)

@@ -52,6 +52,7 @@ class ArchSpec:
     kv_heads: int | None = None
     head_axis: int = 2
     tested: str = "tiny random configurations"
+    note: str = ""
 
     @property
     def fused(self) -> bool:
@@ -59,9 +60,9 @@ class ArchSpec:
 
     def describe(self) -> str:
         """One line for docs: where Q and K come from."""
-        if self.fused:
-            return f"`{self.query}` (fused q|k|v)"
-        return f"`{self.query}` / `{self.key}`"
+        where = (f"`{self.query}`, one fused output: q, then k, then v, split by head widths" if self.fused
+                 else f"`{self.query}` / `{self.key}`")
+        return f"{where} ({self.note})" if self.note else where
 
 
 ARCHITECTURES: Registry[ArchSpec] = Registry("architecture")
@@ -74,15 +75,16 @@ ARCHITECTURES.add("deberta-v2", ArchSpec("query_proj", "key_proj"))
 ARCHITECTURES.add("mpnet", ArchSpec("q", "k"))
 # fused q|k|v projections (ModernBERT's Linear; GPT-2's Conv1D, whose output is laid out the same)
 ARCHITECTURES.add("modernbert", ArchSpec("Wqkv", None, layers="layers"))
-ARCHITECTURES.add("gpt2", ArchSpec("c_attn", None, layers="h", embeddings=("wte", "wpe")))
+ARCHITECTURES.add("gpt2", ArchSpec("c_attn", None, layers="h", embeddings=("wte", "wpe"), note="a Conv1D"))
 ARCHITECTURES.add("phi3", ArchSpec("qkv_proj", None, layers="layers", embeddings=("embed_tokens",)))
 # decoders with separate projections and (optionally) fewer key/value heads
 for _name in ("llama", "mistral", "qwen2", "gemma2"):
     ARCHITECTURES.add(_name, ArchSpec("q_proj", "k_proj", layers="layers", embeddings=("embed_tokens",)))
 # per-head RMSNorm on q and k right after the projection: the attention uses the normed vectors
-ARCHITECTURES.add("qwen3", ArchSpec("q_norm", "k_norm", layers="layers", embeddings=("embed_tokens",)))
+_NORMED = "the per-head RMSNorm right after `q_proj` / `k_proj`"
+ARCHITECTURES.add("qwen3", ArchSpec("q_norm", "k_norm", layers="layers", embeddings=("embed_tokens",), note=_NORMED))
 ARCHITECTURES.add("gemma3_text", ArchSpec("q_norm", "k_norm", layers="layers", embeddings=("embed_tokens",),
-                                          head_axis=1))  # Gemma 3 norms after the head transpose
+                                          head_axis=1, note=_NORMED))  # Gemma 3 norms after the head transpose
 
 
 # ---------- --qk-pattern ---------------------------------------------------------------------------

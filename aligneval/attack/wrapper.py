@@ -38,7 +38,9 @@ def load_classifier(path: str | Path, trust_remote_code: bool = False, device: s
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{folder}: cannot load the model: {str(err).splitlines()[0]}") from None
     from aligneval import distributed
+    from aligneval.padding import fit_tokenizer
 
+    fit_tokenizer(tokenizer, model)  # the prediction path's padding rule (pad = eos when there is none)
     model.to(distributed.state().device(device)).eval()
     return model, tokenizer
 
