@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
         text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
         label_column: str = typer.Option("label", "--label-column"),
         qk_pattern: Optional[str] = typer.Option(
-            None, "--qk-pattern", help="For unsupported architectures: 'QUERY,KEY' module-name patterns (regex)."
+            None, "--qk-pattern", help="For unsupported architectures: 'QUERY,KEY' module-name patterns (regex), or "
+                                     "'fused=QKV' for one q|k|v output; add heads=N,kv_heads=N if the config lacks them."
         ),
         variant_option: Optional[List[str]] = typer.Option(
             None, "--variant-option", help="Variant setting KEY=VALUE, e.g. navigator=adversarial, eps=0.05."

@@ -1,4 +1,4 @@
-"""Are the model's keys and queries aligned? Diagnostics for any encoder in the q/k registry.
+"""Are the model's keys and queries aligned? Diagnostics for any model in the q/k registry.
 
 On a seeded sample of one split's examples (the same ids for every model), every layer × head gets,
 over the real tokens only (padding excluded):
@@ -13,9 +13,14 @@ comparison bootstraps twin − baseline. Diagnostics carry no better/worse direc
 Per-example values: run_dir/alignment/<model>/<split>.parquet, reused while weights, settings and
 sampled ids are unchanged (a re-run loads no model). See docs/alignment.md.
 
+Heads are query heads: with grouped-query attention each is paired with the key head it attends
+with (the capture repeats each key head over its group). Padding follows aligneval.padding (the
+prediction path's rule) and is masked on either side.
+
 Settings: split (default: the run's test split), num_examples, seed (default: the run's), scales,
-probe_c (the probe's inverse L2 strength), probe_max_iter, qk_pattern ('QUERY,KEY' module names for
-architectures outside the registry; default: the model card's), per_head (false: no per-head records).
+probe_c (the probe's inverse L2 strength), probe_max_iter, qk_pattern ('QUERY,KEY' module names, or
+'fused=QKV', optionally with heads=N, kv_heads=N, for architectures outside the registry; default:
+the model card's), per_head (false: no per-head records).
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ class AlignmentSettings:
             raise UsageError(f"probe_max_iter must be a positive integer, not {m['probe_max_iter']!r}")
         if m["qk_pattern"] is not None:
             if not isinstance(m["qk_pattern"], str):
-                raise UsageError(f"qk_pattern must be a string 'QUERY,KEY', not {m['qk_pattern']!r}")
+                raise UsageError(f"qk_pattern must be a string 'QUERY,KEY' or 'fused=QKV', not {m['qk_pattern']!r}")
             from aligneval.align.hooks import parse_qk_pattern
 
             parse_qk_pattern(m["qk_pattern"])
@@ -345,7 +350,8 @@ def _attach(model: Any, qk_pattern: str | None):
     try:
         return attach(model, qk_pattern)
     except UsageError as err:
-        raise UsageError(err.message.replace(QK_PATTERN_OPTION, 'the setting qk_pattern = "QUERY,KEY"')) from None
+        raise UsageError(err.message.replace(QK_PATTERN_OPTION,
+                                             'the setting qk_pattern = "QUERY,KEY" (or "fused=QKV")')) from None
 
 
 def _card_qk_pattern(info: ModelInfo) -> str | None:
@@ -388,7 +394,7 @@ def model_values(info: ModelInfo, examples: Any, split: str, st: AlignmentSettin
 
 
 @register_suite(SUITE, description="Key–query alignment per layer and head: MMD², linear-probe accuracy, "
-                "attention entropy (any encoder in the q/k registry)",
+                "attention entropy (any model in the q/k registry)",
                 defaults=DEFAULTS, needs_models=True, validate=validate)
 def alignment(ctx: SuiteContext, settings: dict[str, Any]) -> SuiteOutput:
     st = AlignmentSettings.from_dict(settings)
