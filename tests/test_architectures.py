@@ -116,6 +116,36 @@ def test_captured_q_and_k_are_what_attention_uses(family):
         assert torch.allclose(rebuilt[rows], probs[rows], atol=1e-5), (family, index)
 
 
+FUSED = {"gpt2": "transformer.h.1.attn.c_attn.weight", "phi3": "model.layers.1.self_attn.qkv_proj.weight",
+         "modernbert": "model.layers.1.attn.Wqkv.weight"}
+
+
+@pytest.mark.parametrize("family", sorted(FUSED))
+def test_alignment_gradient_reaches_exactly_the_key_slice_of_a_fused_projection(family):
+    """gan detaches the queries, and nothing is captured above the top layer: so in the top layer's
+    fused projection only the key rows (GPT-2's Conv1D: columns) get a gradient from the alignment
+    term; the query and value slices get exactly zero."""
+    from transformers import AutoModelForSequenceClassification
+
+    from aligneval.align.train import build_game
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(family_config(family, 100)).train()
+    ids, mask = _batch()
+    batch = {"input_ids": ids, "attention_mask": mask}
+    game = build_game(model, "gan", 1.0, {}, {"aux_lr": 1e-3, "aux_steps": 1}, 0, batch)
+    model(**batch)
+    game.alignment_term(mask).backward()
+    game.capture.remove()
+    grad = dict(model.named_parameters())[FUSED[family]].grad
+    d = 32 // HEADS
+    kv = HEADS if family in NO_GQA else KV_HEADS
+    widths = [HEADS * d, kv * d, kv * d]
+    q, k, v = grad.split(widths, dim=1 if family == "gpt2" else 0)
+    assert torch.count_nonzero(q) == 0 and torch.count_nonzero(v) == 0
+    assert k.abs().sum() > 0
+
+
 def _hand_mmd2(x: np.ndarray, y: np.ndarray, scales=(0.5, 1.0, 2.0)) -> float:
     """Unbiased MMD² of two [n, d] clouds, RBF kernels at scales × the median squared distance over
     the distinct pairs of the pooled points (the alignment suite's definition), by plain loops."""
