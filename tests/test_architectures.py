@@ -432,3 +432,25 @@ def test_attack_wrapper_pads_a_model_without_pad_token_like_one_example_at_a_tim
         with torch.no_grad():
             logits = reference(**reference_tokenizer(text, return_tensors="pt")).logits[0]
         assert np.allclose(got[i], logits.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "modernbert", "qwen3"])
+def test_freeze_layers_freezes_the_embeddings_and_bottom_layers(family):
+    from transformers import AutoModelForSequenceClassification
+
+    from aligneval.align.hooks import encoder_layers, freeze_bottom
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(family_config(family, 100, **(
+        {"n_layer": 3} if family == "gpt2" else {"num_hidden_layers": 3})))
+    freeze_bottom(model, 2)
+    layers = encoder_layers(model, arch_spec(model.config))
+    assert len(layers) == 3
+    assert not any(p.requires_grad for layer in layers[:2] for p in layer.parameters())
+    assert all(p.requires_grad for p in layers[2].parameters())
+    embedding = model.get_input_embeddings()
+    assert not embedding.weight.requires_grad
+    ids, mask = _batch()
+    with attach(model, trainable_only=True) as capture:
+        model(input_ids=ids, attention_mask=mask)
+        assert len(capture.layers()) == 1
