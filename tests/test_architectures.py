@@ -326,9 +326,10 @@ GAN_UNRELIABLE = {"gpt2", "llama", "qwen2", "gemma2", "phi3"}  # some seed misse
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", [
-    pytest.param(f, marks=pytest.mark.xfail(reason=f"gan's game at 80 steps is not reliable on tiny {f}: "
-                                              f"twin/baseline {GAN_MEASURED[f]} (seeds 0, 1, 2; λ 0.1/1)",
-                                              strict=False))
+    # not run (each would cost ~20 s to show what benchmarks/family_alignment.py measures): the gap is
+    # listed in every test report with its figures; re-measure with the benchmark after a game change
+    pytest.param(f, marks=pytest.mark.xfail(run=False, reason=f"gan's game at 80 steps is not reliable on tiny "
+                                              f"{f}: twin/baseline {GAN_MEASURED[f]} (seeds 0, 1, 2; λ 0.1/1)"))
     if f in GAN_UNRELIABLE else f for f in FAMILIES])
 def test_gan_twins_have_keys_closer_to_queries(folders, tmp_path, family):
     """gan at λ = 0.1 and 1, the every-variant test's budget (80 steps, batch 16, lr 1e-3, default
