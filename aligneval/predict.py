@@ -347,14 +347,14 @@ def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
 
     from aligneval import distributed
 
-    padding = fit_tokenizer(tokenizer, model)  # before tokenizing: it may narrow the model inputs
+    # idempotent (load_model applied it already); before tokenizing: it may narrow the model inputs
+    padding = fit_tokenizer(tokenizer, model)
     enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
                     max_length=max_length, padding=False)
     names = model_inputs(model, enc)
     lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
     batches = distributed.batch_shard(batch_plan(lengths, batch_size), rank, world_size)
     rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
-    padding = fit_tokenizer(tokenizer, model)  # idempotent; load_model applied it already
     pad_values = {"input_ids": padding.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
     device = next(model.parameters()).device
     out = np.zeros((len(rows), model.config.num_labels), dtype=np.float64)
