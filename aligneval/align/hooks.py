@@ -233,6 +233,9 @@ def _flat(output: Any, where: str, head_axis: int) -> Any:
     """A module's output as [B, L, width]: a per-head norm's 4-D output is merged back."""
     import torch
 
+    if torch.is_tensor(output) and output.dim() == 2:  # ModernBERT under flash attention: tokens unpadded
+        raise UsageError(f"{where} returns unpadded [tokens, width] output (a flash-attention path); load the "
+                         "model with attn_implementation='sdpa' or 'eager' to capture its queries and keys")
     if not torch.is_tensor(output) or output.dim() not in (3, 4):
         raise UsageError(f"{where} does not return a [batch, length, width] tensor; it cannot be a q/k source")
     if output.dim() == 3:
