@@ -71,15 +71,24 @@ def _matches(pattern: str, name: str) -> bool:
     return bool(re.fullmatch(pattern, name.rsplit(".", 1)[-1]) or re.fullmatch(pattern, name))
 
 
+def _is_projection(name: str, module: Any) -> bool:
+    """An nn.Linear, or a peft adapter layer around one (LoRA): hooking the adapter layer captures the
+    adapted projection's output, so the alignment gradient reaches the adapter's weights. The
+    adapter's own inner Linears (base_layer, lora_A/B) are not projections."""
+    from torch import nn
+
+    if ".lora_" in name or name.endswith("base_layer"):
+        return False
+    return isinstance(module, nn.Linear) or isinstance(getattr(module, "base_layer", None), nn.Linear)
+
+
 def find_qk_modules(model: Any, spec: ArchSpec) -> list[tuple[str, Any, str, Any]]:
     """(q_name, q_module, k_name, k_module) per attention layer, in model order.
 
     The i-th query Linear is paired with the i-th key Linear; both lists must have the same length.
     """
-    from torch import nn
-
-    qs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(spec.query, n)]
-    ks = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(spec.key, n)]
+    qs = [(n, m) for n, m in model.named_modules() if _is_projection(n, m) and _matches(spec.query, n)]
+    ks = [(n, m) for n, m in model.named_modules() if _is_projection(n, m) and _matches(spec.key, n)]
     if not qs or len(qs) != len(ks):
         raise UsageError(
             f"found {len(qs)} query and {len(ks)} key projection(s) matching '{spec.query}' / '{spec.key}'; "
@@ -185,10 +194,15 @@ def attach(model: Any, qk_pattern: str | None = None, trainable_only: bool = Fal
     spec = arch_spec(model.config, qk_pattern)
     modules = find_qk_modules(model, spec)
     if trainable_only:
-        modules = [m for m in modules if m[1].weight.requires_grad or m[3].weight.requires_grad]
+        modules = [m for m in modules if _trains(m[1]) or _trains(m[3])]
         if not modules:
             raise UsageError("every attention layer is frozen: lower --freeze-layers")
     return QKCapture(modules, num_heads(model.config))
+
+
+def _trains(module: Any) -> bool:
+    """Any trainable parameter (a LoRA layer's frozen base weight next to its trainable adapter counts)."""
+    return any(p.requires_grad for p in module.parameters())
 
 
 def encoder_layers(model: Any, spec: ArchSpec) -> Any | None:

@@ -25,6 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from aligneval import choices
+from aligneval.align.lora import for_saving
+from aligneval.choices import is_choices
 from aligneval.data import DataSource, Examples, load_examples, require_classes
 from aligneval.errors import ArtifactError, ResourceError, UsageError
 
@@ -100,6 +103,8 @@ def align_pair(
     progress: bool = True,
     device: str | None = None,
     mixed_precision: str = "no",
+    task: str | None = None,
+    lora: Any = None,
     **data_kwargs: Any,
 ) -> AlignResult:
     """Fine-tune `model` (hub id or local folder) and its aligned twin(s) on `train`; see module doc.
@@ -112,9 +117,13 @@ def align_pair(
     Runs on accelerate: the device is picked automatically (`device`), `mixed_precision` is
     no|fp16|bf16, and under `accelerate launch` each process trains on its shard of the same
     seeded batch order (docs/scaling.md); only the main process writes.
+    `task` is sequence-classification (default) or multiple-choice (aligneval.tasks, aligneval.choices);
+    `lora` ("r=8,alpha=16" or LoraSettings) trains both twins as LoRA adapters, saved merged (align/lora.py).
     """
     from aligneval import distributed
+    from aligneval.align.lora import adapt, card as lora_card, check_compatible, parse_lora
     from aligneval.align.losses import VARIANTS
+    from aligneval.tasks import DEFAULT_TASK, get_task
 
     VARIANTS.get(variant)  # unknown variant -> "did you mean" before any work
     seeds = _check_seeds(seeds)
@@ -126,14 +135,23 @@ def align_pair(
         schedule="linear warm-up then linear decay",
         processes=distributed.state(device).world_size, mixed_precision=mixed_precision,
     )
+    task = get_task(task).name
+    lora = parse_lora(lora)
+    check_compatible(lora, freeze_layers)
+    if task != DEFAULT_TASK:
+        hp["task"] = task
+    if lora is not None:
+        hp["lora"] = lora.to_dict()
     _check_numbers(hp)
     aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps)
     options = dict(variant_options or {})
     _check_options(variant, options)
     accelerator = distributed.make_accelerator(device, mixed_precision)  # bad device/precision: exit 2 now
 
-    train_src, dev_src = _source(train, data_kwargs), (None if dev is None else _source(dev, data_kwargs))
+    train_src = _source(train, data_kwargs, task)
+    dev_src = None if dev is None else _source(dev, data_kwargs, task)
     train_ex = load_examples(train_src)
+    _check_task(train_ex, task)
     require_classes(train_ex)
     dev_ex = load_examples(dev_src, label_names=train_ex.label_names) if dev_src is not None else None
 
@@ -152,8 +170,10 @@ def align_pair(
     if not todo:
         return result
 
-    tokenizer, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=todo[0][0])
+    tokenizer, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=todo[0][0], task=task)
     _check_architecture(loaded, qk_pattern, freeze_layers)
+    full_size = sum(p.numel() for p in loaded.parameters())
+    loaded = adapt(loaded, lora, todo[0][0], qk_pattern)  # LoRA: one adapter init, copied into every twin
     features = _tokenize(tokenizer, train_ex, max_length)
     dev_features = _tokenize(tokenizer, dev_ex, max_length) if dev_ex is not None else None
     data_card = {"train": _data_card(train_ex), "dev": None if dev_ex is None else _data_card(dev_ex)}
@@ -161,7 +181,8 @@ def align_pair(
     by_seed = {r.seed: r for r in result.runs}
     for seed, folders, roles in todo:
         if loaded is None:
-            _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed)
+            _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed, task=task)
+            loaded = adapt(loaded, lora, seed, qk_pattern)
         for i, role in enumerate(roles):
             # every role starts from the same weights (same head initialisation); the last takes the original
             twin = loaded if i == len(roles) - 1 else copy.deepcopy(loaded)
@@ -175,7 +196,8 @@ def align_pair(
                 variant_options=options if aligned else {},
                 aux=aux if aligned else None,
                 seed=seed, base_model=common["base_model"], hyperparameters=hp, data=data_card,
-                label_names=train_ex.label_names, versions=_versions(), run_key=keys[role],
+                label_names=train_ex.label_names, versions=_versions(), run_key=keys[role], task=task,
+                lora=None if lora is None else lora_card(lora, loaded, full_size),
             )
             _train_and_save(
                 twin, tokenizer, features, dev_features, folders[role], card,
@@ -265,13 +287,25 @@ def _check_numbers(hp: dict) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {hp[name]}")
 
 
-def _source(data, data_kwargs: dict) -> DataSource:
+def _source(data, data_kwargs: dict, task: str | None = None) -> DataSource:
+    from aligneval.tasks import data_columns
+
     if isinstance(data, DataSource):
-        return replace(data, **data_kwargs) if data_kwargs else data
-    try:
-        return DataSource(path=str(data), **data_kwargs)
+        given = {k: v for k, v in data_kwargs.items() if v is not None}
+        return replace(data, **given) if given else data
+    try:  # a path reads the task's default columns (multiple choice: SWAG's) unless told otherwise
+        return DataSource(path=str(data), **data_columns(task, data_kwargs))
     except TypeError as exc:
         raise UsageError(f"unknown data option: {exc}") from None
+
+
+def _check_task(examples: Examples, task: str) -> None:
+    from aligneval.choices import is_choices
+    from aligneval.tasks import MULTIPLE_CHOICE
+
+    if is_choices(examples) != (task == MULTIPLE_CHOICE):
+        raise UsageError(f"{examples.source}: the data is {'' if is_choices(examples) else 'not '}multiple choice "
+                         f"but the task is {task}; name the task with --task (and choice columns for multiple choice)")
 
 
 def _model_ref(model: str) -> str:
@@ -325,12 +359,15 @@ def _plan(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], keys: dict
 # ----------------------------------------------------------------------------- loading
 
 
-def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int):
+def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int,
+          task: str | None = None):
     """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`."""
     import torch
     import transformers
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from aligneval.tasks import auto_model_class
 
     path = Path(model).expanduser()
     use_safetensors: bool | None = True
@@ -362,7 +399,7 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         torch.manual_seed(seed)
-        loaded = AutoModelForSequenceClassification.from_pretrained(
+        loaded = auto_model_class(task).from_pretrained(
             model, num_labels=len(label_names), id2label=id2label,
             label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
             use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
@@ -385,6 +422,8 @@ def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> No
 
 
 def _tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
+    if is_choices(examples):  # multiple choice: C pairs per example (aligneval.choices)
+        return choices.tokenize(tokenizer, examples, max_length)
     enc = tokenizer(
         examples.texts, examples.text_pairs, truncation=True, max_length=max_length, return_attention_mask=False
     )
@@ -396,6 +435,9 @@ def _tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
 def _collate(features: dict, index: list[int]):
     """Dynamic padding to the longest example of the batch."""
     import torch
+
+    if "choices" in features:  # multiple choice: [B, C, L] (aligneval.choices)
+        return choices.collate(features, index)
 
     length = max(features["lengths"][i] for i in index)
     batch = {}
@@ -531,7 +573,7 @@ def _train_and_save(model, tokenizer, features, dev_features, target: Path, card
         if main:
             card.update(stats)
             card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            for_saving(accelerator.unwrap_model(model)).save_pretrained(tmp, safe_serialization=True)  # LoRA: merged
             tokenizer.save_pretrained(tmp)
             (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
             if target.exists():
@@ -604,7 +646,9 @@ def _train(model, features, dev_features, log_path: Path | None, *, variant, lam
                         with accelerator.autocast():
                             logits = ddp_model(**batch).logits
                             task = F.cross_entropy(logits.float(), labels)
-                            loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
+                            # multiple choice runs the encoder on B·C sequences: the mask as [B·C, L]
+                            mask = batch["attention_mask"].flatten(0, -2)
+                            loss = task if game is None else task + game.alignment_term(mask, sums)
                         accelerator.backward(loss / len(group))
                     sums.task += float(task.detach())
                 if hp["clip"]:
