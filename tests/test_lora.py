@@ -162,3 +162,41 @@ def test_lora_flag_and_its_bad_combinations_on_the_command_line(tiny, tmp_path, 
         code = main([*args, *extra, "--out", str(tmp_path / "bad")])
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+@pytest.mark.slow
+def test_lora_multiple_choice_pair_in_two_processes(tmp_path):
+    """`align --num-processes 2 --lora ... --task multiple-choice`: at λ = 0 the merged twins are
+    bit-identical, at λ > 0 they differ; the card says two processes; the folders load with
+    AutoModelForMultipleChoice."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoModelForMultipleChoice
+
+    from tests.tiny_choices import write_swag
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT", "ACCELERATE_USE_CPU"):
+        env.pop(name, None)
+    model = make_tiny_model(tmp_path)
+    args = [sys.executable, "-m", "aligneval", "align", "--model", str(model), "--train",
+            str(write_swag(tmp_path, n=32)), "--task", "multiple-choice", "--lora", "r=4,alpha=8",
+            "--max-steps", "3", "--batch-size", "4", "--lr", "1e-3", "--max-length", "24", "--no-progress",
+            "--num-processes", "2", "--variant", "mmd"]
+    for lam in ("0", "1"):
+        out = tmp_path / f"pair-{lam}"
+        proc = subprocess.run([*args, "--lambda", lam, "--out", str(out)], env=env, capture_output=True, text=True,
+                              cwd=root, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        base = load_file(str(out / "baseline" / "model.safetensors"))
+        twin = load_file(str(out / "aligned" / "model.safetensors"))
+        assert all(torch.equal(base[n], twin[n]) for n in base) == (lam == "0")
+        card = json.loads((out / "aligned" / CARD_NAME).read_text())
+        assert card["hyperparameters"]["processes"] == 2 and card["task"] == "multiple-choice"
+        assert card["lora"]["r"] == 4
+        assert type(AutoModelForMultipleChoice.from_pretrained(out / "aligned")).__name__ == "BertForMultipleChoice"
