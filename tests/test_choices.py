@@ -280,3 +280,45 @@ def test_adversarial_suite_says_it_does_not_apply(trained, capsys):
                  "--suite", "adversarial", "--out", str(trained["tmp"] / "adv"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not apply to multiple-choice" in err[0], err
+
+
+def test_shipped_swag_hellaswag_spec_reads_the_documented_columns():
+    """allenai/swag (regular): sent1, sent2, ending0..3, label ClassLabel "0".."3" (-1 hidden);
+    Rowan/hellaswag: ctx_a, ctx_b, endings (list), label as a string. The shipped spec reads those."""
+    from aligneval.spec import load_spec
+
+    spec = load_spec("swag-hellaswag", check_files=False)
+    assert spec.task == MULTIPLE_CHOICE and set(spec.suites) == {"accuracy", "calibration", "ood", "uncertainty"}
+    roles = {name: split.role for name, split in spec.splits.items()}
+    assert roles == {"dev": "dev", "test": "test", "hellaswag": "ood"}
+    for name in ("dev", "test"):
+        src = spec.splits[name].source
+        assert (src.path, src.hub_config, src.text_column, src.text_pair_column, src.label_column) == (
+            "hub:allenai/swag", "regular", "sent1", "sent2", "label")
+        assert src.choice_columns == ("ending0", "ending1", "ending2", "ending3") and src.drop_labels == ("-1",)
+    assert spec.splits["dev"].source.hub_split == "validation[:50%]"
+    assert spec.splits["test"].source.hub_split == "validation[50%:]"
+    hella = spec.splits["hellaswag"].source
+    assert (hella.path, hella.hub_split, hella.text_column, hella.text_pair_column, hella.choice_columns) == (
+        "hub:Rowan/hellaswag", "validation", "ctx_a", "ctx_b", ("endings",))
+
+
+def test_hub_split_rows_read_as_the_datasets_give_them(tmp_path):
+    """The rows `datasets` gives for each hub split (their documented features: SWAG's label a
+    ClassLabel integer, HellaSwag's a string, endings a list), saved with save_to_disk and read
+    through the shipped spec's column settings."""
+    import datasets
+
+    from aligneval.spec import load_spec
+
+    spec = load_spec("swag-hellaswag", check_files=False)
+    swag = datasets.Dataset.from_list(_lines(write_swag(tmp_path, n=6)), features=datasets.Features({
+        "video-id": datasets.Value("string"), "sent1": datasets.Value("string"), "sent2": datasets.Value("string"),
+        **{f"ending{j}": datasets.Value("string") for j in range(4)},
+        "label": datasets.ClassLabel(names=["0", "1", "2", "3"])}))
+    hella = datasets.Dataset.from_list(_lines(write_hellaswag(tmp_path, n=5)))
+    for name, ds in (("test", swag), ("hellaswag", hella)):
+        ds.save_to_disk(str(tmp_path / name))
+        src = spec.splits[name].source
+        ex = load_examples(DataSource(**{**src.__dict__, "path": str(tmp_path / name), "hub_split": None}))
+        assert ex.num_choices == 4 and ex.labels.tolist() == [int(x) for x in ds["label"]]
