@@ -200,3 +200,23 @@ def test_lora_multiple_choice_pair_in_two_processes(tmp_path):
         assert card["hyperparameters"]["processes"] == 2 and card["task"] == "multiple-choice"
         assert card["lora"]["r"] == 4
         assert type(AutoModelForMultipleChoice.from_pretrained(out / "aligned")).__name__ == "BertForMultipleChoice"
+
+
+def test_lora_step_benchmark_runs_and_counts_the_adapters(capsys):
+    """benchmarks/lora_step.py on the tiny BERT (no timing asserted): its trainable fraction is the
+    hand count: rank-8 A [8, 32] and B [32, 8] on 2 layers × (query, key), plus the 2-label head."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "lora_step.py"
+    spec = importlib.util.spec_from_file_location("lora_step", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--model", "tiny-bert", "--steps", "1", "--batch-size", "2", "--length", "8", "--threads",
+                       "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    total = sum(p.numel() for p in bench.build_model("tiny-bert")[0].parameters())
+    trainable = 2 * 2 * (8 * 32 + 32 * 8) + (32 * 2 + 2)
+    assert doc["trainable_fraction"]["lora-aligned"] == pytest.approx(trainable / total, abs=1e-6)
+    assert doc["trainable_fraction"]["full-baseline"] == 1.0
+    assert set(doc["ratio_to_full_baseline"]) == {"full-aligned", "lora-baseline", "lora-aligned"}

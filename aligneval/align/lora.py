@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aligneval.errors import UsageError
+from aligneval.errors import ResourceError, UsageError
 from aligneval.registry import did_you_mean
 
 KEYS = ("r", "alpha", "dropout", "targets")
@@ -89,7 +89,14 @@ def _number(raw: Any, name: str, kind: type) -> Any:
 
 
 def check_compatible(settings: LoraSettings | None, freeze_layers: int) -> None:
-    if settings is not None and freeze_layers:
+    """Before any work: peft is installed, and nothing else asks to freeze layers."""
+    if settings is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise ResourceError("--lora needs the peft library: pip install 'aligneval[lora]'")
+    if freeze_layers:
         raise UsageError("--freeze-layers does not combine with --lora: with adapters only they and the "
                          "task head train already")
 
