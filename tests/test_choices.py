@@ -322,3 +322,27 @@ def test_hub_split_rows_read_as_the_datasets_give_them(tmp_path):
         src = spec.splits[name].source
         ex = load_examples(DataSource(**{**src.__dict__, "path": str(tmp_path / name), "hub_split": None}))
         assert ex.num_choices == 4 and ex.labels.tolist() == [int(x) for x in ds["label"]]
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra", "albert", "distilbert",
+                                        "deberta-v2", "mpnet"])
+def test_every_registry_architecture_trains_and_predicts_a_multiple_choice_pair(tmp_path, model_type):
+    """Each architecture of the q/k registry has a multiple-choice head in transformers: a twin pair
+    trains (mmd term on) and its saved twin predicts [n, 4] probabilities."""
+    from aligneval import predict
+    from aligneval.align.train import align_pair
+    from tests.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path, model_type)
+    if model_type in ("distilbert", "mpnet"):  # as their real tokenizers: no segment ids (the models take none)
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(folder, model_input_names=["input_ids", "attention_mask"]).save_pretrained(folder)
+    result = align_pair(str(folder), write_swag(tmp_path, n=8), tmp_path / "pair", task=MULTIPLE_CHOICE,
+                        variant="mmd", lam=0.1, max_steps=2, batch_size=4, max_length=24, progress=False)
+    model, tokenizer = predict.load_model(result.aligned)
+    assert task_of_config(model.config) == MULTIPLE_CHOICE
+    ex = load_examples(DataSource(str(write_swag(tmp_path, n=5, seed=4)), **SWAG))
+    rows, probs = choices.predict_choices(model, tokenizer, ex, max_length=24, batch_size=2, progress=False)
+    assert sorted(rows.tolist()) == list(range(5)) and probs.shape == (5, 4)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
