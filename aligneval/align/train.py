@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligneval import choices
-from aligneval.align.lora import for_saving
+from aligneval.align.lora import LoraSettings, for_saving
 from aligneval.choices import is_choices
 from aligneval.data import DataSource, Examples, load_examples, require_classes
 from aligneval.errors import ArtifactError, ResourceError, UsageError
@@ -104,7 +104,7 @@ def align_pair(
     device: str | None = None,
     mixed_precision: str = "no",
     task: str | None = None,
-    lora: Any = None,
+    lora: str | dict | LoraSettings | None = None,
     **data_kwargs: Any,
 ) -> AlignResult:
     """Fine-tune `model` (hub id or local folder) and its aligned twin(s) on `train`; see module doc.
@@ -300,7 +300,7 @@ def _source(data, data_kwargs: dict, task: str | None = None) -> DataSource:
 
 
 def _check_task(examples: Examples, task: str) -> None:
-    from aligneval.choices import is_choices
+    """A DataSource given as an object carries its own columns: they must fit the task."""
     from aligneval.tasks import MULTIPLE_CHOICE
 
     if is_choices(examples) != (task == MULTIPLE_CHOICE):
