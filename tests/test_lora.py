@@ -91,8 +91,9 @@ def test_capture_records_the_adapted_projection_and_its_gradient_reaches_the_ada
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
 
-def test_lambda_zero_twins_identical_and_merged_folders_load_with_plain_transformers(tiny, tmp_path):
-    result = align_pair(str(tiny["model"]), tiny["train"], tmp_path / "pair", variant="mmd", lam=0.0,
+@pytest.mark.parametrize("variant", ["mmd", "gan"])
+def test_lambda_zero_twins_identical_and_merged_folders_load_with_plain_transformers(tiny, tmp_path, variant):
+    result = align_pair(str(tiny["model"]), tiny["train"], tmp_path / "pair", variant=variant, lam=0.0,
                         lora="r=8,alpha=16", **dict(FAST, grad_accum=2))
     base, twin = load_file(str(result.baseline / "model.safetensors")), load_file(str(result.aligned / "model.safetensors"))
     start = load_file(str(tiny["model"] / "model.safetensors"))
