@@ -346,3 +346,32 @@ def test_every_registry_architecture_trains_and_predicts_a_multiple_choice_pair(
     rows, probs = choices.predict_choices(model, tokenizer, ex, max_length=24, batch_size=2, progress=False)
     assert sorted(rows.tolist()) == list(range(5)) and probs.shape == (5, 4)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_two_process_predictions_equal_one_process(trained, tmp_path):
+    """`run --num-processes 2` on the multiple-choice spec: each rank predicts whole batches of the
+    one-process plan, so every stored probability equals the one-process run's bit for bit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from aligneval.artifacts import read_predictions
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+               ALIGNEVAL_CACHE="off", PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT", "ACCELERATE_USE_CPU"):
+        env.pop(name, None)
+    pair = trained["pair"]
+    args = [sys.executable, "-m", "aligneval", "run", str(trained["spec"]), "--model", f"baseline={pair / 'baseline'}",
+            "--suite", "accuracy", "--no-progress"]
+    for processes, out in (("1", tmp_path / "one"), ("2", tmp_path / "two")):
+        proc = subprocess.run([*args, "--out", str(out), "--num-processes", processes], env=env, capture_output=True,
+                              text=True, cwd=root, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    for split in ("dev", "test", "hella"):
+        one = read_predictions(tmp_path / "one" / "predictions" / "baseline" / f"{split}.parquet")[0]
+        two = read_predictions(tmp_path / "two" / "predictions" / "baseline" / f"{split}.parquet")[0]
+        assert one.ids == two.ids and np.array_equal(one.probs, two.probs)
