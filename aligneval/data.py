@@ -38,6 +38,7 @@ class DataSource:
     seed: int = 0
     on_empty: str = "reject"  # null or empty texts: "reject" (error) or "skip" (drop and count)
     drop_labels: tuple[str, ...] = ()  # raw label values (as str) whose rows are dropped, e.g. SNLI's "-1"
+    choice_columns: tuple[str, ...] | None = None  # multiple choice: the endings (aligneval.choices)
 
     def describe(self) -> str:
         return self.path if self.hub_split is None else f"{self.path}[{self.hub_split}]"
@@ -108,6 +109,10 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
     """Read `source` into `Examples`. `label_names` (e.g. a model's id2label) fixes the label order."""
     if source.on_empty not in ON_EMPTY_CHOICES:
         raise UsageError(f"on_empty must be one of {', '.join(ON_EMPTY_CHOICES)}, not '{source.on_empty}'")
+    if source.choice_columns:  # multiple choice: a context and its endings; labels are choice indices
+        from aligneval.choices import load_choices
+
+        return load_choices(source)
     columns = _read_columns(source)
     where = source.describe()
     if not columns or not len(next(iter(columns.values()))):

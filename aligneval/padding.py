@@ -69,3 +69,11 @@ def settle_padding(tokenizer: Any, model: Any) -> Padding:
     side = "right" if is_registered(config) else getattr(tokenizer, "padding_side", "right") or "right"
     tokenizer.padding_side = side
     return Padding(side=side, pad_token_id=pad, source=source)
+
+
+def padding_card(tokenizer: Any) -> dict[str, Any]:
+    """The padding a twin was trained with, as its card records it."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return {"side": getattr(tokenizer, "padding_side", "right") or "right", "pad_token_id": pad_id,
+            "pad_token": tokenizer.pad_token,
+            "pad_is_eos": tokenizer.eos_token is not None and tokenizer.pad_token == tokenizer.eos_token}

@@ -23,6 +23,7 @@ import numpy as np
 
 # the parquet I/O lives in the bottom layer (aligneval.artifacts); re-exported for callers of predict.*
 from aligneval.artifacts import Predictions, read_json, read_predictions, write_predictions  # noqa: F401
+from aligneval.choices import check_head, is_choices, predict_choices
 from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
 from aligneval.padding import fit_tokenizer
@@ -242,9 +243,15 @@ def predict_split(model: ModelArtifact, split: str, examples: Examples, run_dir:
         return hit
     loader = loader or ModelLoader(trust_remote_code=trust_remote_code)
     hf_model, tokenizer = loader.load(model)
-    rows, shard = predict_shard(hf_model, tokenizer, examples.texts, examples.text_pairs, max_length=max_length,
-                                batch_size=batch_size, progress=progress and rt.is_main,
-                                description=f"{model.name}/{split}", rank=rt.rank, world_size=rt.world_size)
+    check_head(hf_model, examples, model.name)  # a classifier on multiple-choice data (or back): one line
+    if is_choices(examples):
+        rows, shard = predict_choices(hf_model, tokenizer, examples, max_length=max_length, batch_size=batch_size,
+                                      progress=progress and rt.is_main, description=f"{model.name}/{split}",
+                                      rank=rt.rank, world_size=rt.world_size)
+    else:
+        rows, shard = predict_shard(hf_model, tokenizer, examples.texts, examples.text_pairs, max_length=max_length,
+                                    batch_size=batch_size, progress=progress and rt.is_main,
+                                    description=f"{model.name}/{split}", rank=rt.rank, world_size=rt.world_size)
     probs = assemble(rt.gather((rows, shard)), len(examples))
     preds = Predictions(ids=list(examples.ids), labels=examples.labels.copy(), probs=probs, texts=list(examples.texts))
     if not rt.is_main:
@@ -277,11 +284,14 @@ class ModelLoader:
 def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code: bool = False,
                device: str | None = None):
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from aligneval.tasks import auto_model_class, task_of_config
+
+    head = auto_model_class(task_of_config(read_json(Path(folder) / "config.json")))  # the folder's own head
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        hf_model = AutoModelForSequenceClassification.from_pretrained(
+        hf_model = head.from_pretrained(
             str(folder), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ArtifactError(f"cannot load model from {folder}: {type(exc).__name__}: "

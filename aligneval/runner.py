@@ -20,6 +20,7 @@ from aligneval.records import SuiteOutput
 from aligneval.results import RESULTS_FILE, SCHEMA_VERSION, Results, load_results, write_results
 from aligneval.spec import Spec, SuiteSpec, load_spec, parse_suites
 from aligneval.suites.base import ModelInfo, SplitInfo, SuiteContext
+from aligneval.tasks import check_suites
 
 MODEL_NAME = SAFE_NAME  # model names become folder names (predictions/<model>/)
 # suites whose work every rank shares under several processes (they deal examples themselves); all
@@ -124,6 +125,7 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
     if not model_sources:
         raise UsageError(f"{spec.where()}: no models; pass --model NAME=PATH (or add a [models] table)")
     chosen = select_suites(spec, list(suites) if suites is not None else None)
+    check_suites(spec.task, chosen)  # a suite that cannot score the task (adversarial on multiple choice)
     run_dir = check_output_dir(Path(out) if out is not None else Path("runs") / spec.name, "--out")
     _check_out(run_dir, spec, model_sources, overwrite)
 

@@ -29,16 +29,18 @@ from aligneval.data import LOCAL_SUFFIXES, ON_EMPTY_CHOICES, DataSource
 from aligneval.errors import ArtifactError, UsageError
 from aligneval.paths import check_name
 from aligneval.registry import did_you_mean
+from aligneval.tasks import check_suites, data_columns, get_task
 
 SPLIT_ROLES = ("train", "dev", "test", "ood")
 EVAL_ROLES = ("dev", "test", "ood")  # prediction skips `train`
 DEFAULT_SUITES = ("accuracy", "calibration", "uncertainty")  # plus "ood" when the spec has ood splits
 
 TOP_KEYS = {"name": str, "description": str, "seed": int, "max_length": int, "batch_size": int,
-            "splits": dict, "suites": dict, "models": dict, "primary": list}
+            "splits": dict, "suites": dict, "models": dict, "primary": list, "task": str}
 SPLIT_KEYS = {"role": str, "path": str, "hub_split": str, "hub_config": str, "text_column": str,
               "text_pair_column": str, "label_column": str, "id_column": str, "label_map": dict,
-              "sample": int, "seed": int, "on_empty": str, "drop_labels": list}
+              "sample": int, "seed": int, "on_empty": str, "drop_labels": list, "choice_columns": list}
+COLUMN_KEYS = ("text_column", "text_pair_column", "label_column", "choice_columns")
 REPO_SPECS = Path(__file__).resolve().parent.parent / "suites"
 PACKAGE_SPECS = Path(__file__).resolve().parent / "builtin_suites"
 
@@ -74,6 +76,7 @@ class Spec:
     models: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
     primary: tuple[str, ...] = ()  # the confirmatory family: "metric" or "split/metric" (aligneval.multiplicity)
+    task: str = "sequence-classification"  # aligneval.tasks: which head the models have, how splits read
 
     def where(self, key: str = "") -> str:
         """'<file>: [key]' prefix for messages."""
@@ -157,7 +160,9 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
         raise UsageError(f"{where}: no [splits.<name>] tables; a spec needs at least one split")
     for sname in splits_doc:  # split names become file names (predictions/<model>/<split>.parquet)
         check_name(sname, f"{where}: split name")
-    splits = {sname: _parse_split(sname, sdoc, where, base, seed, check_files) for sname, sdoc in splits_doc.items()}
+    task = _task(doc.get("task"), where)
+    splits = {sname: _parse_split(sname, sdoc, where, base, seed, check_files, task)
+              for sname, sdoc in splits_doc.items()}
     devs = [s.name for s in splits.values() if s.role == "dev"]
     if len(devs) > 1:
         raise UsageError(f"{where}: splits {devs} all have role 'dev'; temperature is fitted on exactly one")
@@ -165,6 +170,10 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
         raise UsageError(f"{where}: no split has role 'test' or 'ood'; nothing to evaluate")
 
     suites = parse_suites(doc.get("suites"), where, splits)
+    try:
+        check_suites(task, suites)  # e.g. the adversarial suite on multiple choice: one line, exit 2
+    except UsageError as err:
+        raise UsageError(f"{where}: {err.message}") from None
     models = {}
     for mname, mpath in (doc.get("models") or {}).items():
         check_name(mname, f"{where}: [models] model name")  # names a folder: predictions/<model>/
@@ -176,7 +185,14 @@ def parse_spec(doc: dict[str, Any], path: Path | None = None, sha256: str = "", 
     return Spec(name=name, path=path, description=doc.get("description", ""), seed=seed,
                 max_length=doc.get("max_length", 128), batch_size=doc.get("batch_size", 32),
                 splits=splits, suites=suites, models=models, sha256=sha256,
-                primary=parse_primary(doc.get("primary"), where, splits))
+                primary=parse_primary(doc.get("primary"), where, splits), task=task)
+
+
+def _task(name: str | None, where: str) -> str:
+    try:
+        return get_task(name).name
+    except UsageError as err:
+        raise UsageError(f"{where}: task: {err.message}") from None
 
 
 def parse_primary(entries: list | None, where: str, splits: dict[str, SplitSpec]) -> tuple[str, ...]:
@@ -254,7 +270,8 @@ def validate_settings(info, settings: dict[str, Any], where: str, roles: dict[st
     return merged
 
 
-def _parse_split(name: str, sdoc: Any, where: str, base: Path, seed: int, check_files: bool) -> SplitSpec:
+def _parse_split(name: str, sdoc: Any, where: str, base: Path, seed: int, check_files: bool,
+                 task: str | None = None) -> SplitSpec:
     key = f"[splits.{name}]"
     if not isinstance(sdoc, dict):
         raise UsageError(f"{where}: {key}: expected a table, got {type(sdoc).__name__}")
@@ -282,11 +299,13 @@ def _parse_split(name: str, sdoc: Any, where: str, base: Path, seed: int, check_
     resolved = resolve_data_path(raw_path, base, f"{where}: {key} path")
     if check_files and not resolved.startswith("hub:") and not Path(resolved).exists():
         raise ArtifactError(f"{where}: {key} path: data file not found: {resolved}")
+    try:  # the task's column defaults (multiple choice: SWAG's sent1, sent2, ending0..3, label)
+        columns = data_columns(task, {k: sdoc.get(k) for k in COLUMN_KEYS})
+    except UsageError as err:
+        raise UsageError(f"{where}: {key} {err.message}") from None
     source = DataSource(
         path=resolved,
-        text_column=sdoc.get("text_column", "text"),
-        text_pair_column=sdoc.get("text_pair_column"),
-        label_column=sdoc.get("label_column", "label"),
+        **columns,
         id_column=sdoc.get("id_column"),
         label_map=dict(label_map) if label_map is not None else None,
         hub_split=sdoc.get("hub_split"),

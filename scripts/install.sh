@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=${ALIGNEVAL_VENV:-.venv}
 PY=${PYTHON:-python3}
 extras=""
-if [[ "${1:-}" == "--test" ]]; then extras="[test]"; fi
+if [[ "${1:-}" == "--test" ]]; then extras="[test,lora]"; fi  # the LoRA tests need peft
 
 if [[ -n "$extras" ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
   need=()

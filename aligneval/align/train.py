@@ -25,8 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from aligneval import choices
+from aligneval.align.lora import LoraSettings, for_saving
+from aligneval.choices import is_choices
 from aligneval.data import DataSource, Examples, load_examples, require_classes
 from aligneval.errors import ArtifactError, ResourceError, UsageError
+from aligneval.padding import padding_card
 
 CARD_NAME = "alignment.json"
 LOG_NAME = "train_log.jsonl"
@@ -100,6 +104,8 @@ def align_pair(
     progress: bool = True,
     device: str | None = None,
     mixed_precision: str = "no",
+    task: str | None = None,
+    lora: str | dict | LoraSettings | None = None,
     **data_kwargs: Any,
 ) -> AlignResult:
     """Fine-tune `model` (hub id or local folder) and its aligned twin(s) on `train`; see module doc.
@@ -112,9 +118,13 @@ def align_pair(
     Runs on accelerate: the device is picked automatically (`device`), `mixed_precision` is
     no|fp16|bf16, and under `accelerate launch` each process trains on its shard of the same
     seeded batch order (docs/scaling.md); only the main process writes.
+    `task` is sequence-classification (default) or multiple-choice (aligneval.tasks, aligneval.choices);
+    `lora` ("r=8,alpha=16" or LoraSettings) trains both twins as LoRA adapters, saved merged (align/lora.py).
     """
     from aligneval import distributed
+    from aligneval.align.lora import adapt, card as lora_card, check_compatible, parse_lora
     from aligneval.align.losses import VARIANTS
+    from aligneval.tasks import DEFAULT_TASK, get_task
 
     VARIANTS.get(variant)  # unknown variant -> "did you mean" before any work
     seeds = _check_seeds(seeds)
@@ -126,14 +136,23 @@ def align_pair(
         schedule="linear warm-up then linear decay",
         processes=distributed.state(device).world_size, mixed_precision=mixed_precision,
     )
+    task = get_task(task).name
+    lora = parse_lora(lora)
+    check_compatible(lora, freeze_layers)
+    if task != DEFAULT_TASK:
+        hp["task"] = task
+    if lora is not None:
+        hp["lora"] = lora.to_dict()
     _check_numbers(hp)
     aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps)
     options = dict(variant_options or {})
     _check_options(variant, options)
     accelerator = distributed.make_accelerator(device, mixed_precision)  # bad device/precision: exit 2 now
 
-    train_src, dev_src = _source(train, data_kwargs), (None if dev is None else _source(dev, data_kwargs))
+    train_src = _source(train, data_kwargs, task)
+    dev_src = None if dev is None else _source(dev, data_kwargs, task)
     train_ex = load_examples(train_src)
+    _check_task(train_ex, task)
     require_classes(train_ex)
     dev_ex = load_examples(dev_src, label_names=train_ex.label_names) if dev_src is not None else None
 
@@ -152,8 +171,10 @@ def align_pair(
     if not todo:
         return result
 
-    tokenizer, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=todo[0][0])
+    tokenizer, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=todo[0][0], task=task)
     _check_architecture(loaded, qk_pattern, freeze_layers)
+    full_size = sum(p.numel() for p in loaded.parameters())
+    loaded = adapt(loaded, lora, todo[0][0], qk_pattern)  # LoRA: one adapter init, copied into every twin
     features = _tokenize(tokenizer, train_ex, max_length)
     dev_features = _tokenize(tokenizer, dev_ex, max_length) if dev_ex is not None else None
     data_card = {"train": _data_card(train_ex), "dev": None if dev_ex is None else _data_card(dev_ex)}
@@ -161,7 +182,8 @@ def align_pair(
     by_seed = {r.seed: r for r in result.runs}
     for seed, folders, roles in todo:
         if loaded is None:
-            _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed)
+            _, loaded = _load(model, train_ex.label_names, trust_remote_code, allow_pickle, seed=seed, task=task)
+            loaded = adapt(loaded, lora, seed, qk_pattern)
         for i, role in enumerate(roles):
             # every role starts from the same weights (same head initialisation); the last takes the original
             twin = loaded if i == len(roles) - 1 else copy.deepcopy(loaded)
@@ -175,8 +197,8 @@ def align_pair(
                 variant_options=options if aligned else {},
                 aux=aux if aligned else None,
                 seed=seed, base_model=common["base_model"], hyperparameters=hp, data=data_card,
-                label_names=train_ex.label_names, versions=_versions(), run_key=keys[role],
-                padding=features["padding"],
+                label_names=train_ex.label_names, versions=_versions(), run_key=keys[role], task=task,
+                padding=features["padding"], lora=None if lora is None else lora_card(lora, loaded, full_size),
             )
             _train_and_save(
                 twin, tokenizer, features, dev_features, folders[role], card,
@@ -266,13 +288,25 @@ def _check_numbers(hp: dict) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, not {hp[name]}")
 
 
-def _source(data, data_kwargs: dict) -> DataSource:
+def _source(data, data_kwargs: dict, task: str | None = None) -> DataSource:
+    from aligneval.tasks import data_columns
+
     if isinstance(data, DataSource):
-        return replace(data, **data_kwargs) if data_kwargs else data
-    try:
-        return DataSource(path=str(data), **data_kwargs)
+        given = {k: v for k, v in data_kwargs.items() if v is not None}
+        return replace(data, **given) if given else data
+    try:  # a path reads the task's default columns (multiple choice: SWAG's) unless told otherwise
+        return DataSource(path=str(data), **data_columns(task, data_kwargs))
     except TypeError as exc:
         raise UsageError(f"unknown data option: {exc}") from None
+
+
+def _check_task(examples: Examples, task: str) -> None:
+    """A DataSource given as an object carries its own columns: they must fit the task."""
+    from aligneval.tasks import MULTIPLE_CHOICE
+
+    if is_choices(examples) != (task == MULTIPLE_CHOICE):
+        raise UsageError(f"{examples.source}: the data is {'' if is_choices(examples) else 'not '}multiple choice "
+                         f"but the task is {task}; name the task with --task (and choice columns for multiple choice)")
 
 
 def _model_ref(model: str) -> str:
@@ -326,13 +360,16 @@ def _plan(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], keys: dict
 # ----------------------------------------------------------------------------- loading
 
 
-def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int):
+def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pickle: bool, seed: int,
+          task: str | None = None):
     """(tokenizer, model) with safetensors weights; the classifier head is initialised under `seed`.
     The tokenizer and config follow aligneval.padding's rule (pad token, side, model inputs)."""
     import torch
     import transformers
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from aligneval.tasks import auto_model_class
 
     from aligneval.padding import fit_tokenizer
 
@@ -366,7 +403,7 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         torch.manual_seed(seed)
-        loaded = AutoModelForSequenceClassification.from_pretrained(
+        loaded = auto_model_class(task).from_pretrained(
             model, num_labels=len(label_names), id2label=id2label,
             label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
             use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
@@ -395,22 +432,24 @@ def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> No
 def _tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
     """Unpadded ids (and segment ids where the tokenizer emits them), with the padding to apply:
     the tokenizer's pad id and side as `_load` settled them (aligneval.padding)."""
+    if is_choices(examples):  # multiple choice: C pairs per example (aligneval.choices)
+        return {**choices.tokenize(tokenizer, examples, max_length), "padding": padding_card(tokenizer)}
     enc = tokenizer(
         examples.texts, examples.text_pairs, truncation=True, max_length=max_length, return_attention_mask=False
     )
     keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return {"columns": {k: enc[k] for k in keys}, "labels": examples.labels.tolist(),
-            "lengths": [len(ids) for ids in enc["input_ids"]], "pad_id": pad_id,
-            "padding": {"side": getattr(tokenizer, "padding_side", "right") or "right", "pad_token_id": pad_id,
-                        "pad_token": tokenizer.pad_token,
-                        "pad_is_eos": tokenizer.eos_token is not None and tokenizer.pad_token == tokenizer.eos_token}}
+            "lengths": [len(ids) for ids in enc["input_ids"]], "pad_id": pad_id, "padding": padding_card(tokenizer)}
 
 
 def _collate(features: dict, index: list[int]):
     """Dynamic padding to the longest example of the batch, on the side `_tokenize` recorded (right
     for every registered architecture); the attention mask marks the real tokens either way."""
     import torch
+
+    if "choices" in features:  # multiple choice: [B, C, L] (aligneval.choices)
+        return choices.collate(features, index)
 
     length = max(features["lengths"][i] for i in index)
     left = features.get("padding", {}).get("side") == "left"
@@ -552,7 +591,7 @@ def _train_and_save(model, tokenizer, features, dev_features, target: Path, card
         if main:
             card.update(stats)
             card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            for_saving(accelerator.unwrap_model(model)).save_pretrained(tmp, safe_serialization=True)  # LoRA: merged
             tokenizer.save_pretrained(tmp)
             (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
             if target.exists():
@@ -625,7 +664,9 @@ def _train(model, features, dev_features, log_path: Path | None, *, variant, lam
                         with accelerator.autocast():
                             logits = ddp_model(**batch).logits
                             task = F.cross_entropy(logits.float(), labels)
-                            loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
+                            # multiple choice runs the encoder on B·C sequences: the mask as [B·C, L]
+                            mask = batch["attention_mask"].flatten(0, -2)
+                            loss = task if game is None else task + game.alignment_term(mask, sums)
                         accelerator.backward(loss / len(group))
                     sums.task += float(task.detach())
                 if hp["clip"]:

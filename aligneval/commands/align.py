@@ -70,9 +70,18 @@ def register(app: typer.Typer) -> None:
         weight_decay: float = typer.Option(0.0, "--weight-decay"),
         clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clipping (0 = off)."),
         freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings + bottom N layers (both twins)."),
-        text_column: str = typer.Option("text", "--text-column"),
-        text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
-        label_column: str = typer.Option("label", "--label-column"),
+        text_column: Optional[str] = typer.Option(None, "--text-column", help="Default: text (multiple choice: "
+                                                  "sent1, the context)."),
+        text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column", help="Multiple choice: the "
+                                                       "prefix of every ending (default sent2)."),
+        label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: label."),
+        task: str = typer.Option("sequence-classification", "--task", help="sequence-classification | "
+                                 "multiple-choice (SWAG columns by default)."),
+        choice_column: Optional[List[str]] = typer.Option(
+            None, "--choice-column", help="Multiple choice: an ending column; repeat (default ending0..ending3), "
+            "or one column holding a list of endings."),
+        lora: Optional[str] = typer.Option(None, "--lora", help="Train LoRA adapters instead of every weight: "
+                                           "r=8,alpha=16[,dropout=0.05][,targets=query+key+value]; saved merged."),
         qk_pattern: Optional[str] = typer.Option(
             None, "--qk-pattern", help="For unsupported architectures: 'QUERY,KEY' module-name patterns (regex), or "
                                      "'fused=QKV' for one q|k|v output; add heads=N,kv_heads=N if the config lacks them."
@@ -104,7 +113,8 @@ def register(app: typer.Typer) -> None:
             freeze_layers=freeze_layers, qk_pattern=qk_pattern, variant_options=parse_options(variant_option),
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, overwrite=overwrite,
             progress=progress, text_column=text_column, text_pair_column=text_pair_column,
-            label_column=label_column, device=device, mixed_precision=mixed_precision,
+            label_column=label_column, device=device, mixed_precision=mixed_precision, task=task, lora=lora,
+            choice_columns=tuple(choice_column) if choice_column else None,
         )
         if not distributed.is_main_process():
             return 0

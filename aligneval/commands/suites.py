@@ -105,7 +105,7 @@ def _show_spec(name: str) -> None:
     spec = load_spec(name, check_files=False)
     typer.echo(f"{spec.name}: {spec.description or '-'}")
     typer.echo(f"  file: {spec.path}")
-    typer.echo(f"  seed {spec.seed}, max_length {spec.max_length}, batch_size {spec.batch_size}")
+    typer.echo(f"  task {spec.task}, seed {spec.seed}, max_length {spec.max_length}, batch_size {spec.batch_size}")
     for split in spec.splits.values():
         sample = f", sample {split.source.sample}" if split.source.sample else ""
         typer.echo(f"  split {split.name:<12} role {split.role:<5} {split.raw_path}{sample}")

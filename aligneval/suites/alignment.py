@@ -271,8 +271,11 @@ def load(info: ModelInfo, allow_pickle: bool, trust_remote_code: bool):
     """Model + tokenizer in eval mode, safetensors unless the run allowed pickle (a seam for tests)."""
     from aligneval.predict import load_model, weight_files
 
+    from aligneval.choices import diagnosis_model
+
     _, pickled = weight_files(Path(info.path), allow_pickle)
-    return load_model(Path(info.path), use_safetensors=not pickled, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model(Path(info.path), use_safetensors=not pickled, trust_remote_code=trust_remote_code)
+    return diagnosis_model(model), tokenizer  # a multiple-choice model's encoder: its head wants [B, C, L]
 
 
 def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, train: np.ndarray, *,
