@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from aligneval.tracking.payload import Payload
 
 PROJECT = "aligneval"
 INIT_TIMEOUT_S = 60
+PROBE_TIMEOUT_S = 5.0
 
 
 def _import():
@@ -33,6 +36,18 @@ def _import():
 
 def mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+
+
+def _probe() -> None:
+    """Online: one short request to the W&B server first (wandb.init would retry for a minute)."""
+    base = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    try:
+        urllib.request.urlopen(base, timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        raise ResourceError(f"W&B server {base} is unreachable ({getattr(exc, 'reason', exc)}); your results are "
+                            "written, re-run with --log-to wandb when it is up (or WANDB_MODE=offline)") from None
 
 
 def _one(wandb, payload: Payload, folder: Path, group: str, job: str) -> Any:
@@ -63,6 +78,8 @@ def _one(wandb, payload: Payload, folder: Path, group: str, job: str) -> Any:
 def publish(payload: Payload, folder: Path, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Log `payload` and its children; returns (a line for the console, the state to keep)."""
     wandb = _import()
+    if mode() == "online":
+        _probe()
     folder.mkdir(parents=True, exist_ok=True)
     job = payload.tags.get("aligneval.command", "aligneval")
     try:
