@@ -193,6 +193,10 @@ def metadata(results, model: CardModel, comparisons: list[StoredComparison], mod
 # prose
 
 
+def _pairs(settings: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "–" if isinstance(settings, dict) else "–"
+
+
 def _training(model: CardModel) -> list[str]:
     a = model.alignment
     if not a:
@@ -204,11 +208,11 @@ def _training(model: CardModel) -> list[str]:
     if model.is_twin:
         aux = a.get("aux") if isinstance(a.get("aux"), dict) else {}
         rows += [("variant", f"`{a.get('variant')}`"), ("λ", fmt(a.get("lambda"))),
-                 ("variant options", ", ".join(f"{k}={v}" for k, v in (a.get("variant_options") or {}).items()) or "–"),
-                 ("auxiliary players", ", ".join(f"{k}={v}" for k, v in aux.items()) or "–")]
+                 ("variant options", _pairs(a.get("variant_options"))), ("auxiliary players", _pairs(aux))]
     else:
         twin = a.get("twin") or {}
-        rows += [("its twin", f"variant `{twin.get('variant')}`, λ = {', '.join(fmt(x) for x in twin.get('lambdas') or [])}")]
+        lams = ", ".join(fmt(x) for x in twin.get("lambdas") or [])
+        rows += [("its twin", f"variant `{twin.get('variant')}`, λ = {lams}")]
     seeds = sorted({str(m.split('@', 1)[1]) for m in model.members if "@" in m}) or [str(a.get("seed", "–"))]
     rows += [("seeds", ", ".join(seeds)),
              ("steps", f"{hp.get('max_steps')}" if hp.get("max_steps") else f"{hp.get('epochs', '–')} epoch(s)"),

@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
         mixed_precision: str = typer.Option("no", "--mixed-precision", help="no | fp16 | bf16 (fp16 needs a GPU)."),
         num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Data-parallel training over N "
                                                     "processes (re-runs itself under accelerate launch)."),
-        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb (repeat for both; optional extras, docs/integrations.md)."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
     ) -> Optional[int]:
         """Fine-tune the baseline and its aligned twin identically; save both with alignment cards."""
         from aligneval import api, distributed, tracking

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", "-m",
                                             help="The model (or seed group) to describe (default: the only twin)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                           help="The README.md to write or update (default: <model folder>/README.md)."),
+                                           help="The README.md to write or update "
+                                                "(default: <model folder>/README.md)."),
         comparison: Optional[Path] = typer.Option(None, "--comparison",
                                                   help="The comparison.json to read (default: where `gate` looks)."),
         repo_id: Optional[str] = typer.Option(None, "--repo-id",
@@ -36,8 +37,8 @@ def register(app: typer.Typer) -> None:
         if target is None:
             folder = Path(chosen.path)
             if len(chosen.members) > 1 or not folder.is_dir():
-                raise UsageError(f"say where the card goes with --out: model '{chosen.name}' "
-                                 + ("has several seeds" if len(chosen.members) > 1 else f"is not a local folder ({folder})"))
+                why = "has several seeds" if len(chosen.members) > 1 else f"is not a local folder ({folder})"
+                raise UsageError(f"say where the card goes with --out: model '{chosen.name}' {why}")
             target = folder / "README.md"
         path = card.write(results, chosen, comps, target, where=repo_id)
         typer.echo(f"wrote {path}")

@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
         confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
         max_examples: int = typer.Option(25, "--max-examples", min=0, help="Rows in the example tables."),
-        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb (repeat for both; optional extras, docs/integrations.md)."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
         model_cards: bool = typer.Option(False, "--model-cards", help="Also write a Hugging Face model card "
                                          "per model: <out>/cards/<model>/README.md (see `aligneval card`)."),
     ) -> int:

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps."),
         num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Shard prediction and attacks "
                                                     "over N processes (re-runs itself under accelerate launch)."),
-        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb (repeat for both; optional extras, docs/integrations.md)."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
     ) -> int:
         """Evaluate models on a suite spec; predictions are cached, so re-running never re-runs a model."""
         from aligneval import distributed, tracking

@@ -22,7 +22,6 @@ TRACKERS: Registry[str] = Registry("tracker")
 TRACKERS.add("mlflow", "aligneval.tracking.mlflow_writer")
 TRACKERS.add("wandb", "aligneval.tracking.wandb_writer")
 STATE_FILE = "tracking.json"
-LOG_TO_HELP = "Also log to an experiment tracker: mlflow | wandb (repeat for both; optional extras)."
 
 
 def check(names: Iterable[str] | None) -> list[str]:

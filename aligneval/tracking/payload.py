@@ -101,7 +101,8 @@ def run_params(results) -> dict[str, str]:
     params["seed"] = str(doc.get("seed"))
     params["aligneval_version"] = str(doc.get("aligneval_version", ""))
     for split, info in (doc.get("data") or {}).items():
-        params.update(flatten(f"data.{split}", {k: (info or {}).get(k) for k in ("role", "source", "size", "fingerprint")}))
+        kept = {k: (info or {}).get(k) for k in ("role", "source", "size", "fingerprint")}
+        params.update(flatten(f"data.{split}", kept))
     for name, info in (doc.get("models") or {}).items():
         params[f"model.{name}.path"] = str(info.get("path"))
         params[f"model.{name}.weights_sha256"] = str(info.get("weights_sha256"))
