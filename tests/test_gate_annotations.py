@@ -88,3 +88,17 @@ def test_annotation_text_is_escaped_as_a_workflow_command():
     [line] = github_annotations(GateResult([outcome], "baseline", "aligned"), "rules, v2.toml")
     assert "\n" not in line and "100%25 wrong,%0Areally: yes" in line
     assert line.startswith("::error file=rules%2C v2.toml,line=3,title=aligneval gate regression%3A a/accuracy [test]::")
+
+
+def test_the_documented_workflow_publishes_summary_annotations_and_junit():
+    """docs/ci.md's job: the gate writes JUnit where a JUnit report action reads it, with the permission
+    to publish a check; the summary and annotations need only the variables Actions sets."""
+    from tests.test_ci_workflow import workflow
+
+    job = workflow()["jobs"]["evaluate"]
+    gate = next(s for s in job["steps"] if s.get("name") == "Gate")
+    junit = re.search(r"--junit (\S+)", gate["run"]).group(1)
+    [publish] = [s for s in job["steps"] if "junit-report" in s.get("uses", "")]
+    assert publish["with"]["report_paths"] == junit and publish.get("if") == "always()"
+    assert job["permissions"]["checks"] == "write"
+    assert "GITHUB_ACTIONS" not in str(job) and "GITHUB_STEP_SUMMARY" not in str(job)  # set by the runner
