@@ -12,16 +12,23 @@ not write are kept, and only the text between the aligneval markers is rewritten
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from aligneval.artifacts import write_text_atomic
 from aligneval.compare import model_groups, split_info
 from aligneval.errors import ArtifactError, UsageError
 from aligneval.findings import StoredComparison
 from aligneval.formatting import fmt
+from aligneval.registry import did_you_mean
+from aligneval.report import alignment as A
+from aligneval.report.context import build_context, metric_label
 
 OWNER = "aligneval"  # metric args `produced_by`: the eval results this module owns (and rewrites)
 BEGIN, END = "<!-- aligneval:begin -->", "<!-- aligneval:end -->"
@@ -63,8 +70,6 @@ def pick_model(results, name: str | None, comparisons: list[StoredComparison]) -
         name = twins[0]
     group = name.split("@", 1)[0]
     if group not in models:
-        from aligneval.registry import did_you_mean
-
         raise UsageError(f"no model '{name}' in {results.path}{did_you_mean(name, list(models))}; "
                          f"models: {', '.join(sorted(models))}")
     return models[group]
@@ -94,9 +99,6 @@ def _dataset(results, split: str) -> dict[str, Any]:
 
 
 def _spec_split(results, split: str) -> dict[str, Any]:
-    import hashlib
-    import tomllib
-
     spec = results.doc.get("spec") or {}
     path, sha = spec.get("path"), spec.get("sha256")
     try:
@@ -125,11 +127,6 @@ def eval_results(results, model: CardModel, comparisons: list[StoredComparison])
     """One `EvalResult` per numeric record of `model` (per-layer alignment rows left out): the value is
     the record's (the seed mean for a seed group, as comparison.json has it), `args` carry n, seeds and
     every paired comparison this model is part of."""
-    from huggingface_hub import EvalResult
-
-    from aligneval.report import alignment as A
-    from aligneval.report.context import metric_label
-
     task = (model.alignment.get("task") or "text-classification")
     by_key: dict[tuple[str, str, str], dict[str, float]] = {}
     sizes: dict[tuple[str, str, str], int] = {}
@@ -222,8 +219,6 @@ def _training(model: CardModel) -> list[str]:
 
 
 def _evaluation(comparisons: list[StoredComparison], model: CardModel) -> list[str]:
-    from aligneval.report.context import build_context
-
     mine = [c for c in comparisons if c.involves(model.name)]
     if not mine:
         return ["No comparison with a baseline involves this model."]
@@ -273,8 +268,6 @@ def body(results, model: CardModel, comparisons: list[StoredComparison], model_n
 def build(results, model: CardModel, comparisons: list[StoredComparison], existing: str | None = None,
           model_name: str | None = None, where: str | None = None):
     """A `huggingface_hub.ModelCard`: `existing` (a README.md's text) updated, or a new card."""
-    from huggingface_hub import ModelCard, ModelCardData
-
     name = model_name or Path(model.path).name or model.name
     ours = metadata(results, model, comparisons, name)
     section = body(results, model, comparisons, name, where or model.path)
@@ -315,11 +308,4 @@ def write(results, model: CardModel, comparisons: list[StoredComparison], out: s
             raise ArtifactError(f"{out}: cannot read the existing card ({exc})") from None
     card = build(results, model, comparisons, existing, where=where)
     return write_text_atomic(out, str(card))
-
-
-def summary_line(model: CardModel, comparisons: list[StoredComparison]) -> str:
-    """One line for the console: how many rows the card states, and the verdict counts."""
-    rows = [f for c in comparisons if c.involves(model.name) for f in c.findings]
-    counts = {v: sum(1 for f in rows if f.verdict == v) for v in ("better", "worse", "no-difference")}
-    return ", ".join(f"{n} {v}" for v, n in counts.items())
 

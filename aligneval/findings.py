@@ -16,6 +16,7 @@ from aligneval import comparison_file
 from aligneval.compare import Comparison, input_fingerprints, load
 from aligneval.errors import ArtifactError
 from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p
+from aligneval.gate import default_comparisons
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,6 @@ class StoredComparison:
 def locate(run: str | Path, comparison: str | Path | None = None) -> Path:
     """The comparison.json to read: `comparison` when given, else the first that exists where the gate
     looks (aligneval.gate.default_comparisons); none -> ArtifactError saying how to make one."""
-    from aligneval.gate import default_comparisons
-
     if comparison is not None:
         if not Path(comparison).is_file():
             raise ArtifactError(f"comparison not found: {comparison}")

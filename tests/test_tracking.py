@@ -218,18 +218,27 @@ def test_unknown_tracker_is_a_usage_error_before_any_work(small_run, tmp_path, c
     assert "did you mean 'mlflow'" in capsys.readouterr().err and not (out / "report.md").exists()
 
 
-def test_mlflow_tracking_uri_is_honoured(small_run, tmp_path, monkeypatch):
+def test_mlflow_tracking_uri_is_honoured_and_seeds_become_child_runs(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    from aligneval import tracking
+    from aligneval.compare import load
+    from aligneval.tracking.payload import for_run
+
+    run = make_run(tmp_path / "run", n=60, seeds=[13, 42], attacks=False)
     uri = "sqlite:///" + str(tmp_path / "elsewhere.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-x")
-    from aligneval.compare import load
-    from aligneval import tracking
-    from aligneval.tracking.payload import for_run
-
-    [line] = tracking.publish(["mlflow"], for_run(load(small_run)), tmp_path / "state")
+    [line] = tracking.publish(["mlflow"], for_run(load(run)), tmp_path / "state")
     assert uri in line and not (tmp_path / "state" / "mlflow").exists()
     client = MlflowClient(uri)
-    [logged] = client.search_runs([client.get_experiment_by_name("team-x").experiment_id])
-    assert logged.data.metrics == _numeric_records(small_run)
+    runs = client.search_runs([client.get_experiment_by_name("team-x").experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    records = _numeric_records(run)
+    assert parent.data.metrics == records
+    assert set(children) == {"baseline@13", "aligned@13", "baseline@42", "aligned@42"}
+    for name, child in children.items():
+        suffix = "/" + key(name)
+        assert child.data.metrics == {k[:-len(suffix)]: v for k, v in records.items() if k.endswith(suffix)}
+        assert child.data.params["model"] == name

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligneval.errors import ResourceError
+from aligneval.tracking import extra_missing
 from aligneval.tracking.payload import Payload
 
 EXPERIMENT = "aligneval"
@@ -34,8 +35,6 @@ def _import():
         import mlflow  # noqa: F401
         from mlflow.tracking import MlflowClient
     except ImportError:
-        from aligneval.tracking import extra_missing
-
         raise extra_missing("mlflow", "MLflow (mlflow-skinny)") from None
     for noisy in ("mlflow", "alembic"):  # schema migrations and "creating experiment" chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -123,10 +122,9 @@ def publish(payload: Payload, folder: Path, state: dict[str, Any]) -> tuple[str,
         client.set_terminated(run_id)
     except (MlflowException, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ResourceError(f"MLflow ({uri}): {first}; your results are written, re-run with --log-to mlflow") from None
+        raise ResourceError(f"MLflow ({uri}): {first}; your results are written, "
+                            "re-run with --log-to mlflow") from None
     except ImportError as exc:  # the SQLite store needs sqlalchemy and alembic (the [mlflow] extra)
-        from aligneval.tracking import extra_missing
-
         raise extra_missing("mlflow", exc.name or "sqlalchemy") from None
     children = f" with {len(payload.children)} child runs" if payload.children else ""
     return (f"logged to MLflow: run {run_id}{children} in {uri}",

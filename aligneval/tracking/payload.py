@@ -55,13 +55,6 @@ class Payload:
     files: list[Path] = field(default_factory=list)
     children: list["Payload"] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float]:
-        """The last value of every metric (what a tracker's run summary shows)."""
-        out: dict[str, float] = {}
-        for m in sorted(self.metrics, key=lambda m: -1 if m.step is None else m.step):
-            out[m.key] = m.value
-        return out
-
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
@@ -141,18 +134,43 @@ def comparison_metrics(comparisons: list[StoredComparison]) -> tuple[list[Metric
     return metrics, tags, rows
 
 
-def for_run(results) -> Payload:
-    """`aligneval run --log-to`: params, every record, results.json."""
+def _run_payload(results, command: str) -> Payload:
     return Payload(name=Path(results.run_dir).resolve().name, params=run_params(results),
-                   metrics=record_metrics(results), tags={"aligneval.command": "run"}, files=[results.path])
+                   metrics=record_metrics(results), tags={"aligneval.command": command}, files=[results.path])
+
+
+def model_children(results) -> list[Payload]:
+    """One child per model when a run holds several seeds or λ twins: its variant, λ and seed as params
+    and its records as `suite/metric/split`, so a tracker can plot a metric against λ or seed."""
+    models = results.doc.get("models") or {}
+    if len(models) <= 2:
+        return []
+    out = []
+    for name, info in models.items():
+        card = (info or {}).get("card") or {}
+        params = {k: str(card.get(k)) for k in ("role", "variant", "lambda", "seed") if k in card}
+        metrics = [Metric(safe_key(r.suite, r.metric, r.split), float(r.value))
+                   for r in results.records if r.model == name and _finite(r.value)]
+        out.append(Payload(name=name, params={"model": name, **params}, metrics=metrics,
+                           tags={"aligneval.model": name}))
+    return out
+
+
+def for_run(results) -> Payload:
+    """`aligneval run --log-to`: params, every record, results.json; a child per model when there are
+    several seeds or λ twins."""
+    p = _run_payload(results, "run")
+    p.children = model_children(results)
+    return p
 
 
 def for_report(results, comparisons: list[StoredComparison], report_files: Iterable[Path]) -> Payload:
-    """`aligneval report --log-to`: the run's payload plus the comparison table and the report's files."""
-    p = for_run(results)
+    """`aligneval report --log-to`: the run's params and records plus the comparison table and the
+    report's files (the per-model children are `run`'s)."""
+    p = _run_payload(results, "report")
     metrics, tags, rows = comparison_metrics(comparisons)
     p.metrics += metrics
-    p.tags.update(tags, **{"aligneval.command": "report"})
+    p.tags.update(tags)
     p.table = rows
     p.files += [Path(f) for f in report_files]
     return p

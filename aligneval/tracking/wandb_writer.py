@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligneval.errors import ResourceError
+from aligneval.tracking import extra_missing
 from aligneval.tracking.payload import Payload
 
 PROJECT = "aligneval"
@@ -28,8 +29,6 @@ def _import():
     try:
         import wandb
     except ImportError:
-        from aligneval.tracking import extra_missing
-
         raise extra_missing("wandb", "wandb") from None
     return wandb
 
@@ -84,7 +83,7 @@ def publish(payload: Payload, folder: Path, state: dict[str, Any]) -> tuple[str,
     job = payload.tags.get("aligneval.command", "aligneval")
     try:
         runs = [_one(wandb, payload, folder, payload.name, job)]
-        runs += [_one(wandb, child, folder, payload.name, "train") for child in payload.children]
+        runs += [_one(wandb, child, folder, payload.name, "model") for child in payload.children]
     except (wandb.errors.Error, OSError, TimeoutError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ResourceError(f"W&B: {first}; your results are written, re-run with --log-to wandb") from None
