@@ -168,8 +168,10 @@ def _base_model(model: CardModel) -> str | None:
     return str(ref) if isinstance(ref, str) and HUB_ID.match(ref) and not Path(ref).exists() else None
 
 
-def metadata(results, model: CardModel, comparisons: list[StoredComparison], model_name: str) -> dict[str, Any]:
-    """The YAML keys aligneval owns for this card (eval_results as huggingface_hub EvalResults)."""
+def metadata(results, model: CardModel, comparisons: list[StoredComparison], model_name: str,
+             base_model: str | None = None) -> dict[str, Any]:
+    """The YAML keys aligneval owns for this card (eval_results as huggingface_hub EvalResults).
+    `base_model`: the Hub id to name when alignment.json holds a local path."""
     variant = model.alignment.get("variant")
     datasets = sorted({str(d.get("source", ""))[4:].partition("[")[0] for d in (results.doc.get("data") or {}).values()
                        if str((d or {}).get("source", "")).startswith("hub:")})
@@ -178,7 +180,7 @@ def metadata(results, model: CardModel, comparisons: list[StoredComparison], mod
         "tags": ["aligneval", "alignment-attention", variant if model.is_twin and variant else "baseline"],
         "model_name": model_name, "eval_results": eval_results(results, model, comparisons),
     }
-    base = _base_model(model)
+    base = base_model or _base_model(model)
     if base:
         out["base_model"] = base
     if datasets:
@@ -266,10 +268,10 @@ def body(results, model: CardModel, comparisons: list[StoredComparison], model_n
 
 
 def build(results, model: CardModel, comparisons: list[StoredComparison], existing: str | None = None,
-          model_name: str | None = None, where: str | None = None):
+          model_name: str | None = None, where: str | None = None, base_model: str | None = None):
     """A `huggingface_hub.ModelCard`: `existing` (a README.md's text) updated, or a new card."""
     name = model_name or Path(model.path).name or model.name
-    ours = metadata(results, model, comparisons, name)
+    ours = metadata(results, model, comparisons, name, base_model)
     section = body(results, model, comparisons, name, where or model.path)
     if existing is None:
         return ModelCard(f"---\n{ModelCardData(**ours).to_yaml()}\n---\n\n{section}")
@@ -295,7 +297,7 @@ def build(results, model: CardModel, comparisons: list[StoredComparison], existi
 
 
 def write(results, model: CardModel, comparisons: list[StoredComparison], out: str | Path,
-          where: str | None = None) -> Path:
+          where: str | None = None, base_model: str | None = None) -> Path:
     """Write (or update) the README.md at `out`; returns its path."""
     out = Path(out)
     if out.is_dir():
@@ -306,6 +308,6 @@ def write(results, model: CardModel, comparisons: list[StoredComparison], out: s
             existing = out.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ArtifactError(f"{out}: cannot read the existing card ({exc})") from None
-    card = build(results, model, comparisons, existing, where=where)
+    card = build(results, model, comparisons, existing, where=where, base_model=base_model)
     return write_text_atomic(out, str(card))
 

@@ -79,6 +79,11 @@ def test_card_values_equal_results_json_through_huggingface_hub(run, tmp_path, m
 def test_card_prose_states_training_verdicts_and_loading(run, tmp_path):
     out = tmp_path / "README.md"
     assert main(["card", str(run), "--out", str(out)]) == 0  # the only twin is the default
+    assert "base_model" not in metadata_load(out)  # alignment.json names 'tiny-bert', not a Hub id
+    assert main(["card", str(run), "--out", str(tmp_path / "named.md"), "--base-model", "org/tiny-bert",
+                 "--repo-id", "me/tiny-aligned"]) == 0
+    assert metadata_load(tmp_path / "named.md")["base_model"] == "org/tiny-bert"
+    assert 'from_pretrained("me/tiny-aligned")' in (tmp_path / "named.md").read_text()
     text = ModelCard.load(out).text
     rows = _rows(run)
     acc = rows[("accuracy", "test", "accuracy")]

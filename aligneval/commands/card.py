@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
                                                   help="The comparison.json to read (default: where `gate` looks)."),
         repo_id: Optional[str] = typer.Option(None, "--repo-id",
                                               help="The Hub repo the card will live in (used in the loading example)."),
+        base_model: Optional[str] = typer.Option(None, "--base-model",
+                                                 help="The base model's Hub id, when it was trained from a local "
+                                                      "folder (default: alignment.json's base_model if a Hub id)."),
     ) -> int:
         """Write or update a model card: YAML metadata with model-index (intervals, n, seeds and the paired
         comparison in each metric's args) and prose on training, findings and loading. An existing
@@ -40,6 +43,6 @@ def register(app: typer.Typer) -> None:
                 why = "has several seeds" if len(chosen.members) > 1 else f"is not a local folder ({folder})"
                 raise UsageError(f"say where the card goes with --out: model '{chosen.name}' {why}")
             target = folder / "README.md"
-        path = card.write(results, chosen, comps, target, where=repo_id)
+        path = card.write(results, chosen, comps, target, where=repo_id, base_model=base_model)
         typer.echo(f"wrote {path}")
         return 0
