@@ -80,14 +80,18 @@ class StoredComparison:
     settings: dict[str, Any]
     findings: list[Finding]
     comparison: Comparison  # the same rows as aligneval.compare's type, for the report's sentence helpers
+    against: bool = False  # the baseline came from another run (`--against`)
 
     def find(self, suite: str, split: str, metric: str) -> Finding | None:
         return next((f for f in self.findings if (f.suite, f.split, f.metric) == (suite, split, metric)), None)
 
     def involves(self, model: str) -> bool:
-        """Whether `model` (a name or a seed `name@13`) is on either side of this comparison."""
+        """Whether `model` (a name or a seed `name@13`) of this run is on either side of this comparison
+        (with `--against`, the baseline side is the other run's model)."""
         group = model.split("@", 1)[0]
-        return group in (self.baseline.split("@", 1)[0], self.candidate.split("@", 1)[0])
+        if group == self.candidate.split("@", 1)[0]:
+            return True
+        return not self.against and group == self.baseline.split("@", 1)[0]
 
 
 def locate(run: str | Path, comparison: str | Path | None = None) -> Path:
@@ -121,8 +125,10 @@ def read(run: str | Path, comparison: str | Path | None = None) -> list[StoredCo
         baseline = settings.get("baseline", section.get("baseline", "baseline"))
         candidate = settings.get("candidate", section.get("candidate", ""))
         records = list(section["records"])
-        comp = Comparison(baseline, candidate, records, results, results, settings,
+        against = ((section.get("inputs") or {}).get("against") or {}).get("path")
+        base_results = load(against) if against and Path(against).is_file() else results
+        comp = Comparison(baseline, candidate, records, results, base_results, settings,
                           list(section.get("warnings") or []), dict(section.get("inputs") or {}), source=str(path))
         out.append(StoredComparison(path, baseline, candidate, settings,
-                                    [Finding.from_row(r, confidence) for r in records], comp))
+                                    [Finding.from_row(r, confidence) for r in records], comp, bool(against)))
     return out

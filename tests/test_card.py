@@ -189,3 +189,21 @@ def test_push_fails_with_one_line_and_exit_5(tmp_path, env, says):
 
 def test_push_of_a_missing_folder_is_exit_3(tmp_path, capsys):
     assert main(["push", str(tmp_path / "nothing"), "--repo-id", "a/b"]) == 3
+
+
+def test_against_an_older_run_the_baseline_card_keeps_its_own_values(tmp_path):
+    old = make_run(tmp_path / "old", n=80, attacks=False)  # the same data, other models
+    new = make_run(tmp_path / "new", n=80, attacks=False, models={"baseline": (1.0, 1.5), "aligned": (2.0, 1.0)})
+    compare(new, against=old, resamples=50).write(new / "comparison.json")
+    rows = _rows(new)
+    for model in ("aligned", "baseline"):
+        out = tmp_path / model / "README.md"
+        assert main(["card", str(new), "--model", model, "--out", str(out)]) == 0
+        records = _numeric(new, {model})
+        for e in ModelCard.load(out).data.eval_results:
+            key = (e.metric_args["suite"], e.dataset_split, e.metric_type)
+            assert e.metric_value == records[(*key, model)]
+            if model == "baseline":  # the comparison's baseline is the old run's: not this model
+                assert "comparisons" not in e.metric_args
+            elif key in rows:
+                assert e.metric_args["comparisons"][0]["delta"] == rows[key]["delta"]
