@@ -126,7 +126,7 @@ def publish(payload: Payload, folder: Path, state: dict[str, Any]) -> tuple[str,
                             "re-run with --log-to mlflow") from None
     except ImportError as exc:  # the SQLite store needs sqlalchemy and alembic (the [mlflow] extra)
         raise extra_missing("mlflow", exc.name or "sqlalchemy") from None
-    children = f" with {len(payload.children)} child runs" if payload.children else ""
+    children = f" with {len(payload.children)} child run(s)" if payload.children else ""
     return (f"logged to MLflow: run {run_id}{children} in {uri}",
             {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run_id})
 
