@@ -226,11 +226,12 @@ def test_mlflow_tracking_uri_is_honoured_and_seeds_become_child_runs(tmp_path, m
     from aligneval.tracking.payload import for_run
 
     run = make_run(tmp_path / "run", n=60, seeds=[13, 42], attacks=False)
+    monkeypatch.chdir(tmp_path)  # a store without an artifact root puts artifacts in ./mlruns (MLflow's default)
     uri = "sqlite:///" + str(tmp_path / "elsewhere.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-x")
     [line] = tracking.publish(["mlflow"], for_run(load(run)), tmp_path / "state")
-    assert uri in line and not (tmp_path / "state" / "mlflow").exists()
+    assert uri in line and not (tmp_path / "state" / "mlflow").exists() and (tmp_path / "mlruns").is_dir()
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("team-x").experiment_id])
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
