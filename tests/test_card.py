@@ -207,3 +207,24 @@ def test_against_an_older_run_the_baseline_card_keeps_its_own_values(tmp_path):
                 assert "comparisons" not in e.metric_args
             elif key in rows:
                 assert e.metric_args["comparisons"][0]["delta"] == rows[key]["delta"]
+
+
+def test_hub_datasets_are_named_with_their_config_from_the_spec(tmp_path):
+    import hashlib
+
+    folder = make_run(tmp_path / "run", n=60, attacks=False)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[splits.test]\nrole = "test"\npath = "hub:glue"\nhub_config = "sst2"\nhub_split = "validation"\n')
+    doc = _doc(folder, "results.json")
+    doc["data"]["test"]["source"] = "hub:glue[validation]"
+    doc["spec"].update(path=str(spec), sha256=hashlib.sha256(spec.read_bytes()).hexdigest())
+    (folder / "results.json").write_text(json.dumps(doc))
+    compare(folder, resamples=50).write(folder / "comparison.json")
+    out = tmp_path / "README.md"
+    assert main(["card", str(folder), "--out", str(out)]) == 0
+    meta = metadata_load(out)
+    assert meta["datasets"] == ["glue"]
+    tests = [e for e in ModelCard.load(out).data.eval_results if e.dataset_type == "glue"]
+    assert tests and all(e.dataset_config == "sst2" and e.dataset_split == "validation" for e in tests)
+    others = [e for e in ModelCard.load(out).data.eval_results if e.dataset_type != "glue"]
+    assert others and all(e.dataset_config is None for e in others)
