@@ -17,7 +17,7 @@ from aligneval import distributed
 from aligneval.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REGRESSION, AlignevalError, ResourceError
 
 # Each module defines `register(app)`; its heavy imports happen inside the command body.
-COMMAND_MODULES = ("demo", "align", "run", "suites", "attack", "report", "gate", "env")
+COMMAND_MODULES = ("demo", "align", "run", "suites", "attack", "report", "gate", "card", "push", "env")
 
 
 def build_app() -> typer.Typer:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aligneval.errors import EXIT_OK, EXIT_REGRESSION, ArtifactError, DataError, UsageError
-from aligneval.formatting import fmt, fmt_delta, fmt_p
+from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge,
                                                   ">": operator.gt}
@@ -104,6 +104,7 @@ class GateResult:
     run: str = ""  # where the candidate's results came from
     against: str = ""  # where the baseline's came from, when not the same run
     comparison: str = ""  # the comparison.json read, or "computed" (with why stored ones were not used)
+    confidence: float = 0.95  # the level of the comparison's intervals (for the annotations' text)
 
     def title(self) -> str:
         """`aligned (runs/ci) vs baseline (releases/v3/run)`: which run each side came from."""
@@ -296,8 +297,10 @@ def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> O
         return Outcome(rule, split, False, f"{rule.metric} [{split}] is undefined (no value) for the candidate")
     if rule.kind == "absolute":
         ok = OPS[rule.op](value, rule.threshold)
+        paired = row if row is not None and row.get("baseline") is not None else {}  # Δ for the annotations
         return Outcome(rule, split, ok, f"candidate {fmt(value)} {rule.op} {fmt(rule.threshold)}: "
-                       f"{'holds' if ok else 'violated'}", candidate=value)
+                       f"{'holds' if ok else 'violated'}", paired.get("baseline"), value, paired.get("delta"),
+                       paired.get("p_value"), (paired.get("ci_low"), paired.get("ci_high")))
     if row is None or row.get("baseline") is None:
         raise ArtifactError(f"{rule.where(path)}: no baseline value for {rule.metric} [{split}] to compare with")
     base, delta = row["baseline"], row["delta"]
@@ -388,7 +391,7 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
                                      "computed" + (f" ({'; '.join(comp.stale)})" if comp.stale else ""))
     result = GateResult(outcomes, p.settings["baseline"], p.settings["candidate"], time.perf_counter() - start,
                         run=run_label(cand_res), against=run_label(base_res) if base_res is not cand_res else "",
-                        comparison=source)
+                        comparison=source, confidence=float(p.settings.get("confidence", 0.95)))
     if junit:
         result.files["junit"] = str(write_junit(result, junit, rules_path))
     target = summary or os.environ.get("GITHUB_STEP_SUMMARY")
@@ -475,3 +478,52 @@ def markdown_summary(result: GateResult) -> str:
     if result.comparison:
         lines += ["", f"comparison: {esc(result.comparison)}"]
     return "\n".join(lines) + "\n\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# GitHub Actions annotations (workflow commands)
+
+
+def threshold_text(rule: Rule) -> str:
+    """What the rule demands, in the rule's own terms: `≤ baseline + 0.0100`, `≥ 0.6000`, `p ≥ 0.05`."""
+    op = {"<=": "≤", "<": "<", ">=": "≥", ">": ">"}.get(rule.op or "", rule.op or "")
+    if rule.kind == "absolute":
+        return f"candidate {op} {fmt(rule.threshold)}"
+    if rule.kind == "relative":
+        margin = "" if not rule.margin else f" {fmt_delta(rule.margin)}{'%' if rule.relative_margin else ''}"
+        return f"candidate {op} baseline{margin}"
+    return f"no significant change in the worse direction at α = {rule.alpha}" + (" (raw p)" if rule.raw else "")
+
+
+def annotation_text(outcome: Outcome, confidence: float = 0.95) -> str:
+    """One line: the rule, the observed Δ with its interval, the threshold, and the gate's explanation."""
+    ci = fmt_ci(*outcome.ci)
+    observed = ("Δ " + fmt_delta(outcome.delta) + (f" ({confidence:.0%} CI {ci})" if ci else " (no interval)")
+                if outcome.delta is not None else f"candidate {fmt(outcome.candidate)}")
+    return (f"rule {outcome.name} = \"{outcome.rule.text}\": observed {observed}; threshold: "
+            f"{threshold_text(outcome.rule)}; {outcome.message}")
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(result: GateResult, rules_path: str | None = None) -> list[str]:
+    """`::error` for each failed rule and `::warning` for each rule without a verdict, as GitHub Actions
+    workflow commands (printed to stdout, they become annotations on the job page). With `rules_path`
+    each one points at the rule's line in the rules file."""
+    kinds = {FAIL: ("error", "regression"), INSUFFICIENT: ("warning", "no verdict")}
+    lines = []
+    for o in result.outcomes:
+        if o.status not in kinds:
+            continue
+        level, what = kinds[o.status]
+        props = [f"title={_escape_property(f'aligneval gate {what}: {o.name}')}"]
+        if rules_path and o.rule.line:
+            props = [f"file={_escape_property(str(rules_path))}", f"line={o.rule.line}"] + props
+        lines.append(f"::{level} {','.join(props)}::{_escape_data(annotation_text(o, result.confidence))}")
+    return lines

@@ -97,9 +97,13 @@ def register(app: typer.Typer) -> None:
         mixed_precision: str = typer.Option("no", "--mixed-precision", help="no | fp16 | bf16 (fp16 needs a GPU)."),
         num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Data-parallel training over N "
                                                     "processes (re-runs itself under accelerate launch)."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
     ) -> Optional[int]:
         """Fine-tune the baseline and its aligned twin identically; save both with alignment cards."""
-        from aligneval import api, distributed
+        from aligneval import api, distributed, tracking
+
+        trackers = tracking.check(log_to)
 
         launched = distributed.maybe_relaunch(num_processes, device)
         if launched is not None:
@@ -124,3 +128,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  baseline: {run.baseline}")
             for value, folder in run.twins.items():
                 typer.echo(f"  {'aligned' if len(run.twins) == 1 else 'λ=' + format(value, 'g')}:  {folder}")
+        if trackers:  # read back from the folders align wrote (alignment.json, train_log.jsonl)
+            from aligneval.tracking.payload import for_align
+
+            folders = [f for r in result.runs for f in (r.baseline, *r.twins.values())]
+            for line in tracking.publish(trackers, for_align(out, folders), out):
+                typer.echo(line)

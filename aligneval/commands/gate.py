@@ -6,6 +6,7 @@ Exit codes: 0 every rule passes, 1 a regression, 2 usage or rules error, 3 missi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +50,11 @@ def register(app: typer.Typer) -> None:
                       summary=summary, resamples=resamples, seed=seed, adjust=adjust, min_n=min_n,
                       max_resamples=max_resamples, comparison=comparison)
         _print(result)
+        if os.environ.get("GITHUB_ACTIONS") == "true":  # annotations on the job page (docs/ci.md)
+            from aligneval.gate import github_annotations
+
+            for line in github_annotations(result, str(rules)):
+                typer.echo(line)
         return result.exit_code
 
 

@@ -68,15 +68,20 @@ def register(app: typer.Typer) -> None:
         max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
         confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
         max_examples: int = typer.Option(25, "--max-examples", min=0, help="Rows in the example tables."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
+        model_cards: bool = typer.Option(False, "--model-cards", help="Also write a Hugging Face model card "
+                                         "per model: <out>/cards/<model>/README.md (see `aligneval card`)."),
     ) -> int:
         """Write report.html (one self-contained file), report.md + plots/ and comparison.json.
         A comparison.json already in the report folder is reused when it is fresh (same results, same
         settings), so the report and `aligneval gate` always show the same comparison."""
-        from aligneval import comparison_file
+        from aligneval import comparison_file, tracking
         from aligneval.errors import UsageError
         from aligneval.paths import check_output_dir
         from aligneval.report import FORMATS, build_report, check_out
 
+        trackers = tracking.check(log_to)
         run_dir = run if run.is_dir() else run.parent
         target = check_output_dir(out or Path("reports") / run_dir.resolve().name, "--out")
         bad = [f for f in fmt if f not in FORMATS]
@@ -95,6 +100,11 @@ def register(app: typer.Typer) -> None:
         for p in (paths.html, paths.markdown, paths.comparison):
             if p is not None:
                 typer.echo(f"wrote {p}")
+        if model_cards or trackers:  # after the report's own files: a tracker that fails loses nothing
+            from aligneval.publish import publish_report
+
+            for line in publish_report(run, paths, trackers, cards=target / "cards" if model_cards else None):
+                typer.echo(line)
         return 0
 
 

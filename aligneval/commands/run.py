@@ -25,10 +25,14 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps."),
         num_processes: Optional[int] = typer.Option(None, "--num-processes", help="Shard prediction and attacks "
                                                     "over N processes (re-runs itself under accelerate launch)."),
+        log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
+                                         "(repeat for both; optional extras, docs/integrations.md)."),
     ) -> int:
         """Evaluate models on a suite spec; predictions are cached, so re-running never re-runs a model."""
-        from aligneval import distributed
+        from aligneval import distributed, tracking
         from aligneval.runner import run
+
+        trackers = tracking.check(log_to)
 
         launched = distributed.maybe_relaunch(num_processes, device)
         if launched is not None:
@@ -40,6 +44,11 @@ def register(app: typer.Typer) -> None:
             return 0  # not the main process: it printed and wrote nothing
         print_summary(results)
         typer.echo(f"wrote {results.path}")
+        if trackers:  # after results.json is written: a tracker that fails loses nothing
+            from aligneval.tracking.payload import for_run
+
+            for line in tracking.publish(trackers, for_run(results), results.run_dir):
+                typer.echo(line)
         return 0
 
 
