@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import os
 import subprocess
@@ -33,10 +32,12 @@ LABELS = {"negative": 0, "positive": 1}
 CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped"}
 BIN = Path(sys.executable).parent
 
+sys.path.insert(0, str(ROOT))
+from aligneval.artifacts import read_json_lines  # noqa: E402
+
 
 def _rows(name: str) -> list[dict]:
-    with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return read_json_lines(DATA / f"{name}.jsonl.gz")
 
 
 def build_minilm(folder: Path, steps: int = 60, seed: int = 0) -> Path:
@@ -139,8 +140,8 @@ def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, reci
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"aligneval attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    lines = (out / "attacks" / "m" / f"{recipe}.jsonl").read_text().splitlines()[1:]
-    return seconds, {r["id"]: r["outcome"] for r in map(json.loads, lines)}
+    rows = read_json_lines(out / "attacks" / "m" / f"{recipe}.jsonl")[1:]
+    return seconds, {r["id"]: r["outcome"] for r in rows}
 
 
 def _cli(model: Path, module: Path, num: int, offset: int, budget: int, out_csv: Path, ta_cache: Path,

@@ -15,7 +15,6 @@ The methods run in interleaved rounds (--rounds) so that load from other process
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.resources
 import json
 import os
@@ -29,6 +28,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from aligneval.artifacts import read_json_lines  # noqa: E402
+
 DATA_FILES = ("movie_test.jsonl.gz", "amazon.jsonl.gz", "tweets.jsonl.gz", "nyt.jsonl.gz")
 
 
@@ -36,8 +38,7 @@ def real_texts(n: int, seed: int = 0) -> tuple[list[str], str]:
     root = importlib.resources.files("aligneval").joinpath("data/sentiment")
     texts = []
     for name in DATA_FILES:
-        with gzip.open(str(root.joinpath(name)), "rt", encoding="utf-8") as fh:
-            texts.extend(json.loads(line)["text"] for line in fh if line.strip())
+        texts.extend(row["text"] for row in read_json_lines(str(root.joinpath(name))))
     if len(texts) < n:
         raise SystemExit(f"only {len(texts)} texts in the packaged data, asked for {n}")
     rng = np.random.default_rng(seed)

@@ -47,6 +47,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from aligneval.artifacts import read_json_lines  # noqa: E402
+
 DATA_SPLITS = {"test": "movie_test", "amazon": "amazon", "tweets": "tweets", "nyt": "nyt"}
 
 
@@ -85,7 +88,6 @@ def write_predict_spec(folder: Path, n: int, small: bool) -> Path:
         write_fixture(folder, n=n, name="test", seed=3)
         lines += ["[splits.test]", 'role = "test"', 'path = "test.jsonl"', 'id_column = "id"', ""]
     else:
-        import gzip
         import importlib.resources
 
         root = importlib.resources.files("aligneval").joinpath("data/sentiment")
@@ -93,10 +95,10 @@ def write_predict_spec(folder: Path, n: int, small: bool) -> Path:
         for split, name in DATA_SPLITS.items():
             if left <= 0:
                 break
-            with gzip.open(str(root.joinpath(f"{name}.jsonl.gz")), "rt", encoding="utf-8") as fh:
-                rows = [line for line in fh if line.strip()][:left]
+            rows = read_json_lines(str(root.joinpath(f"{name}.jsonl.gz")))[:left]
             left -= len(rows)
-            (folder / f"{split}.jsonl").write_text("".join(rows), encoding="utf-8")
+            (folder / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                   encoding="utf-8")
             role = "test" if split == "test" else "ood"
             lines += [f"[splits.{split}]", f'role = "{role}"', f'path = "{split}.jsonl"', 'id_column = "id"', ""]
     lines += ["[suites.accuracy]"]
@@ -119,7 +121,7 @@ def predict_outputs(run_dir: Path) -> dict:
 
 
 def attack_outcomes(out: Path, recipe: str) -> dict[str, dict]:
-    rows = [json.loads(x) for x in (out / "attacks" / "m" / f"{recipe}.jsonl").read_text().splitlines()[1:]]
+    rows = read_json_lines(out / "attacks" / "m" / f"{recipe}.jsonl")[1:]
     return {r["id"]: {k: v for k, v in r.items() if k != "seconds"} for r in rows}
 
 
