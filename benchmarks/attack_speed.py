@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "aligneval" / "data" / "sentiment"
 LABELS = {"negative": 0, "positive": 1}
-CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped"}
+CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped",
+               "Maximized": "maximized"}  # input reduction keeps the prediction (aligneval.attack.goals)
 BIN = Path(sys.executable).parent
 
 sys.path.insert(0, str(ROOT))
@@ -181,7 +182,8 @@ def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work
     cli_s, cli = run_textattack_cli(model, module, ids, budget, work / "cli.csv", work / "ta-cache", recipe,
                                     per_example)
     agree = sum(ours[i] == cli[i] for i in ids)
-    counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped")}
+    counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped", "maximized")
+                     if o != "maximized" or "maximized" in d.values()}
               for side, d in (("aligneval", ours), ("textattack_cli", cli))}
     return {"vs_textattack_cli": round(ours_s / cli_s, 4), "aligneval_s": round(ours_s, 2),
             "textattack_cli_s": round(cli_s, 2), "outcome_agreement": round(agree / len(ids), 4),
