@@ -30,6 +30,7 @@ VERDICT_SYMBOL = {"better": "▲ better", "worse": "▼ worse", "no-difference":
                   "insufficient": "– no verdict", "no-verdict": "– no verdict"}
 ADJUST_SHORT = {"holm": "Holm", "bh": "BH"}
 ADJUST_LONG = {"holm": "Holm step-down", "bh": "Benjamini–Hochberg", "none": "none (each p-value on its own)"}
+ATTACK_TABLE_METRICS = ("accuracy_under_attack", "attack_success_rate", "words_removed_pct")
 SINGLE_SEED = "single seed: the interval covers test-set sampling only"
 
 
@@ -444,25 +445,29 @@ def _model_sections(sections, res, twins, primary, oods, pair, colors, conf_pct,
                                      "numeric": {2, 3, 4, 5}}))
             break
     attack = D.AttackDisplay.from_results(res, pair)
-    if attack is None:
-        return
     rows = []
     for t in twins:
         for r in t["records"]:
             parts = r["metric"].split(":")
-            if parts[-1] in ("accuracy_under_attack", "attack_success_rate") and len(parts) <= 3:
+            # each recipe's headline metrics, by its goal (aligneval.attack.goals): flip-label recipes
+            # accuracy under attack and success rate, input reduction the words removable
+            if parts[-1] in ATTACK_TABLE_METRICS and len(parts) in (2, 3) and r.get("suite") == "adversarial":
                 c = comparison_row(r)
                 scope = "all sampled" if parts[0] == "all" else "headline"
                 rows.append(([t["name"]] if multi else [])
                             + [parts[-2], f"{metric_label(parts[-1])} ({scope})", r["split"], c["baseline"],
                                c["candidate"], f"{c['delta']} {c['ci']}".strip(), c["p"], fmt(r["n"])])
+    if attack is None and not rows:
+        return
     first = [] if not multi else ["twin"]
     shift = len(first)
     sections.append(Section("attack", "Adversarial robustness",
                             "Accuracy on the same attacked examples before (clean) and after each attack "
-                            "recipe; success rate is counted over the examples each model got right first.",
+                            "recipe; success rate is counted over the examples each model got right first. "
+                            "Input reduction deletes words while keeping the prediction: it reports the share "
+                            "of words removable, never accuracy.",
                             [plot_of("attack", attack.plot(colors=colors), "Accuracy under attack",
-                                     "accuracy under attack by recipe")],
+                                     "accuracy under attack by recipe")] if attack is not None else [],
                             {"columns": first + ["recipe", "metric", "split", baseline,
                                                  "twin" if multi else twins[0]["name"], f"Δ [{conf_pct} CI]",
                                                  "p", "n"],
