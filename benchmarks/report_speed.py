@@ -66,7 +66,10 @@ def synthetic_run(root: Path, n: int, seed: int = 0):
     return models, splits, examples
 
 
-def score(root: Path, models, splits, examples) -> None:
+SUITES = ("accuracy", "calibration", "uncertainty", "ood")
+
+
+def score(root: Path, models, splits, examples, suites: tuple[str, ...] = SUITES) -> None:
     """What `aligneval run` does after prediction: read the cache, run the suites, write results.json."""
     import datetime as dt
 
@@ -79,7 +82,7 @@ def score(root: Path, models, splits, examples) -> None:
     preds = {(m, s): read_predictions(root / "predictions" / m / f"{s}.parquet")[0] for m in models for s in splits}
     ctx = SuiteContext(models=models, splits=splits, predictions=preds, run_dir=root, seed=0, examples=examples)
     out = SuiteOutput()
-    for name in ("accuracy", "calibration", "uncertainty", "ood"):
+    for name in suites:
         info = get_suite(name)
         out.extend(info.fn(ctx, dict(info.defaults)))
     doc = {

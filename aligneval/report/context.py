@@ -373,6 +373,17 @@ def _dose_section(twins: list[dict], primary: str | None, confidence: float, con
         lines=[f"Not on the λ axis (no λ in their card or name): {', '.join(skipped)}."] if skipped else [])
 
 
+# a curve is expected on the splits where the suite storing it recorded its companion metric:
+# reliability bins with the calibration suite's ECE (test and ood roles by default, never the dev split
+# the temperature is fitted on), risk-coverage with the uncertainty suite's AURC
+CURVE_COMPANIONS = {"reliability": ("calibration", "ece@"), "risk_coverage": ("uncertainty", "aurc")}
+
+
+def _curve_splits(res, key: str) -> set[str]:
+    suite, metric = CURVE_COMPANIONS[key]
+    return {r.split for r in res.records if r.suite == suite and r.metric.startswith(metric)}
+
+
 def _curve_sections(sections, res, first, roles, primary, pair, labels, colors, same_run) -> None:
     """Reliability and risk–coverage from the stored curves; a missing curve is said, never derived."""
     split_list = list(roles) if roles else [primary]
@@ -386,8 +397,9 @@ def _curve_sections(sections, res, first, roles, primary, pair, labels, colors, 
          "better selective classifiers."),
     ):
         plots_, missing, bins = [], [], set()
+        scored = _curve_splits(res, key)
         for s in split_list:
-            if s is None:
+            if s is None or s not in scored:  # the suite that stores this curve did not score this split
                 continue
             try:
                 disp = cls.from_results(res, s, pair) if same_run else _across_runs(cls, first, s, pair, labels)
