@@ -128,3 +128,23 @@ def test_keep_prediction_rows_from_an_old_log():
     assert recs["input-reduction:words_removed_pct"].value == pytest.approx(75.0)
     assert recs["input-reduction:words_removed_pct"].n == 1
     assert "input-reduction:accuracy_under_attack" not in recs
+
+
+@pytest.mark.slow
+def test_attack_speed_benchmark_runs_input_reduction(tmp_path, monkeypatch):
+    """The benchmark read the CLI's "Maximized" rows with a KeyError; now both sides say maximized."""
+    import shutil
+    import sys
+
+    if shutil.which("textattack", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("the textattack CLI is not installed next to this Python")
+    monkeypatch.setenv("ALIGNEVAL_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location(
+        "attack_speed_goals", Path(__file__).resolve().parents[1] / "benchmarks" / "attack_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = bench.build_tiny(tmp_path / "model", seed=0)
+    result = bench.compare(model, bench.pick_examples(4, seed=0, tiny=True), budget=40, work=tmp_path / "w",
+                           recipe="input-reduction")
+    assert result["outcomes"]["textattack_cli"].get("maximized", 0) > 0
+    assert result["outcomes"]["aligneval"]["succeeded"] == 0  # a kept prediction is never a "success"
