@@ -1,7 +1,8 @@
 """ECE, MCE and ACE are computed with numpy over netcal's bins; netcal itself is the reference, given
 what aligneval's metric means (top-label confidence and 0/1 correctness), on binary and 3-class
 cases, ties that collapse quantile edges included. And scoring calibration imports neither netcal
-nor torch (the 2 s of CPU it cost every run from cached predictions)."""
+nor torch (the 2 s of CPU it cost every run from cached predictions), and AUROC's average ranks
+match scipy's rankdata without importing scipy.stats."""
 
 from __future__ import annotations
 
@@ -69,3 +70,26 @@ def test_scoring_calibration_imports_neither_netcal_nor_torch():
             "print(sorted(m for m in ('netcal', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_average_ranks_match_scipy(seed):
+    from scipy.stats import rankdata
+
+    from aligneval.metrics.uncertainty import average_ranks
+
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.random(500), 2)  # many ties
+    np.testing.assert_array_equal(average_ranks(x), rankdata(x))
+    y = rng.random(300)  # no ties
+    np.testing.assert_array_equal(average_ranks(y), rankdata(y))
+
+
+def test_scoring_uncertainty_imports_no_scipy_stats():
+    code = ("import sys, numpy as np\n"
+            "from aligneval.metrics import get_metric\n"
+            "p = np.array([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]]); y = np.array([1, 1, 0])\n"
+            "[get_metric(m)(p, y) for m in ('aurc', 'auroc_error')]\n"
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
