@@ -52,10 +52,13 @@ def test_reader_splits_at_newline_only(tmp_path):
         read_json_lines(tmp_path / "bad.jsonl")
 
 
+HAS_TEXTATTACK = importlib.util.find_spec("textattack") is not None  # not on the transformers 5 stack
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("textattack") is None,
-                    reason="TextAttack is not installed (it needs transformers < 5)")
 def test_align_run_attack_report_gate_over_separators(tmp_path, monkeypatch, capsys):
+    """With TextAttack (the legacy stack) the run attacks with deepwordbug; without it (transformers 5)
+    align, run, report and gate still go over the same texts."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("ALIGNEVAL_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "data"
@@ -78,24 +81,26 @@ def test_align_run_attack_report_gate_over_separators(tmp_path, monkeypatch, cap
                     '[splits.dev]\nrole = "dev"\npath = "dev.jsonl"\nid_column = "id"\n'
                     '[splits.test]\nrole = "test"\npath = "test.jsonl"\nid_column = "id"\n'
                     '[suites.accuracy]\n'
-                    '[suites.adversarial]\nrecipes = ["deepwordbug"]\nnum_examples = 20\nquery_budget = 20\n'
-                    'examples = "all"\n', encoding="utf-8")
+                    + ('[suites.adversarial]\nrecipes = ["deepwordbug"]\nnum_examples = 20\nquery_budget = 20\n'
+                       'examples = "all"\n' if HAS_TEXTATTACK else ''), encoding="utf-8")
     run = tmp_path / "run"
     assert main(["run", str(spec), "--model", f"baseline={pair / 'baseline'}", "--model",
                  f"aligned={pair / 'aligned'}", "--out", str(run), "--no-progress"]) == 0
-    attack_log = run / "attacks" / "baseline" / "deepwordbug.jsonl"
-    text = attack_log.read_text(encoding="utf-8")
-    assert any(sep in text for sep in ("\x85", "\u2028", "\u2029")), "raw separators reach the attack log"
-    attacked = read_json_lines(attack_log)[1:]
-    assert len(attacked) == 20 and {r["id"] for r in attacked} <= {r["id"] for r in test_rows}
+    if HAS_TEXTATTACK:
+        attack_log = run / "attacks" / "baseline" / "deepwordbug.jsonl"
+        text = attack_log.read_text(encoding="utf-8")
+        assert any(sep in text for sep in ("\x85", "\u2028", "\u2029")), "raw separators reach the attack log"
+        attacked = read_json_lines(attack_log)[1:]
+        assert len(attacked) == 20 and {r["id"] for r in attacked} <= {r["id"] for r in test_rows}
 
     capsys.readouterr()
     report = tmp_path / "report"
     assert main(["report", str(run), "--out", str(report)]) == 0, capsys.readouterr().err
-    assert "deepwordbug" in (report / "report.md").read_text(encoding="utf-8")
+    assert ("deepwordbug" in (report / "report.md").read_text(encoding="utf-8")) == HAS_TEXTATTACK
 
     rules = tmp_path / "rules.toml"
     rules.write_text('"accuracy/accuracy [test]" = "candidate >= 0"\n'
-                     '"adversarial/deepwordbug:accuracy_under_attack [test]" = "candidate >= baseline - 1"\n'
-                     '[gate]\nbaseline = "baseline"\ncandidate = "aligned"\n', encoding="utf-8")
+                     + ('"adversarial/deepwordbug:accuracy_under_attack [test]" = "candidate >= baseline - 1"\n'
+                        if HAS_TEXTATTACK else '')
+                     + '[gate]\nbaseline = "baseline"\ncandidate = "aligned"\n', encoding="utf-8")
     assert main(["gate", str(run), "--rules", str(rules)]) == 0, capsys.readouterr().err
