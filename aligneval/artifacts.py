@@ -12,12 +12,13 @@ file is touched.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
@@ -115,6 +116,49 @@ def write_json_atomic(path: str | Path, doc: Any) -> Path:
         fh.write("\n")
 
     return atomic_write(path, dump)
+
+
+# ---------- JSON lines -----------------------------------------------------------------------
+# One object per line, lines ending in "\n" only. `json.dumps(..., ensure_ascii=False)` writes U+0085,
+# U+2028 and U+2029 raw, and a text may hold them: `str.splitlines()` (and text-mode files, which also
+# split at "\r") would cut such a line in two. Every JSON-lines file aligneval reads goes through here.
+
+
+def json_lines(data: bytes, *, complete_only: bool = False) -> Iterator[tuple[Any, int]]:
+    """(object, end offset) for each line of `data` ending in b"\n" (a blank line gives None). The last
+    piece without "\n" is read too, unless `complete_only` (an append-only log cut by a kill). A line
+    that is not UTF-8 JSON raises ValueError (json.JSONDecodeError or UnicodeDecodeError)."""
+    offset = 0
+    while offset < len(data):
+        nl = data.find(b"\n", offset)
+        if nl < 0 and complete_only:
+            return
+        end = len(data) if nl < 0 else nl + 1
+        raw = data[offset:end].rstrip(b"\n")
+        yield (json.loads(raw.decode("utf-8")) if raw.strip() else None), end
+        offset = end
+
+
+def read_json_lines(file: str | Path, what: str = "JSON lines") -> list[Any]:
+    """Every object of a JSON-lines file (gzip-compressed when the name ends in .gz), blank lines
+    skipped; unreadable or a line that is not JSON -> ArtifactError naming the file and the line."""
+    file = Path(file)
+    try:
+        data = file.read_bytes()
+        if file.name.endswith(".gz"):
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise ArtifactError(f"{file}: cannot read {what} ({exc.strerror or type(exc).__name__})") from None
+    rows: list[Any] = []
+    start = 0
+    try:
+        for obj, start in json_lines(data):
+            if obj is not None:
+                rows.append(obj)
+    except ValueError as exc:
+        line = data.count(b"\n", 0, start) + 1
+        raise ArtifactError(f"{file} is corrupt (not {what}: line {line}: {type(exc).__name__})") from None
+    return rows
 
 
 # ---------- parquet --------------------------------------------------------------------------

@@ -11,7 +11,6 @@ See docs/results.md, "Comparison statistics".
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from aligneval import multiplicity, resampling, stats
+from aligneval.artifacts import read_json_lines
 from aligneval.errors import ArtifactError, DataError, UsageError
 
 COMPARISON_VERSION = "1.1"
@@ -166,15 +166,11 @@ def _attack_log(results, model: str, recipe: str) -> dict[str, dict] | None:
     if not file.is_file():
         return None
     rows: dict[str, dict] = {}
-    try:
-        for line in file.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("kind", "result") == "result" and "id" in row:
-                rows[str(row["id"])] = row
-    except (OSError, ValueError):
-        raise ArtifactError(f"{file} is corrupt (not JSON lines)") from None
+    for row in read_json_lines(file):
+        if not isinstance(row, dict):
+            raise ArtifactError(f"{file} is corrupt (not JSON lines of objects)")
+        if row.get("kind", "result") == "result" and "id" in row:
+            rows[str(row["id"])] = row
     return rows
 
 

@@ -10,7 +10,9 @@ included, as a user would):
     aligneval attack --model m=<folder> --data <jsonl> --recipe deepwordbug --examples all ...
     textattack attack --recipe deepwordbug --model-from-huggingface <folder> --dataset-from-file <py> ...
 
-and compares the per-example outcome (succeeded / failed / skipped). With --json the last line is
+and compares the per-example outcome (succeeded / failed / skipped). Both sides run --rounds times
+(default 2), interleaved with the order swapped each round; the ratio is of their total times, and
+each round's ratio is printed too. With --json the last line is
 {"vs_textattack_cli": <aligneval wall time / CLI wall time>, ...}.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import os
 import subprocess
@@ -30,13 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "aligneval" / "data" / "sentiment"
 LABELS = {"negative": 0, "positive": 1}
-CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped"}
+CLI_OUTCOME = {"Successful": "succeeded", "Failed": "failed", "Skipped": "skipped",
+               "Maximized": "maximized"}  # input reduction keeps the prediction (aligneval.attack.goals)
 BIN = Path(sys.executable).parent
+
+sys.path.insert(0, str(ROOT))
+from aligneval.artifacts import read_json_lines  # noqa: E402
 
 
 def _rows(name: str) -> list[dict]:
-    with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return read_json_lines(DATA / f"{name}.jsonl.gz")
 
 
 def build_minilm(folder: Path, steps: int = 60, seed: int = 0) -> Path:
@@ -139,8 +143,8 @@ def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, reci
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"aligneval attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    lines = (out / "attacks" / "m" / f"{recipe}.jsonl").read_text().splitlines()[1:]
-    return seconds, {r["id"]: r["outcome"] for r in map(json.loads, lines)}
+    rows = read_json_lines(out / "attacks" / "m" / f"{recipe}.jsonl")[1:]
+    return seconds, {r["id"]: r["outcome"] for r in rows}
 
 
 def _cli(model: Path, module: Path, num: int, offset: int, budget: int, out_csv: Path, ta_cache: Path,
@@ -173,17 +177,38 @@ def run_textattack_cli(model: Path, module: Path, ids: list[str], budget: int, o
 
 
 def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work: Path,
-            recipe: str = "deepwordbug", per_example: bool = False) -> dict:
+            recipe: str = "deepwordbug", per_example: bool = False, rounds: int = 1) -> dict:
+    """Both sides `rounds` times, interleaved, the order swapped every round (aligneval first in even
+    rounds, the CLI first in odd ones), so neither side always runs on the warmer or the quieter
+    machine; each aligneval round writes a fresh folder (no resuming)."""
     jsonl, module = write_inputs(examples, work / "inputs")
     ids = [i for i, _, _ in examples]
-    ours_s, ours = run_aligneval(model, jsonl, len(ids), budget, work / "aligneval", recipe)
-    cli_s, cli = run_textattack_cli(model, module, ids, budget, work / "cli.csv", work / "ta-cache", recipe,
-                                    per_example)
+    sides = {
+        "aligneval": lambda r: run_aligneval(model, jsonl, len(ids), budget, work / f"aligneval-{r}", recipe),
+        "textattack_cli": lambda r: run_textattack_cli(model, module, ids, budget, work / f"cli-{r}.csv",
+                                                       work / "ta-cache", recipe, per_example),
+    }
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    outcomes: dict[str, dict[str, str]] = {}
+    for r in range(rounds):
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            seconds, out = sides[name](r)
+            times[name].append(seconds)
+            if outcomes.setdefault(name, out) != out:
+                raise RuntimeError(f"{name}: round {r} gave other outcomes than round 0")
+    ours_t, cli_t = times["aligneval"], times["textattack_cli"]
+    ours, cli = outcomes["aligneval"], outcomes["textattack_cli"]
+    ours_s, cli_s = sum(ours_t), sum(cli_t)
     agree = sum(ours[i] == cli[i] for i in ids)
-    counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped")}
+    counts = {side: {o: sum(v == o for v in d.values()) for o in ("succeeded", "failed", "skipped", "maximized")
+                     if o != "maximized" or "maximized" in d.values()}
               for side, d in (("aligneval", ours), ("textattack_cli", cli))}
     return {"vs_textattack_cli": round(ours_s / cli_s, 4), "aligneval_s": round(ours_s, 2),
-            "textattack_cli_s": round(cli_s, 2), "outcome_agreement": round(agree / len(ids), 4),
+            "textattack_cli_s": round(cli_s, 2), "rounds": rounds, "aligneval_round_s": [round(t, 2) for t in ours_t],
+            "textattack_cli_round_s": [round(t, 2) for t in cli_t],
+            "round_ratios": [round(a / b, 4) for a, b in zip(ours_t, cli_t)],
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "outcome_agreement": round(agree / len(ids), 4),
             "examples": len(ids), "query_budget": budget, "recipe": recipe, "outcomes": counts,
             "disagreements": [{"id": i, "aligneval": ours[i], "textattack_cli": cli[i]} for i in ids if ours[i] != cli[i]]}
 
@@ -195,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query-budget", type=int, default=200)
     p.add_argument("--recipe", default="deepwordbug")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of both sides, order swapped each round")
     p.add_argument("--json", action="store_true", help="End with one JSON line.")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -205,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                  else build_minilm(work / "model", seed=args.seed))
         print(f"model ({args.model}) built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         examples = pick_examples(args.num_examples, args.seed, tiny=args.model == "tiny")
-        result = compare(model, examples, args.query_budget, work, args.recipe)
+        if args.rounds < 1:
+            p.error("--rounds must be at least 1")
+        result = compare(model, examples, args.query_budget, work, args.recipe, rounds=args.rounds)
     result["model"] = args.model
     if args.json:
         print(json.dumps(result))

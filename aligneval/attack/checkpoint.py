@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from aligneval.artifacts import json_lines
+
 FORMAT = 1
 
 
@@ -38,22 +40,16 @@ def read(path: Path, header: dict[str, Any]) -> tuple[dict[str, dict[str, Any]],
     rows: dict[str, dict[str, Any]] = {}
     data = path.read_bytes()
     first: dict[str, Any] | None = None
-    good_bytes = offset = 0
-    while True:
-        nl = data.find(b"\n", offset)
-        if nl < 0:
-            break  # an unterminated last piece was cut by a kill: dropped, redone
-        raw = data[offset:nl]
-        try:
-            obj = json.loads(raw.decode("utf-8")) if raw.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            break
-        if obj is not None:
-            if first is None:
-                first = obj
-            elif obj.get("kind") == "result":
-                rows[obj["id"]] = obj
-        offset = good_bytes = nl + 1
+    good_bytes = 0
+    try:  # an unterminated last piece was cut by a kill: dropped, redone; so is a line from a bad one on
+        for obj, good_bytes in json_lines(data, complete_only=True):
+            if obj is not None:
+                if first is None:
+                    first = obj
+                elif obj.get("kind") == "result":
+                    rows[obj["id"]] = obj
+    except ValueError:
+        pass
     if first is None:  # killed before the header was complete
         path.unlink()
         return {}, "new"

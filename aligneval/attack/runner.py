@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from aligneval import distributed
-from aligneval.attack import checkpoint, recipes, selection, summary
+from aligneval.attack import checkpoint, goals, recipes, selection, summary
 from aligneval.errors import DataError, ResourceError, UsageError
 from aligneval.records import SuiteOutput
 
@@ -125,18 +125,14 @@ class ModelHandle:
         return self._wrapper
 
 
-def _outcome(result: Any) -> str:
-    name = type(result).__name__
-    return {"SuccessfulAttackResult": "succeeded", "MaximizedAttackResult": "succeeded",
-            "FailedAttackResult": "failed", "SkippedAttackResult": "skipped"}[name]
-
-
-def result_row(result: Any, item: Item, seconds: float) -> dict[str, Any]:
-    """One log line from a TextAttack AttackResult. Texts are stored verbatim, as data."""
+def result_row(result: Any, item: Item, seconds: float, goal: goals.Goal = goals.FLIP) -> dict[str, Any]:
+    """One log line from a TextAttack AttackResult, its outcome named by the recipe's goal. Texts are
+    stored verbatim, as data."""
     orig, pert = result.original_result, result.perturbed_result
-    outcome = _outcome(result)
+    outcome = goals.outcome(goal, type(result).__name__)
     o_words = orig.attacked_text.words
-    changed = len(orig.attacked_text.all_words_diff(pert.attacked_text)) if outcome == "succeeded" else 0
+    flipped = goal is goals.FLIP and outcome == "succeeded"  # word edits are counted where a label flipped
+    changed = len(orig.attacked_text.all_words_diff(pert.attacked_text)) if flipped else 0
     perturbed = pert.attacked_text.tokenizer_input if outcome != "skipped" else (
         item.text if item.pair is None else (item.text, item.pair))
     if isinstance(perturbed, tuple):
@@ -149,6 +145,7 @@ def result_row(result: Any, item: Item, seconds: float) -> dict[str, Any]:
         "original_pred": int(orig.output), "original_conf": float(orig.raw_output.max()),
         "perturbed_pred": int(pert.output), "perturbed_conf": float(pert.raw_output.max()),
         "num_queries": int(pert.num_queries), "words": len(o_words), "words_perturbed": changed,
+        "words_after": len(pert.attacked_text.words) if outcome != "skipped" else len(o_words),
         "perturbed_word_pct": changed * 100.0 / len(o_words) if o_words else 0.0,
         "seconds": round(seconds, 4),
     }
@@ -189,6 +186,10 @@ def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settin
         wrapper = handle.wrapper
         attack = recipes.build(recipe, wrapper)
         goal = attack.goal_function
+        wanted = goals.goal_of(recipe)
+        if type(goal).__name__ not in wanted.textattack_goals:
+            raise RuntimeError(f"{recipe}: TextAttack built a {type(goal).__name__} goal, not the "
+                               f"{wanted.name} goal aligneval.attack.goals gives it")
         goal.query_budget = settings.query_budget if settings.query_budget else float("inf")
         goal.batch_size = UNBOUNDED_BATCH
         deadline = math.inf if settings.time_budget_s is None else time.monotonic() + settings.time_budget_s
@@ -204,7 +205,7 @@ def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settin
                 example = it.text if it.pair is None else OrderedDict(premise=it.text, hypothesis=it.pair)
                 t0 = time.perf_counter()
                 result = attack.attack(example, int(it.label))
-                row = result_row(result, it, time.perf_counter() - t0)
+                row = result_row(result, it, time.perf_counter() - t0, wanted)
                 out.write(row)
                 done[it.id] = row
                 new_rows.append(row)
@@ -307,8 +308,9 @@ def run_attacks(models: Mapping[str, ModelHandle], examples: Any, split: str, se
 
 
 def _for_report(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Succeeded attacks first (the adversarial examples), then failed ones, at most k."""
-    ranked = [r for r in rows if r["outcome"] == "succeeded"] + [r for r in rows if r["outcome"] == "failed"]
+    """Succeeded attacks first (the adversarial examples), then maximized (reduced inputs) and failed
+    ones, at most k."""
+    ranked = [r for o in ("succeeded", "maximized", "failed") for r in rows if r["outcome"] == o]
     return ranked[:k]
 
 

@@ -7,17 +7,27 @@ import numpy as np
 from aligneval.metrics.base import Metric, confidence, correct, register_metric
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks (scipy.stats.rankdata's 'average',
+    which it is tested against; importing scipy.stats cost scoring about 0.7 s of CPU)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
+    return ranks
+
+
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve of `scores` for telling positives from negatives (Mann-Whitney U,
     ties count one half). NaN when one of the two groups is empty (undefined, not 0.5)."""
-    from scipy.stats import rankdata
-
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(scores)  # average ranks on ties
+    ranks = average_ranks(scores)  # average ranks on ties
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
 

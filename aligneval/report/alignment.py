@@ -165,12 +165,18 @@ def headline_sentence(rows: list[dict], split: str | None, confidence: float, tw
     return text + "."
 
 
+# what the alignment rows' intervals cover, said wherever they are shown
+FIXED_PARTS = ("These intervals resample the measured sentences only. The probe, fitted once on the training "
+               "half, is held fixed, so the probe-accuracy intervals leave out its refit and are narrower than "
+               "that diagnostic's whole uncertainty; the MMD² bandwidth is each sentence's own median distance "
+               "(resampled with it), at fixed kernel scales.")
 INTRO = ("Keys and queries of every attention head, measured by the alignment suite on {split}: the K–Q MMD² "
          "(RBF kernel; 0 = keys and queries have the same distribution), the held-out accuracy of a linear probe "
          "telling keys from queries (0.5 = indistinguishable) and the attention entropy. A twin that is really "
          "aligned has a lower MMD² and a probe accuracy closer to 0.5 than its baseline. Differences are paired "
          "over the same examples with {conf} intervals; a circle in a difference map marks a head whose "
-         "interval excludes 0. Per-layer and per-head rows appear here only (and in comparison.json).")
+         "interval excludes 0. " + FIXED_PARTS + " Per-layer and per-head rows appear here only (and in "
+         "comparison.json).")
 
 
 def _has(rows: list[dict], split: str, family: str, per_head: bool) -> bool:

@@ -30,6 +30,7 @@ VERDICT_SYMBOL = {"better": "▲ better", "worse": "▼ worse", "no-difference":
                   "insufficient": "– no verdict", "no-verdict": "– no verdict"}
 ADJUST_SHORT = {"holm": "Holm", "bh": "BH"}
 ADJUST_LONG = {"holm": "Holm step-down", "bh": "Benjamini–Hochberg", "none": "none (each p-value on its own)"}
+ATTACK_TABLE_METRICS = ("accuracy_under_attack", "attack_success_rate", "words_removed_pct")
 SINGLE_SEED = "single seed: the interval covers test-set sampling only"
 
 
@@ -372,6 +373,17 @@ def _dose_section(twins: list[dict], primary: str | None, confidence: float, con
         lines=[f"Not on the λ axis (no λ in their card or name): {', '.join(skipped)}."] if skipped else [])
 
 
+# a curve is expected on the splits where the suite storing it recorded its companion metric:
+# reliability bins with the calibration suite's ECE (test and ood roles by default, never the dev split
+# the temperature is fitted on), risk-coverage with the uncertainty suite's AURC
+CURVE_COMPANIONS = {"reliability": ("calibration", "ece@"), "risk_coverage": ("uncertainty", "aurc")}
+
+
+def _curve_splits(res, key: str) -> set[str]:
+    suite, metric = CURVE_COMPANIONS[key]
+    return {r.split for r in res.records if r.suite == suite and r.metric.startswith(metric)}
+
+
 def _curve_sections(sections, res, first, roles, primary, pair, labels, colors, same_run) -> None:
     """Reliability and risk–coverage from the stored curves; a missing curve is said, never derived."""
     split_list = list(roles) if roles else [primary]
@@ -385,8 +397,9 @@ def _curve_sections(sections, res, first, roles, primary, pair, labels, colors, 
          "better selective classifiers."),
     ):
         plots_, missing, bins = [], [], set()
+        scored = _curve_splits(res, key)
         for s in split_list:
-            if s is None:
+            if s is None or s not in scored:  # the suite that stores this curve did not score this split
                 continue
             try:
                 disp = cls.from_results(res, s, pair) if same_run else _across_runs(cls, first, s, pair, labels)
@@ -444,25 +457,29 @@ def _model_sections(sections, res, twins, primary, oods, pair, colors, conf_pct,
                                      "numeric": {2, 3, 4, 5}}))
             break
     attack = D.AttackDisplay.from_results(res, pair)
-    if attack is None:
-        return
     rows = []
     for t in twins:
         for r in t["records"]:
             parts = r["metric"].split(":")
-            if parts[-1] in ("accuracy_under_attack", "attack_success_rate") and len(parts) <= 3:
+            # each recipe's headline metrics, by its goal (aligneval.attack.goals): flip-label recipes
+            # accuracy under attack and success rate, input reduction the words removable
+            if parts[-1] in ATTACK_TABLE_METRICS and len(parts) in (2, 3) and r.get("suite") == "adversarial":
                 c = comparison_row(r)
                 scope = "all sampled" if parts[0] == "all" else "headline"
                 rows.append(([t["name"]] if multi else [])
                             + [parts[-2], f"{metric_label(parts[-1])} ({scope})", r["split"], c["baseline"],
                                c["candidate"], f"{c['delta']} {c['ci']}".strip(), c["p"], fmt(r["n"])])
+    if attack is None and not rows:
+        return
     first = [] if not multi else ["twin"]
     shift = len(first)
     sections.append(Section("attack", "Adversarial robustness",
                             "Accuracy on the same attacked examples before (clean) and after each attack "
-                            "recipe; success rate is counted over the examples each model got right first.",
+                            "recipe; success rate is counted over the examples each model got right first. "
+                            "Input reduction deletes words while keeping the prediction: it reports the share "
+                            "of words removable, never accuracy.",
                             [plot_of("attack", attack.plot(colors=colors), "Accuracy under attack",
-                                     "accuracy under attack by recipe")],
+                                     "accuracy under attack by recipe")] if attack is not None else [],
                             {"columns": first + ["recipe", "metric", "split", baseline,
                                                  "twin" if multi else twins[0]["name"], f"Δ [{conf_pct} CI]",
                                                  "p", "n"],

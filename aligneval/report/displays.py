@@ -251,7 +251,9 @@ class TemperatureDisplay:
 
 @dataclass
 class AttackDisplay:
-    """Accuracy under attack by recipe for each model, next to its clean accuracy on the same split."""
+    """Accuracy under attack by recipe for each model, next to its clean accuracy on the same attacked
+    examples (1 - skipped / examples of the same records: every recipe attacks one shared list), not
+    the whole split's accuracy."""
 
     split: str
     recipes: list[str]
@@ -261,16 +263,19 @@ class AttackDisplay:
     @classmethod
     def from_results(cls, results, models: list[str]) -> "AttackDisplay | None":
         under: dict[str, dict[str, float]] = {m: {} for m in models}
+        clean: dict[str, float | None] = {m: None for m in models}
         split = None
         for r in results.records:
             parts = r.metric.split(":")
             if r.model in models and len(parts) == 2 and parts[1] == "accuracy_under_attack" and r.value is not None:
                 under[r.model][parts[0]] = r.value
                 split = split or r.split
+                skipped = _value(results, f"{parts[0]}:skipped", r.split, r.model)
+                if clean[r.model] is None and skipped is not None and r.n:
+                    clean[r.model] = 1.0 - skipped.value / r.n
         recipes = sorted({rc for v in under.values() for rc in v})
         if not recipes:
             return None
-        clean = {m: (r.value if (r := _value(results, "accuracy", split, m)) else None) for m in models}
         return cls(split, recipes, under, clean)
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
