@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--dev", action="store_true", help="also evaluate the dev split after training (slower)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--aux-steps", type=int, default=None, help="auxiliary updates per step (default: the variant's)")
     parser.add_argument("--baseline", default=None, help="a finished baseline folder of the same setting to reuse")
     parser.add_argument("--train-only", action="store_true", help="train (or reuse) the models, measure nothing")
     parser.add_argument("--json", action="store_true")
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         setting = dict(model=Path(model).name if args.model else "all-MiniLM-L6-v2", epochs=profile.epochs,
                        batch_size=profile.batch_size, lr=profile.lr, max_length=profile.max_length,
                        freeze_layers=profile.freeze_layers, seed=args.seed, max_steps=args.max_steps,
-                       train_size=args.train_size, threads=torch.get_num_threads(), options=options,
+                       train_size=args.train_size, threads=torch.get_num_threads(), options=options, aux_steps=args.aux_steps,
                        alignment_examples=DEFAULTS["num_examples"], test_examples=len(test))
         root = Path(args.out)
         started = time.perf_counter()
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             result = align_pair(model, train, out, dev=dev if args.dev else None, variant=variant, lam=lams, seeds=(args.seed,),
                                 epochs=profile.epochs, max_steps=args.max_steps, batch_size=profile.batch_size,
                                 max_length=profile.max_length, lr=profile.lr, freeze_layers=profile.freeze_layers,
-                                variant_options=options.get(variant), progress=False)
+                                variant_options=options.get(variant), aux_steps=args.aux_steps, progress=False)
             baseline = result.runs[0].baseline
             folders += [(variant, lam, folder) for lam, folder in result.runs[0].twins.items()]
         trained_s = time.perf_counter() - started
