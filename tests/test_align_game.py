@@ -150,13 +150,14 @@ GAME = dict(max_steps=80, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=Fal
 # (issue 21's target) for every variant that matches each head's keys to its queries; ct-heads matches
 # the heads at each token instead, which moves the within-head gap less, so 0.85. Measured, twin ÷
 # baseline over the tiny models of seeds 0, 1, 2, 1 thread float32 as this test runs:
-#   gan       λ = 0.1: −0.00, 0.07, 0.06   λ = 1: −0.02, 0.04, −0.03
+#   gan       λ = 0.1: 0.17, 0.16, 0.05    λ = 1: 0.11, 0.05, 0.02  (5 updates per step, the default;
+#             with 1: −0.00, 0.07, 0.06 and −0.02, 0.04, −0.03)
 #   ct        λ = 0.1: 0.02, −0.03, −0.06  λ = 1: −0.02, −0.04, −0.11
 #   ct-heads  λ = 0.1: 0.59, 0.17, 0.62    λ = 1: 0.68, 0.18, 0.47
 #   combine   λ = 0.1: 0.09, −0.00, −0.04  λ = 1: 0.10, 0.01, 0.02
 #   mmd       λ = 0.1: −0.60, −0.33, −0.70 λ = 1: −0.62, −0.34, −0.71
 #   sinkhorn  λ = 0.1: −0.08, −0.05, −0.10 λ = 1: −0.05, −0.05, −0.08
-# The same in float64 (other rounding, a different trajectory): gan 0.10, 0.06, 0.08 / 0.08, 0.01, −0.01;
+# The same in float64 (other rounding, a different trajectory): gan (1 update) 0.10, 0.06, 0.08 / 0.08, 0.01, −0.01;
 # ct −0.01, −0.04, −0.07 / 0.03, −0.04, −0.10; ct-heads 0.34, 0.11, 0.38 / 0.37, 0.14, 0.74 (its worst case:
 # ct-heads is chaotic, 0.47 → 0.74 on one model from rounding alone, hence its wider bound).
 # (before issue 21: gan without R1 up to 0.43 at λ = 1; ct with one critic update 0.38–0.83 at λ = 0.1 and
@@ -204,9 +205,10 @@ def test_every_variant_aligns_three_tiny_berts_at_its_defaults(game_models, vari
             assert card["aux"]["aux_lr"] == pytest.approx(AUX_LR_RATIO * 1e-3)
             diagnostic = [float(np.mean(r["diagnostic_layers"])) for r in log]
             if variant == "gan":  # the discriminator tells keys from queries better than chance, for a while:
-                # with R1 and keys that follow it, its best accuracy was 0.59–0.70 over these models (0.5 at
-                # the first step; the held-fixed clouds above show what it reaches when the keys cannot move)
-                assert max(diagnostic) > 0.55 and diagnostic[0] < 0.52, (seed, lam, max(diagnostic))
+                # with R1 and keys that follow it, its best accuracy was 0.59–0.70 over these models with one
+                # update per step, 0.63 on seed 0 with five (the first step's: 0.50 and 0.53; the held-fixed
+                # clouds above show what it reaches when the keys cannot move)
+                assert max(diagnostic) > 0.55 and diagnostic[0] < 0.6, (seed, lam, max(diagnostic))
             elif variant in ("ct", "ct-heads", "combine"):  # the critic raises the transport cost it is given
                 assert max(diagnostic) > diagnostic[0] + 0.2, (seed, lam)
     worst = {key: round(value, 3) for key, value in ratios.items() if not value <= BOUNDS[variant]}

@@ -520,8 +520,9 @@ def test_bad_gan_stabiliser_options_are_refused(option):
         build_aligner("gan", 1, 4, **option)
 
 
-def test_ct_family_defaults_to_several_critic_updates():
-    assert build_aligner("gan", 1, 4).aux_steps == 1
+def test_adversaries_default_to_several_updates_per_step():
+    assert build_aligner("gan", 1, 4).aux_steps == losses.GAN_DISC_STEPS > 1
+    assert build_aligner("mmd", 1, 4).aux_steps == 1  # no auxiliary networks: nothing to update
     assert all(build_aligner(v, 1, 4).aux_steps == losses.CRITIC_STEPS > 1 for v in ("ct", "ct-heads", "combine"))
 
 

@@ -35,7 +35,7 @@ ROLES = ("baseline", "aligned")
 # The auxiliary players' defaults, chosen by measurement (docs/align.md): their learning rate is
 # AUX_LR_RATIO × the model's unless given (two time scales: the discriminator must outpace the keys)
 AUX_LR_RATIO = 30.0
-# aux_steps None: the variant's own default (`Aligner.aux_steps`: 1 for gan, 3 critic updates for the ct family)
+# aux_steps None: the variant's own default (`Aligner.aux_steps`: 5 for gan, 3 for the ct family)
 AUX_DEFAULTS = {"aux_lr": None, "aux_steps": None}
 VERSIONED_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "numpy", "datasets")
 
