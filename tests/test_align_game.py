@@ -206,9 +206,9 @@ def test_every_variant_aligns_three_tiny_berts_at_its_defaults(game_models, vari
             diagnostic = [float(np.mean(r["diagnostic_layers"])) for r in log]
             if variant == "gan":  # the discriminator tells keys from queries better than chance, for a while:
                 # with R1 and keys that follow it, its best accuracy was 0.59–0.70 over these models with one
-                # update per step, 0.63 on seed 0 with five (the first step's: 0.50 and 0.53; the held-fixed
-                # clouds above show what it reaches when the keys cannot move)
-                assert max(diagnostic) > 0.55 and diagnostic[0] < 0.6, (seed, lam, max(diagnostic))
+                # update per step, 0.63 and 0.68 on seeds 0, 1 with five (five updates on the first batch
+                # already reach up to 0.62; the held-fixed clouds above show what it reaches when keys cannot move)
+                assert max(diagnostic) > 0.55, (seed, lam, max(diagnostic))
             elif variant in ("ct", "ct-heads", "combine"):  # the critic raises the transport cost it is given
                 assert max(diagnostic) > diagnostic[0] + 0.2, (seed, lam)
     worst = {key: round(value, 3) for key, value in ratios.items() if not value <= BOUNDS[variant]}
