@@ -122,6 +122,7 @@ def _run(args) -> int:
         _check_options(*parse_variant(entry))
     hp = dict(HP)
     aux = _check_aux(AUX_DEFAULTS["aux_lr"] or AUX_LR_RATIO * hp["lr"], args.aux_steps or AUX_DEFAULTS["aux_steps"])
+    # aux_steps None: build_game takes each variant's own default (gan 5, the ct family 3)
     loaded, name = build_model(args.model)
     vocab = loaded.config.vocab_size
     if args.length > getattr(loaded.config, "max_position_embeddings", args.length):

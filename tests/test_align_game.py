@@ -142,38 +142,77 @@ def _mean_mmd(folder, texts, train_half):
     return float(np.nanmean(values["kq_mmd2"]))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_aligns_a_tiny_bert_at_its_defaults(tiny, tmp_path, variant):
-    """80 steps, λ = 0.1 and 1, the variant's default settings (aux lr = 30 × lr, one aux update):
-    the twin's K–Q MMD² (alignment suite, held-out sentences) is clearly below the baseline's at
-    both λ (ct: at λ = 0.1; see inside), and the auxiliary players learn."""
-    # 80 steps, not 50: with the trained tiny vocabulary of before (ties broken in a per-process hash
-    # order, now a fixed list) ct at λ = 0.1 ended at 0.58–0.85× the baseline after 50 steps
-    result = align_pair(tiny["model"], tiny["train"], tmp_path / variant, variant=variant, lam="0.1,1",
-                        max_steps=80, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=False)
+# The every-variant test: three tiny BERTs (random initialisations of seeds 0, 1, 2), each twin at
+# λ = 0.1 and 1 against its own baseline, 80 steps at lr 1e-3, every variant at its defaults.
+TINY_SEEDS = (0, 1, 2)
+GAME = dict(max_steps=80, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=False)
+# Each twin must end at or below BOUNDS[variant] × its baseline's K–Q MMD² on held-out sentences: 0.7
+# (issue 21's target) for every variant that matches each head's keys to its queries; ct-heads matches
+# the heads at each token instead, which moves the within-head gap less, so 0.85. Measured, twin ÷
+# baseline over the tiny models of seeds 0, 1, 2, 1 thread float32 as this test runs:
+#   gan       λ = 0.1: 0.17, 0.16, 0.05    λ = 1: 0.11, 0.05, 0.02  (5 updates per step, the default;
+#             with 1: −0.00, 0.07, 0.06 and −0.02, 0.04, −0.03)
+#   ct        λ = 0.1: 0.02, −0.03, −0.06  λ = 1: −0.02, −0.04, −0.11
+#   ct-heads  λ = 0.1: 0.59, 0.17, 0.62    λ = 1: 0.68, 0.18, 0.47
+#   combine   λ = 0.1: 0.09, −0.00, −0.04  λ = 1: 0.10, 0.01, 0.02
+#   mmd       λ = 0.1: −0.60, −0.33, −0.70 λ = 1: −0.62, −0.34, −0.71
+#   sinkhorn  λ = 0.1: −0.08, −0.05, −0.10 λ = 1: −0.05, −0.05, −0.08
+# The same in float64 (other rounding, a different trajectory): gan (1 update) 0.10, 0.06, 0.08 / 0.08, 0.01, −0.01;
+# ct −0.01, −0.04, −0.07 / 0.03, −0.04, −0.10; ct-heads 0.34, 0.11, 0.38 / 0.37, 0.14, 0.74 (its worst case:
+# ct-heads is chaotic, 0.47 → 0.74 on one model from rounding alone, hence its wider bound).
+# (before issue 21: gan without R1 up to 0.43 at λ = 1; ct with one critic update 0.38–0.83 at λ = 0.1 and
+# 0.61–1.48 at λ = 1). A negative ratio is an unbiased MMD² estimate below 0: keys and queries as close
+# as the estimator can tell.
+BOUNDS = {"gan": 0.7, "ct": 0.7, "ct-heads": 0.85, "combine": 0.7, "mmd": 0.7, "sinkhorn": 0.7}
+
+
+@pytest.fixture(scope="module")
+def game_models(tmp_path_factory):
+    """{seed: (model folder, shared baseline folder, baseline K–Q MMD²)}, the held-out texts and probe half;
+    each tiny model's baseline is trained once (as the mmd grid's) and shared by every variant's grid."""
+    tmp = tmp_path_factory.mktemp("every-variant")
+    train = write_fixture(tmp, n=400)
     texts = [t for t, _ in sentences(60, seed=5)]
     train_half = np.zeros(60, bool)
     train_half[:30] = True
-    run = result.runs[0]
-    baseline = _mean_mmd(run.baseline, texts, train_half)
-    for lam, folder in run.twins.items():
-        twin = _mean_mmd(folder, texts, train_half)
-        if variant == "ct" and lam == 1.0:
-            # measured with the fixed tiny vocabulary, tiny models of seeds 0, 1, 2: ct's adversarial
-            # critic game at λ = 1 ends at 1.48×, 0.61×, 0.94× the baseline (λ = 0.1: 0.83×, 0.76×,
-            # 0.38×); docs/align.md says so. It must still train and stay finite.
-            assert np.isfinite(twin), (variant, lam, twin)
-            continue
-        assert twin < 0.85 * baseline, (variant, lam, twin, baseline)
-        log = [json.loads(line) for line in (folder / LOG_NAME).read_text().splitlines()]
-        card = json.loads((folder / "alignment.json").read_text())
-        assert card["aux"]["aux_lr"] == pytest.approx(AUX_LR_RATIO * 1e-3)
-        diagnostic = [float(np.mean(r["diagnostic_layers"])) for r in log]
-        if variant == "gan":  # the discriminator tells keys from queries clearly better than chance
-            assert max(diagnostic) > 0.65 and diagnostic[0] < 0.6
-        elif variant in ("ct", "ct-heads", "combine"):  # the critic raises the transport cost it is given
-            assert max(diagnostic) > diagnostic[0] + 0.2
+    models = {}
+    for seed in TINY_SEEDS:
+        folder = make_tiny_model(tmp / f"model-{seed}", seed=seed)
+        run = align_pair(str(folder), train, tmp / f"mmd-{seed}", variant="mmd", lam="0.1,1", **GAME).runs[0]
+        models[seed] = (folder, run.baseline, _mean_mmd(run.baseline, texts, train_half))
+    return {"models": models, "train": train, "texts": texts, "train_half": train_half, "tmp": tmp}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_aligns_three_tiny_berts_at_its_defaults(game_models, variant):
+    """On each of three tiny BERTs, at λ = 0.1 and at λ = 1, the twin's K–Q MMD² (the independent
+    `alignment` suite, held-out sentences) is at most BOUNDS[variant] × its baseline's, and the auxiliary
+    players (gan's discriminator, the ct family's critic) learn."""
+    tmp = game_models["tmp"]
+    ratios = {}
+    for seed, (folder, baseline_folder, baseline) in game_models["models"].items():
+        out = tmp / f"{variant}-{seed}"
+        if not out.exists():  # the mmd grid trained the baseline; every other grid reuses it
+            out.mkdir()
+            (out / "baseline").symlink_to(baseline_folder, target_is_directory=True)
+        run = align_pair(str(folder), game_models["train"], out, variant=variant, lam="0.1,1", **GAME).runs[0]
+        assert run.trained == ([] if variant == "mmd" else ["aligned-lam0.1", "aligned-lam1"])
+        for lam, twin_folder in run.twins.items():
+            ratios[seed, lam] = _mean_mmd(twin_folder, game_models["texts"], game_models["train_half"]) / baseline
+            log = [json.loads(line) for line in (twin_folder / LOG_NAME).read_text().splitlines()]
+            card = json.loads((twin_folder / "alignment.json").read_text())
+            assert card["aux"]["aux_lr"] == pytest.approx(AUX_LR_RATIO * 1e-3)
+            diagnostic = [float(np.mean(r["diagnostic_layers"])) for r in log]
+            if variant == "gan":  # the discriminator tells keys from queries better than chance, for a while:
+                # with R1 and keys that follow it, its best accuracy was 0.59–0.70 over these models with one
+                # update per step, 0.63 and 0.68 on seeds 0, 1 with five (five updates on the first batch
+                # already reach up to 0.62; the held-fixed clouds above show what it reaches when keys cannot move)
+                assert max(diagnostic) > 0.55, (seed, lam, max(diagnostic))
+            elif variant in ("ct", "ct-heads", "combine"):  # the critic raises the transport cost it is given
+                assert max(diagnostic) > diagnostic[0] + 0.2, (seed, lam)
+    worst = {key: round(value, 3) for key, value in ratios.items() if not value <= BOUNDS[variant]}
+    assert not worst, (variant, worst, {key: round(value, 3) for key, value in ratios.items()})
 
 
 def test_lambda_grid_one_baseline_one_twin_per_lambda(tiny, tmp_path):

@@ -374,7 +374,7 @@ def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded):
     if layout == "tokens-major":  # as the capture stacks the projections: [N, B, L, H, d] in memory
         k, q = k.transpose(2, 3).contiguous().transpose(2, 3), q.transpose(2, 3).contiguous().transpose(2, 3)
         assert k.transpose(2, 3).is_contiguous() and not k.is_contiguous()
-    aligner = _aligner("gan", n=2, d=4, seed=12)
+    aligner = _aligner("gan", n=2, d=4, seed=12, r1=0.0)  # the penalty has its own test below
     params = list(aligner.parameters())
     ref = _loop_gan_players(aligner, k, q, mask)
     ref_aux, ref_acc, ref_enc = ref["aux"], ref["accuracy"], ref["encoder"]
@@ -434,6 +434,96 @@ def test_gan_saturating_encoder_loss_and_fused_dropout_rate():
     assert torch.equal(torch.get_rng_state(), before)  # the backbone's dropout stream is untouched
     # logit = keep/(1−p) > 0 exactly when the first coordinate is kept: hits = kept fraction
     assert abs(hits.item() - 0.75) < 0.03
+
+
+def _loop_r1(aligner: GanAligner, q, mask):
+    """½·mean over the valid query rows of ‖∇_x D(x)‖², per layer, by autograd through each layer's
+    own nn.Linear copies (one row at a time: an independent reference for the batched penalty)."""
+    d = aligner.disc
+    out = []
+    for n in range(q.shape[0]):
+        hw, l1, l2 = d.highway.lin.layer(n), d.hidden.layer(n), d.out.layer(n)
+        norms = []
+        for b in range(q.shape[1]):
+            for h in range(q.shape[2]):
+                for i in range(int(mask[b].sum())):
+                    x = q[n, b, h, i].clone().requires_grad_(True)
+                    (g,) = torch.autograd.grad(l2(F.relu(l1(_highway(hw, x)))).sum(), x)
+                    norms.append(float(g.square().sum()))
+        out.append(0.5 * np.mean(norms))
+    return np.array(out)
+
+
+def test_gan_r1_penalty_equals_a_per_row_reference_and_reaches_only_the_discriminator():
+    # R1 (½·E‖∇D‖² at the queries, weight γ) is added to the discriminator's own loss: checked
+    # against a per-row autograd reference over every valid query (fewer than R1_ROWS here, so no
+    # subsample); its parameter gradient is finite and nonzero; the global RNG is untouched
+    k, q, mask = _inputs(seed=21)
+    plain, penalised = _aligner("gan", seed=3, r1=0.0), _aligner("gan", seed=3, r1=2.5)
+    penalised.seed(0)
+    before = torch.get_rng_state()
+    value, _ = penalised.aux_loss(k, q, mask)
+    assert torch.equal(torch.get_rng_state(), before)
+    expected = plain.aux_loss(k, q, mask)[0].detach().numpy() + 2.5 * _loop_r1(plain, q, mask)
+    assert np.allclose(value.detach().numpy(), expected, atol=1e-10)
+    grads = torch.autograd.grad(value.sum() - plain.aux_loss(k, q, mask)[0].sum(), list(penalised.parameters()),
+                                allow_unused=True)
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    # the encoder's side does not see it
+    assert torch.allclose(penalised.encoder_loss(k, q, mask), plain.encoder_loss(k, q, mask))
+
+
+def test_gan_r1_subsamples_rows_without_replacement_from_its_own_stream(monkeypatch):
+    monkeypatch.setattr(losses, "R1_ROWS", 7)
+    k, q, mask = _inputs(seed=22)
+    aligner = _aligner("gan", seed=3)
+    aligner.seed(4)
+    first = aligner._r1_penalty(q, mask)
+    aligner.seed(4)
+    assert torch.equal(aligner._r1_penalty(q, mask), first)  # seeded: the same rows again
+    assert not torch.equal(aligner._r1_penalty(q, mask), first)  # the stream moves on
+
+
+def test_spectral_projection_bounds_every_layers_operator_norm():
+    torch.manual_seed(0)
+    lin = losses.StackedLinear(3, 8, 5)
+    with torch.no_grad():
+        lin.weight.mul_(torch.tensor([10.0, 0.01, 3.0])[:, None, None])
+    small = lin.weight[1].clone()
+    losses.project_spectral([lin], 1.5)
+    sigma = torch.linalg.svdvals(lin.weight).max(-1).values
+    assert torch.allclose(sigma[[0, 2]], torch.tensor(1.5))
+    assert torch.equal(lin.weight[1], small)  # already inside the bound: unchanged
+    aligner = _aligner("gan", lipschitz=0.5)
+    aligner.constrain()
+    assert all(float(torch.linalg.svdvals(m.weight).max()) <= 0.5 + 1e-9 for m in aligner.disc.linears())
+    ct = _aligner("ct", lipschitz=0.5)
+    ct.constrain()
+    assert all(float(torch.linalg.svdvals(m.weight).max()) <= 0.5 + 1e-9 for m in ct.critic.linears())
+
+
+def test_gan_instance_noise_comes_from_its_own_stream():
+    k, q, mask = _inputs(seed=23)
+    clean, noisy = _aligner("gan", seed=3, r1=0.0), _aligner("gan", seed=3, r1=0.0, noise=0.5)
+    noisy.seed(1)
+    before = torch.get_rng_state()
+    value = noisy.aux_loss(k, q, mask)[0]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not torch.allclose(value, clean.aux_loss(k, q, mask)[0])
+    noisy.seed(1)
+    assert torch.equal(noisy.aux_loss(k, q, mask)[0], value)
+
+
+@pytest.mark.parametrize("option", [{"r1": -1}, {"lipschitz": float("nan")}, {"noise": "a"}, {"r1": True}])
+def test_bad_gan_stabiliser_options_are_refused(option):
+    with pytest.raises(UsageError, match="gan"):
+        build_aligner("gan", 1, 4, **option)
+
+
+def test_adversaries_default_to_several_updates_per_step():
+    assert build_aligner("gan", 1, 4).aux_steps == losses.GAN_DISC_STEPS > 1
+    assert build_aligner("mmd", 1, 4).aux_steps == 1  # no auxiliary networks: nothing to update
+    assert all(build_aligner(v, 1, 4).aux_steps == losses.CRITIC_STEPS > 1 for v in ("ct", "ct-heads", "combine"))
 
 
 # ----------------------------------------------------------------------------- padding

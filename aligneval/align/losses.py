@@ -89,6 +89,17 @@ class StackedLinear(nn.Module):
         return lin
 
 
+def project_spectral(layers, bound: float) -> None:
+    """W_n ← W_n · min(1, bound / σ_max(W_n)) for every layer n of each StackedLinear: each matrix's
+    operator norm is at most `bound`, so the network is Lipschitz-bounded (the exact projection that
+    spectral normalisation approximates by power iteration; the matrices are tiny, so an SVD is cheap)."""
+    with torch.no_grad():
+        for lin in layers:
+            w = lin.weight if lin.weight.dtype in (torch.float32, torch.float64) else lin.weight.float()
+            sigma = torch.linalg.matrix_norm(w, ord=2).to(lin.weight.dtype)  # [N]
+            lin.weight.mul_((bound / sigma.clamp_min(1e-12)).clamp(max=1.0)[:, None, None])
+
+
 class Highway(nn.Module):
     """highway(x) = σ(Wx+b)·ReLU(Wx+b) + (1−σ(Wx+b))·x, as in the authors' discriminator."""
 
@@ -139,6 +150,23 @@ class SeededDropout(nn.Module):
         return keep.to(dtype).mul_(1.0 / (1.0 - self.p))
 
 
+class SeededStream:
+    """A generator of its own for an auxiliary player's random draws (subsamples, noise), made on the
+    device of first use, so the global RNG (the backbone's dropout) is never consumed."""
+
+    def __init__(self):
+        self._seed: int | None = None
+        self.generator: torch.Generator | None = None
+
+    def seed(self, seed: int | None) -> None:
+        self._seed, self.generator = seed, None
+
+    def on(self, device: torch.device) -> torch.Generator | None:
+        if self._seed is not None and (self.generator is None or self.generator.device != device):
+            self.generator = torch.Generator(device=device).manual_seed(self._seed)
+        return self.generator
+
+
 class Discriminator(nn.Module):
     """D(x) = Linear(16→1)(ReLU(Linear(d_h→16)(dropout(highway(x))))) -> logits [N, ...]."""
 
@@ -152,6 +180,13 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.hidden(self.dropout(self.highway(x))))).squeeze(-1)
 
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits without dropout (for the gradient penalty)."""
+        return self.out(F.relu(self.hidden(self.highway(x)))).squeeze(-1)
+
+    def linears(self) -> list[StackedLinear]:
+        return [self.highway.lin, self.hidden, self.out]
+
 
 class Critic(nn.Module):
     """τ(x) = normalize(Linear(16→16)(ReLU(Linear(d_h→16)(highway(x))))): unit feature vectors."""
@@ -164,6 +199,9 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.out(F.relu(self.hidden(self.highway(x)))), dim=-1, eps=1e-6)
+
+    def linears(self) -> list[StackedLinear]:
+        return [self.highway.lin, self.hidden, self.out]
 
 
 class Navigator(nn.Module):
@@ -230,6 +268,7 @@ def _full_precision(x: torch.Tensor, dtype: torch.dtype | None = None):
     return x.to(dtype), off
 
 
+R1_ROWS = 512  # query rows per layer the gradient penalty is taken on, each auxiliary update
 DISC_CHUNK_ROWS = 1024  # rows (one head at one token) per layer per chunk: the intermediates stay in cache
 
 
@@ -761,6 +800,7 @@ class Aligner(nn.Module):
     """
 
     adversarial = False  # True when auxiliary networks play a min-max game against the projections
+    aux_steps = 1  # the auxiliary networks' updates per model step unless --aux-steps says otherwise
     diagnostic = "distance"  # the per-layer number the training log records for this variant
 
     def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -770,10 +810,14 @@ class Aligner(nn.Module):
         """(loss [N] the auxiliary networks descend, diagnostic [N]) on detached k, q."""
         raise NotImplementedError(f"{type(self).__name__} has no auxiliary networks")
 
+    def constrain(self) -> None:
+        """Called after each update of the auxiliary networks (e.g. to keep them Lipschitz-bounded)."""
+
     def seed(self, seed: int | None) -> None:
-        """Seed every SeededDropout (each gets its own stream, made on its input's device)."""
+        """Seed every SeededDropout and SeededStream (each gets its own stream, made on its input's device)."""
         drops = [m for m in self.modules() if isinstance(m, SeededDropout)]
-        for i, module in enumerate(drops):
+        streams = [v for m in self.modules() for v in vars(m).values() if isinstance(v, SeededStream)]
+        for i, module in enumerate(drops + streams):
             module.seed(None if seed is None else seed + i)
 
     def set_generator(self, generator: torch.Generator | None) -> None:
@@ -783,6 +827,11 @@ class Aligner(nn.Module):
 
 
 GENERATOR_FORMS = ("non-saturating", "saturating")
+# R1 weight γ and discriminator updates per model step (docs/align.md, "Stabilising the games"): R1 was chosen
+# by measurement against a Lipschitz bound and instance noise; with one update per step the top layers' keys of
+# all-MiniLM-L6-v2 still outran the discriminator at λ ≥ 0.3, with five they did not
+GAN_R1 = 1.0
+GAN_DISC_STEPS = 5
 
 
 class GanAligner(Aligner):
@@ -797,14 +846,43 @@ class GanAligner(Aligner):
 
     adversarial = True
     diagnostic = "disc_accuracy"
+    aux_steps = GAN_DISC_STEPS
 
     def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1,
-                 generator: str = "non-saturating"):
+                 generator: str = "non-saturating", lipschitz: float = 0.0, r1: float = GAN_R1, noise: float = 0.0):
         super().__init__()
         if generator not in GENERATOR_FORMS:
             raise UsageError(f"gan generator must be one of {', '.join(GENERATOR_FORMS)}, not '{generator}'")
+        for name, value in (("lipschitz", lipschitz), ("r1", r1), ("noise", noise)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise UsageError(f"gan {name} must be a number >= 0 (0: off), not {value!r}")
         self.disc = Discriminator(n_layers, d_head, width, dropout)
         self.generator_form = generator
+        self.lipschitz, self.r1, self.noise = float(lipschitz), float(r1), float(noise)
+        self.draws = SeededStream()
+
+    def constrain(self) -> None:
+        if self.lipschitz:
+            project_spectral(self.disc.linears(), self.lipschitz)
+
+    def _noisy(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """x + instance noise of std noise·scale (scale per layer [N])."""
+        eps = torch.randn(x.shape, generator=self.draws.on(x.device), dtype=x.dtype, device=x.device)
+        return x + eps * (self.noise * scale).view(-1, *[1] * (x.dim() - 1))
+
+    def _r1_penalty(self, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """R1 (Mescheder et al. 2018): ½·E‖∇_x D(x)‖² at the queries (the distribution the keys are to
+        match), on up to R1_ROWS valid query rows per layer drawn from the player's own stream: D is
+        kept flat where the queries are, so its slope cannot send keys past them. [N]"""
+        rows, _, index = token_rows(q, mask)
+        total = rows.shape[1] if index is None else index.numel()
+        pick = torch.arange(total, device=q.device)
+        if total > R1_ROWS:  # a subsample without replacement, from the player's own stream
+            pick = torch.randperm(total, generator=self.draws.on(q.device), device=q.device)[:R1_ROWS]
+        x = rows.index_select(1, pick if index is None else index[pick]).to(self.disc.out.weight.dtype).requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self.disc.plain(x).sum(), x, create_graph=True)
+        return 0.5 * grad.square().sum(-1).mean(-1)
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         kt, weights = valid_tokens(k, mask)  # padding is never computed on
@@ -827,11 +905,20 @@ class GanAligner(Aligner):
     def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # BCE(D(k), 1) + BCE(D(q), 0) = softplus(−D(k)) + softplus(D(q)); the hits are keys called keys
         # (D(k) > 0) and queries called queries (D(q) < 0): the K-vs-Q accuracy
-        value, hits = discriminator_loss(self.disc, [(k.detach(), mask, 1.0, -1.0), (q.detach(), mask, 1.0, 1.0)])
+        k, q = k.detach(), q.detach()
+        if self.noise:
+            scale = q.float().square().mean((1, 2, 3, 4)).sqrt().to(q.dtype)  # per layer: the queries' RMS
+            k, q = self._noisy(k, scale), self._noisy(q, scale)
+        value, hits = discriminator_loss(self.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)])
+        if self.r1:
+            value = value + self.r1 * self._r1_penalty(q, mask)
         return value, hits / 2
 
 
 NAVIGATOR_RULES = ("ct", "adversarial")
+# critic and navigator updates per model step (n_critic of WGAN practice): with one, ct's critic falls behind
+# the projections and the twin ends anywhere from 0.38× to 1.48× the baseline's K–Q gap (docs/align.md)
+CRITIC_STEPS = 3
 
 
 class CTAligner(Aligner):
@@ -846,12 +933,17 @@ class CTAligner(Aligner):
 
     adversarial = True
     diagnostic = "critic_value"
+    aux_steps = CRITIC_STEPS
 
     def __init__(
         self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5,
-        axis: str = "tokens", navigator: str = "ct",
+        axis: str = "tokens", navigator: str = "ct", lipschitz: float = 0.0,
     ):
         super().__init__()
+        if not isinstance(lipschitz, (int, float)) or isinstance(lipschitz, bool) or not math.isfinite(lipschitz) \
+                or lipschitz < 0:
+            raise UsageError(f"ct lipschitz must be a number >= 0 (0: off), not {lipschitz!r}")
+        self.lipschitz = float(lipschitz)
         if axis not in ("tokens", "heads"):
             raise UsageError(f"ct axis must be 'tokens' or 'heads', not '{axis}'")
         if navigator not in NAVIGATOR_RULES:
@@ -861,6 +953,10 @@ class CTAligner(Aligner):
         self.critic = Critic(n_layers, d_head, width)
         self.navigator = Navigator(n_layers, d_head, width)
         self.rho, self.axis, self.navigator_rule = rho, axis, navigator
+
+    def constrain(self) -> None:
+        if self.lipschitz:
+            project_spectral(self.critic.linears(), self.lipschitz)
 
     def features(self, k: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, ...]:
         tk, tq = adversarial(self.critic, k), adversarial(self.critic, q)
@@ -907,11 +1003,17 @@ class CombineAligner(Aligner):
 
     adversarial = True
     diagnostic = "critic_value"
+    aux_steps = CRITIC_STEPS
 
-    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5, navigator: str = "ct"):
+    def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, rho: float = 0.5, navigator: str = "ct",
+                 lipschitz: float = 0.0):
         super().__init__()
-        self.tokens = CTAligner(n_layers, d_head, width, rho, "tokens", navigator)
-        self.heads = CTAligner(n_layers, d_head, width, rho, "heads", navigator)
+        self.tokens = CTAligner(n_layers, d_head, width, rho, "tokens", navigator, lipschitz)
+        self.heads = CTAligner(n_layers, d_head, width, rho, "heads", navigator, lipschitz)
+
+    def constrain(self) -> None:
+        self.tokens.constrain()
+        self.heads.constrain()
 
     def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         (a, da), (b, db) = self.tokens.aux_loss(k, q, mask), self.heads.aux_loss(k, q, mask)

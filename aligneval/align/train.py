@@ -39,7 +39,8 @@ ROLES = ("baseline", "aligned")
 # The auxiliary players' defaults, chosen by measurement (docs/align.md): their learning rate is
 # AUX_LR_RATIO × the model's unless given (two time scales: the discriminator must outpace the keys)
 AUX_LR_RATIO = 30.0
-AUX_DEFAULTS = {"aux_lr": None, "aux_steps": 1}
+# aux_steps None: the variant's own default (`Aligner.aux_steps`: 5 for gan, 3 for the ct family)
+AUX_DEFAULTS = {"aux_lr": None, "aux_steps": None}
 VERSIONED_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "numpy", "datasets")
 
 
@@ -97,7 +98,7 @@ def align_pair(
     qk_pattern: str | None = None,
     variant_options: dict[str, Any] | None = None,
     aux_lr: float | None = None,
-    aux_steps: int = AUX_DEFAULTS["aux_steps"],
+    aux_steps: int | None = AUX_DEFAULTS["aux_steps"],
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     overwrite: bool = False,
@@ -144,9 +145,10 @@ def align_pair(
     if lora is not None:
         hp["lora"] = lora.to_dict()
     _check_numbers(hp)
-    aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps)
     options = dict(variant_options or {})
     _check_options(variant, options)
+    aux = _check_aux(AUX_LR_RATIO * lr if aux_lr is None and isinstance(lr, (int, float)) else aux_lr, aux_steps,
+                     variant, options)
     accelerator = distributed.make_accelerator(device, mixed_precision)  # bad device/precision: exit 2 now
 
     train_src = _source(train, data_kwargs, task)
@@ -255,13 +257,26 @@ def check_lambdas(lam) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _check_aux(aux_lr: float, aux_steps: int) -> dict:
+def _check_aux(aux_lr: float, aux_steps: int | None, variant: str | None = None, options: dict | None = None) -> dict:
+    """The auxiliary players' settings for the card; aux_steps None takes the variant's default."""
     if not isinstance(aux_lr, (int, float)) or not math.isfinite(aux_lr) or aux_lr <= 0:
         raise UsageError(f"--aux-lr must be positive, not {aux_lr}")
-    if not isinstance(aux_steps, int) or aux_steps < 1:
+    if aux_steps is None and variant is not None:
+        aux_steps = default_aux_steps(variant, options or {})
+    if aux_steps is not None and (not isinstance(aux_steps, int) or isinstance(aux_steps, bool) or aux_steps < 1):
         raise UsageError(f"--aux-steps must be a whole number >= 1, not {aux_steps}")
-    return {"aux_lr": float(aux_lr), "aux_steps": int(aux_steps), "aux_optimizer": "Adam(betas=(0.5, 0.999))",
+    return {"aux_lr": float(aux_lr), "aux_steps": aux_steps, "aux_optimizer": "Adam(betas=(0.5, 0.999))",
             "aux_schedule": "constant"}
+
+
+def default_aux_steps(variant: str, options: dict) -> int:
+    """The variant's own number of auxiliary updates per model step (`Aligner.aux_steps`)."""
+    import torch
+
+    from aligneval.align.losses import build_aligner
+
+    with torch.random.fork_rng(devices=[]):
+        return int(build_aligner(variant, 1, 4, **options).aux_steps)
 
 
 def _check_options(variant: str, options: dict) -> None:
@@ -747,7 +762,7 @@ def build_game(model, variant: str, lam: float, options: dict, aux: dict, seed: 
     aligner, regularized = _build_aligner(model, capture, probe_batch, variant, options, seed)
     aux_optimizer, aux_params = _aux_optimizer(aligner, aux)
     return Game(aligner, capture, aux_optimizer, aux_params, lam / total_layers(model, regularized),
-                int(aux["aux_steps"]), clip)
+                int(aux.get("aux_steps") or aligner.aux_steps), clip)
 
 
 def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float, reduce=None):
@@ -766,6 +781,7 @@ def _aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, cli
         if clip:
             torch.nn.utils.clip_grad_norm_(aux_params, clip)
         aux_optimizer.step()
+        aligner.constrain()
     aux_optimizer.zero_grad(set_to_none=True)
     return value.detach(), diagnostic.detach()
 

@@ -57,7 +57,8 @@ def register(app: typer.Typer) -> None:
                                 "several values (0.01,0.1,1) train one twin per λ against one baseline."),
         aux_lr: Optional[float] = typer.Option(None, "--aux-lr", help="Learning rate of the discriminator/critic's own "
                                                "Adam (default: 30 × --lr)."),
-        aux_steps: int = typer.Option(1, "--aux-steps", help="Updates of the discriminator/critic per model step."),
+        aux_steps: Optional[int] = typer.Option(None, "--aux-steps", help="Updates of the discriminator/critic per "
+                                                "model step (default: the variant's: gan 5, ct family 3)."),
         seed: Optional[List[int]] = typer.Option(None, "--seed", help="Seed; repeat for several (--seed 13 --seed 21)."),
         seeds: Optional[str] = typer.Option(None, "--seeds", help="Several seeds at once: --seeds 13,21,42."),
         epochs: int = typer.Option(1, "--epochs"),
