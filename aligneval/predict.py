@@ -277,6 +277,9 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from aligneval.versions import check_tokenizer_not_newer
+
+    check_tokenizer_not_newer(folder)  # a tokenizer saved by transformers 5 under 4.x: say so (exit 3)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         hf_model = AutoModelForSequenceClassification.from_pretrained(

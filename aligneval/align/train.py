@@ -337,6 +337,9 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
     if path.exists():
         if not path.is_dir():
             raise ArtifactError(f"--model {model} is a file; give a model folder or a hub id")
+        from aligneval.versions import check_tokenizer_not_newer
+
+        check_tokenizer_not_newer(path)
         has_safe = any(path.glob("*.safetensors"))
         if has_safe:
             from aligneval.predict import check_safetensors
