@@ -204,3 +204,12 @@ def load_textattack() -> Any:
 def _quiet_textattack() -> None:
     for name in ("textattack", "textattack.shared.utils.install"):  # its INFO/WARN chatter per build
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def textattack_cli() -> None:
+    """TextAttack's own command line (`textattack ...` with sys.argv), importing with the flair
+    stand-in when flair is absent and otherwise untouched: the independent reference the attack
+    benchmark and tests compare against, on stacks where TextAttack's flair cannot be installed."""
+    with flair_stand_in():
+        from textattack.commands.textattack_cli import main
+    sys.exit(main())
