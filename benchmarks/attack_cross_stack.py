@@ -4,8 +4,8 @@
         [--recipes deepwordbug,pruthi,pwws] [--num-examples 30] [--query-budget 200] [--json]
 
 Runs `aligneval attack` (this checkout, on PYTHONPATH) with each interpreter on one model folder and
-one seeded sample of the packaged movie test snippets (the sample `attack_speed.py` uses), one run
-after the other, then compares `attacks/m/<recipe>.jsonl` example by example: the outcome
+one seeded sample of the packaged movie test snippets (the sample `attack_speed.py` uses), both at
+once, then compares `attacks/m/<recipe>.jsonl` example by example: the outcome
 (succeeded / failed / skipped) and the perturbed text. Meant for the legacy set (transformers 4.57.6,
 real flair) against the current one (transformers 5, aligneval's flair stand-in). With --json the
 last line is one JSON object.
@@ -44,18 +44,22 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
-def run(python: str, model: Path, data: Path, recipes: list[str], n: int, budget: int, seed: int,
-        out: Path) -> tuple[float, dict[str, dict[str, dict]]]:
+def start(python: str, model: Path, data: Path, recipes: list[str], n: int, budget: int, seed: int,
+          out: Path) -> tuple[subprocess.Popen, float]:
     cmd = [python, "-m", "aligneval", "attack", "--model", f"m={model}", "--data", str(data),
            "--num-examples", str(n), "--query-budget", str(budget), "--examples", "all", "--seed", str(seed),
            "--max-length", "512", "--out", str(out)]
     for recipe in recipes:
         cmd += ["--recipe", recipe]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()), time.perf_counter()
+
+
+def finish(proc: subprocess.Popen, t0: float, python: str, recipes: list[str], out: Path
+           ) -> tuple[float, dict[str, dict[str, dict]]]:
+    _, stderr = proc.communicate()
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{python}: aligneval attack failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{python}: aligneval attack failed ({proc.returncode}): {stderr[-2000:]}")
     rows = {}
     for recipe in recipes:
         lines = (out / "attacks" / "m" / f"{recipe}.jsonl").read_text().splitlines()[1:]
@@ -96,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="attack-cross-stack-") as tmp:
         work = Path(tmp)
         data, _ = bench.write_inputs(examples, work / "inputs")
+        # both stacks at once: outcomes do not depend on timing (query budgets, seeded per example), and
+        # the seconds are wall time of runs sharing the machine, not a speed comparison
+        started = [start(python, args.model, data, recipes, len(examples), args.query_budget, bench.TA_SEED,
+                         work / f"out{k}") for k, python in enumerate(args.python)]
         runs = []
-        for k, python in enumerate(args.python):
-            seconds, rows = run(python, args.model, data, recipes, len(examples), args.query_budget,
-                                bench.TA_SEED, work / f"out{k}")
+        for k, (python, (proc, t0)) in enumerate(zip(args.python, started)):
+            seconds, rows = finish(proc, t0, python, recipes, work / f"out{k}")
             runs.append({"python": python, "stack": stack_of(python), "seconds": round(seconds, 1), "rows": rows})
     result = {"model": str(args.model), "examples": len(examples), "query_budget": args.query_budget,
               "stacks": [{k: v for k, v in r.items() if k != "rows"} for r in runs],
