@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aligneval.attack import loader, recipes
-from aligneval.errors import ArtifactError, ResourceError
+from aligneval.errors import ArtifactError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER5 = ROOT / "tests" / "data" / "tokenizer-saved-by-transformers5"
