@@ -361,7 +361,9 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         use_safetensors = None
     id2label = {i: name for i, name in enumerate(label_names)}
     verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         torch.manual_seed(seed)
@@ -376,6 +378,8 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         raise error(f"cannot load model '{model}': {first}") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     return tokenizer, loaded
 
 
