@@ -287,7 +287,9 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
     from transformers import AutoTokenizer
 
     from aligneval.tasks import auto_model_class, task_of_config
+    from aligneval.versions import check_tokenizer_not_newer
 
+    check_tokenizer_not_newer(folder)  # a tokenizer saved by transformers 5 under 4.x: say so (exit 3)
     head = auto_model_class(task_of_config(read_json(Path(folder) / "config.json")))  # the folder's own head
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)

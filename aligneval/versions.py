@@ -15,3 +15,59 @@ def package_versions(names) -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+def newer_tokenizer_message(folder) -> str | None:
+    """One line when `folder`'s tokenizer names a class the installed transformers lacks because a
+    newer transformers saved it (transformers 5 writes "TokenizersBackend", unknown to 4.x); else None.
+
+    Only such a folder gets a message, and AutoTokenizer cannot load it anyway: no false alarm."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    try:
+        tok_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cls = tok_config.get("tokenizer_class") if isinstance(tok_config, dict) else None
+    if not isinstance(cls, str) or not cls or "auto_map" in tok_config:
+        return None  # no class named, or remote code (trust_remote_code decides)
+    import transformers
+
+    if hasattr(transformers, cls) or hasattr(transformers, cls.removesuffix("Fast")):
+        return None
+    here = transformers.__version__
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("transformers_version")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if saved and _major(saved) > _major(here):
+        by = f"transformers {saved}"
+    elif cls == "TokenizersBackend":  # transformers 5's generic fast tokenizer
+        by = "transformers 5 or newer"
+    else:
+        return None
+    return (f"cannot load the tokenizer in {folder}: it was saved by {by} (tokenizer class {cls}), which "
+            f"transformers {here} here does not know; upgrade: pip install \"transformers>={_major_of(saved)}\" "
+            "(or bash scripts/install.sh, the current dependency set)")
+
+
+def check_tokenizer_not_newer(folder) -> None:
+    """Raise ArtifactError (exit 3) with `newer_tokenizer_message` when it applies."""
+    from aligneval.errors import ArtifactError
+
+    message = newer_tokenizer_message(folder)
+    if message:
+        raise ArtifactError(message)
+
+
+def _major(text: str) -> int:
+    try:
+        return int(str(text).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def _major_of(saved: str | None) -> str:
+    return f"{_major(saved)}" if saved and _major(saved) else "5"

@@ -147,9 +147,19 @@ def run_aligneval(model: Path, jsonl: Path, n: int, budget: int, out: Path, reci
     return seconds, {r["id"]: r["outcome"] for r in rows}
 
 
+def textattack_command() -> list[str]:
+    """TextAttack's CLI: its own script, or (no flair installed) the same CLI imported with aligneval's
+    flair stand-in, which is all that TextAttack's unconditional `import flair` needs."""
+    from aligneval.attack.loader import real_flair_installed
+
+    if real_flair_installed():
+        return [str(BIN / "textattack")]
+    return [sys.executable, "-c", "from aligneval.attack.loader import textattack_cli; textattack_cli()"]
+
+
 def _cli(model: Path, module: Path, num: int, offset: int, budget: int, out_csv: Path, ta_cache: Path,
          recipe: str) -> list[str]:
-    cmd = [str(BIN / "textattack"), "attack", "--recipe", recipe, "--model-from-huggingface", str(model),
+    cmd = [*textattack_command(), "attack", "--recipe", recipe, "--model-from-huggingface", str(model),
            "--dataset-from-file", str(module), "--num-examples", str(num), "--num-examples-offset", str(offset),
            "--query-budget", str(budget), "--random-seed", str(TA_SEED), "--disable-stdout", "--silent",
            "--log-to-csv", str(out_csv)]

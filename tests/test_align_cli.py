@@ -93,6 +93,7 @@ def test_unsupported_architecture_and_override(tiny, tmp_path, capsys):
                                 num_attention_heads=4, intermediate_size=64, max_position_embeddings=80)
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    capsys.readouterr()  # transformers 5's own "Writing model shards" bar, not aligneval's output
     code = main(["align", "--model", str(folder), "--train", tiny["train"], "--out", str(tmp_path / "m"), *FAST])
     line = _one_line_error(capsys, code, 2, "megatron-bert", "--qk-pattern", "distilbert")
     assert "supported are" in line

@@ -75,8 +75,10 @@ class World:
         self.pickled = root / "pickled"
         shutil.copytree(self.base, self.pickled)
         (self.pickled / "model.safetensors").unlink()
-        AutoModelForSequenceClassification.from_pretrained(self.base).save_pretrained(
-            self.pickled, safe_serialization=False)
+        import torch  # transformers 5 ignores safe_serialization=False: pickle by hand
+
+        torch.save(AutoModelForSequenceClassification.from_pretrained(self.base).state_dict(),
+                   self.pickled / "pytorch_model.bin")
 
 
 @pytest.fixture(scope="module")

@@ -123,8 +123,12 @@ def test_model_folder_checks(model_dir, tmp_path):
 def test_bin_only_checkpoint_needs_allow_pickle(model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    import torch
+
     folder = tmp_path / "pickled"
-    AutoModelForSequenceClassification.from_pretrained(model_dir).save_pretrained(folder, safe_serialization=False)
+    pickled = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    pickled.config.save_pretrained(folder)  # transformers 5 always writes safetensors: pickle by hand
+    torch.save(pickled.state_dict(), folder / "pytorch_model.bin")
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
     assert (folder / "pytorch_model.bin").exists() and not list(folder.glob("*.safetensors"))
     with pytest.raises(ArtifactError, match=r"pickled checkpoint \(pytorch_model.bin\).*--allow-pickle"):

@@ -243,7 +243,13 @@ def _bad_cases(models, root: Path):
     shutil.copytree(noweights, pickled)
     from transformers import AutoModelForSequenceClassification
 
-    AutoModelForSequenceClassification.from_pretrained(models["baseline"]).save_pretrained(pickled, safe_serialization=False)
+    import torch  # transformers 5 ignores safe_serialization=False: pickle by hand
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # transformers 5's "Loading weights" bar would precede the errors read below
+    torch.save(AutoModelForSequenceClassification.from_pretrained(models["baseline"]).state_dict(),
+               pickled / "pytorch_model.bin")
+    hf_logging.enable_progress_bar()
     cases.append(("bin-only checkpoint", spec, ["--model", f"x={pickled}"], 3, r"pickled: only a pickled checkpoint"))
     cases.append(("missing model folder", spec, ["--model", f"x={root}/no/such/model"], 3, r"model folder not found"))
     cases.append(("bad --model", spec, ["--model", "justapath"], 2, r"expected NAME=PATH"))

@@ -393,6 +393,9 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
     if path.exists():
         if not path.is_dir():
             raise ArtifactError(f"--model {model} is a file; give a model folder or a hub id")
+        from aligneval.versions import check_tokenizer_not_newer
+
+        check_tokenizer_not_newer(path)
         has_safe = any(path.glob("*.safetensors"))
         if has_safe:
             from aligneval.predict import check_safetensors
@@ -414,7 +417,9 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         use_safetensors = None
     id2label = {i: name for i, name in enumerate(label_names)}
     verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         torch.manual_seed(seed)
@@ -429,6 +434,8 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         raise error(f"cannot load model '{model}': {first}") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     fit_tokenizer(tokenizer, loaded)  # the padding rule (pad = eos if none, right side): saved with each twin
     return tokenizer, loaded
 

@@ -3,6 +3,11 @@
 Offline recipes need nothing (deepwordbug, pruthi, input-reduction) or WordNet (pwws, leap). The
 others fetch models or data at build time; without the network they fail with one line naming
 what they need, and the rest of the run goes on.
+
+Three recipes tag words with flair's models, read from TextAttack 0.3.11's sources: clare (its
+WordMergeMaskedLM tags parts of speech, "upos-fast"), pso (WordSwapHowNet, "upos-fast") and
+checklist (WordSwapChangeName/-Location, NER "ner"). The others use no flair model (textfooler,
+bae and a2t tag with NLTK: PartOfSpeech's default tagger), so they run with aligneval's flair stand-in.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from aligneval.attack import resources
@@ -23,6 +29,8 @@ PROBE_HOSTS = (("textattack.s3.amazonaws.com", 443), ("huggingface.co", 443))
 USE = "Universal Sentence Encoder (TF Hub)"
 COUNTER_FITTED = "counter-fitted word embeddings (TextAttack's S3)"
 POS_TAGGER = "NLTK averaged_perceptron_tagger + universal_tagset"
+# flair's names for its taggers -> the hub repositories flair downloads them from (flair 0.15.1)
+FLAIR_REPOS = {"upos-fast": "flair/upos-english-fast", "ner": "flair/ner-english"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class RecipeInfo:
     paper: str
     needs: tuple[str, ...] = ()  # local resources (see aligneval.attack.resources.STATUS)
     online: str | None = None  # what it downloads when built; None = runs offline
+    flair_model: str | None = None  # the flair tagger it loads while attacking (needs the real flair)
 
 
 RECIPES: Registry[RecipeInfo] = Registry("attack recipe")
@@ -52,11 +61,11 @@ for _info in (
     RecipeInfo("bert-attack", f"{_TA}:BERTAttackLi2020", "Li et al. 2020",
                online="bert-base-uncased masked LM (HF hub)"),
     RecipeInfo("clare", f"{_TA}:CLARE2020", "Li et al. 2020",
-               online=f"distilroberta-base masked LM (HF hub), {USE}"),
+               online=f"distilroberta-base masked LM (HF hub), {USE}", flair_model="upos-fast"),
     RecipeInfo("a2t", f"{_TA}:A2TYoo2021", "Yoo & Qi 2021",
                online=f"{COUNTER_FITTED}, {POS_TAGGER}, a sentence-BERT encoder (HF hub)"),
     RecipeInfo("checklist", f"{_TA}:CheckList2020", "Ribeiro et al. 2020",
-               online="flair NER model (HF hub) and CheckList name/location lists"),
+               online="flair NER model (HF hub) and CheckList name/location lists", flair_model="ner"),
     RecipeInfo("kuleshov", f"{_TA}:Kuleshov2017", "Kuleshov et al. 2017",
                online=f"{COUNTER_FITTED}, GPT-2 (HF hub)"),
     RecipeInfo("alzantot", f"{_TA}:GeneticAlgorithmAlzantot2018", "Alzantot et al. 2018",
@@ -64,7 +73,7 @@ for _info in (
     RecipeInfo("faster-alzantot", f"{_TA}:FasterGeneticAlgorithmJia2019", "Jia et al. 2019",
                online=f"{COUNTER_FITTED}, Google 1-billion-words LM (TextAttack's S3)"),
     RecipeInfo("pso", f"{_TA}:PSOZang2020", "Zang et al. 2020",
-               online=f"HowNet sememes (OpenHowNet), {POS_TAGGER}"),
+               online=f"HowNet sememes (OpenHowNet), {POS_TAGGER}", flair_model="upos-fast"),
 ):
     RECIPES.add(_info.name, _info)
 
@@ -83,25 +92,74 @@ def network_available(timeout: float = 2.0) -> bool:
     return False
 
 
-def unavailable_reason(name: str) -> str | None:
-    """Why recipe `name` cannot run here (one line), or None when it can. Builds nothing."""
+def flair_cache_root() -> Path:
+    """flair's model cache (flair.cache_root), found without importing flair."""
+    return Path(os.environ.get("FLAIR_CACHE_ROOT", Path.home() / ".flair"))
+
+
+def flair_model_cached(model: str) -> bool:
+    """Whether flair's tagger `model` is in flair's cache (where flair's hf_download puts it)."""
+    repo = FLAIR_REPOS[model]
+    folder = flair_cache_root() / "models" / repo.split("/", 1)[1] / f"models--{repo.replace('/', '--')}"
+    return any(folder.glob("snapshots/*/pytorch_model.bin"))
+
+
+def _flair_reason(name: str, model: str) -> str | None:
+    from aligneval.attack.loader import INSTALL_FLAIR, real_flair_installed
+
+    if not real_flair_installed():
+        return f"{name} needs flair's '{model}' tagger, and flair is not installed: {INSTALL_FLAIR}"
+    if not flair_model_cached(model) and not network_available():
+        return (f"{name} needs flair's '{model}' tagger ({FLAIR_REPOS[model]}), not in {flair_cache_root()}: "
+                f"load it once online (python -c \"from flair.models import SequenceTagger; "
+                f"SequenceTagger.load('{model}')\")")
+    return None
+
+
+def _textattack_reason(name: str) -> str | None:
+    from aligneval.attack.loader import INSTALL_ATTACK, missing_attack_modules
+
+    missing = missing_attack_modules()
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        return f"{name} needs TextAttack and its requirements (missing: {shown}): {INSTALL_ATTACK}"
+    return None
+
+
+def install_reason(name: str) -> str | None:
+    """What must be installed before recipe `name` can run (TextAttack, flair or a flair model), or None."""
     info = RECIPES.get(name)
+    return _textattack_reason(name) or (_flair_reason(name, info.flair_model) if info.flair_model else None)
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why recipe `name` cannot run here (one line), or None when it can. Builds and imports nothing."""
+    info = RECIPES.get(name)
+    missing = _textattack_reason(name)
+    if missing:
+        return missing  # nothing else can be checked without NLTK
+    reasons = []
     if info.online and not network_available():
-        return f"{name} needs the network to fetch: {info.online}"
+        reasons.append(f"{name} needs the network to fetch: {info.online}")
+    if info.flair_model:
+        reasons.append(_flair_reason(name, info.flair_model))
     for need in info.needs:
         st = resources.obtainable(need)
         if st is not None:
-            return f"{name} needs NLTK '{need}' data: {st.how_to_get}"
-    return None
+            reasons.append(f"{name} needs NLTK '{need}' data: {st.how_to_get}")
+    reasons = [r for r in reasons if r]
+    return "; ".join([reasons[0]] + [r.removeprefix(f"{name} ") for r in reasons[1:]]) if reasons else None
 
 
 def prepare(name: str) -> RecipeInfo:
     """Make recipe `name` runnable (building WordNet when possible) or raise a one-line ResourceError."""
     info = RECIPES.get(name)
-    if info.online and not network_available():
-        raise ResourceError(f"{name} needs the network to fetch: {info.online}")
     for need in info.needs:
-        resources.ensure(need)
+        if resources.obtainable(need) is None:
+            resources.ensure(need)
+    reason = unavailable_reason(name)
+    if reason:
+        raise ResourceError(reason)
     return info
 
 

@@ -31,6 +31,9 @@ def load_classifier(path: str | Path, trust_remote_code: bool = False, device: s
         raise ArtifactError(f"model folder not found: {folder}")
     if not any(folder.glob("*.safetensors")):
         raise ArtifactError(f"{folder}: no *.safetensors weights (aligneval loads safetensors only)")
+    from aligneval.versions import check_tokenizer_not_newer
+
+    check_tokenizer_not_newer(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(

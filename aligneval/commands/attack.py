@@ -46,6 +46,15 @@ def register(app: typer.Typer) -> None:
         from aligneval.attack.runner import attack
         from aligneval.paths import check_output_dir
 
+        from aligneval.attack.recipes import RECIPES, install_reason
+        from aligneval.errors import ResourceError
+
+        for name in recipe or ["deepwordbug"]:
+            RECIPES.get(name)  # an unknown name is a usage error (exit 2) before anything else
+        for name in recipe or ["deepwordbug"]:
+            missing = install_reason(name)  # TextAttack, flair or a flair model: only installing helps
+            if missing:
+                raise ResourceError(missing)
         models = _parse_models(model)
         if time_budget is not None and not time_budget > 0:
             raise UsageError(f"--time-budget must be a positive number of seconds, not {time_budget}")
@@ -114,8 +123,20 @@ def _print_list() -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from aligneval.attack.loader import INSTALL_ATTACK, missing_attack_modules, real_flair_installed
     from aligneval.attack.recipes import RECIPES, unavailable_reason
+    from aligneval.versions import package_versions
 
+    console = Console(width=160)
+    missing = missing_attack_modules()
+    if missing:
+        console.print(f"TextAttack cannot start here (missing: {', '.join(missing)}): {INSTALL_ATTACK}",
+                      markup=False, highlight=False)
+    else:
+        versions = package_versions(["textattack", "flair"])
+        flair = (f"real flair {versions['flair']}" if real_flair_installed()
+                 else "flair not installed: aligneval's stand-in lets TextAttack import; recipes using flair's taggers cannot run")
+        console.print(f"TextAttack {versions['textattack']}; {flair}", markup=False, highlight=False)
     table = Table(title="TextAttack recipes")
     for col in ("recipe", "runs here", "needs / why not", "paper"):
         table.add_column(col)
@@ -125,7 +146,7 @@ def _print_list() -> None:
         if reason is None and info.online:
             needs = f"network (reachable): {info.online}"
         table.add_row(name, "yes" if reason is None else "no", escape(needs), escape(info.paper))
-    Console(width=160).print(table)
+    console.print(table)
 
 
 def _setup() -> int:

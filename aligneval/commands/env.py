@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import typer
 
-PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "accelerate", "safetensors", "datasets",
-            "textattack", "nltk", "numpy", "scipy", "netcal", "scikit-learn", "pandas", "pyarrow", "typer", "rich")
+PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "huggingface-hub", "accelerate", "safetensors",
+            "datasets", "textattack", "flair", "nltk", "numpy", "scipy", "netcal", "scikit-learn", "pandas",
+            "pyarrow", "typer", "rich")
 
 
 def register(app: typer.Typer) -> None:
@@ -31,21 +32,16 @@ def collect(device: str | None = None) -> dict:
     import os
     import platform
     import sys
-    from importlib.metadata import PackageNotFoundError, version
 
     from aligneval import distributed
+    from aligneval.versions import package_versions
 
     request = distributed.check_device(device)
     import torch
 
     cuda = torch.cuda.is_available()
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
+    packages = package_versions(PACKAGES)
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "python": sys.version.split()[0],
@@ -62,6 +58,7 @@ def collect(device: str | None = None) -> dict:
                     "cpu_count": os.cpu_count(), "usable_cpus": affinity,
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "packages": packages,
+        "attack": _attack(),
         "recipes": _recipes(),
     }
 
@@ -86,6 +83,16 @@ def _launcher() -> str | None:
     if "SLURM_JOB_ID" in env:
         return "slurm (no torch.distributed variables: one process)"
     return None
+
+
+def _attack() -> dict:
+    """How TextAttack would start here: missing requirements, real flair or aligneval's stand-in."""
+    from aligneval.attack.loader import INSTALL_ATTACK, INSTALL_FLAIR, missing_attack_modules, real_flair_installed
+
+    missing = missing_attack_modules()
+    flair = "real" if real_flair_installed() else "stand-in (flair not installed; its taggers are unavailable)"
+    return {"missing": missing, "install": INSTALL_ATTACK if missing else None, "flair": flair,
+            "install_flair": None if real_flair_installed() else INSTALL_FLAIR}
 
 
 def _recipes() -> dict[str, str | None]:
@@ -119,6 +126,11 @@ def _print(info: dict) -> None:
     missing = [k for k, v in info["packages"].items() if v is None]
     if missing:
         lines.append(f"not installed: {', '.join(missing)}")
+    attack = info["attack"]
+    if attack["missing"]:
+        lines.append(f"attacks     need {', '.join(attack['missing'])}: {attack['install']}")
+    else:
+        lines.append(f"attacks     TextAttack ready; flair: {attack['flair']}")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     table = Table(title="attack recipes")
