@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from aligneval.data import DataSource, Examples, _check_unique, _is_text, _read_columns
+from aligneval.data import DataSource, Examples, _is_text, _read_columns, kept_rows
 from aligneval.errors import DataError, UsageError
 from aligneval.registry import did_you_mean
 
@@ -89,19 +89,8 @@ def load_choices(source: DataSource) -> ChoiceExamples:
 
     keep = [i for i in range(n) if _is_text(contexts[i]) and all(_is_text(e) for e in endings[i])
             and (prefixes[i] is None or isinstance(prefixes[i], str))]
-    bad = n - len(keep)
-    if bad and source.on_empty == "reject":
-        rows = ", ".join(str(i) for i in sorted(set(range(n)) - set(keep)))[:80]
-        raise DataError(f"{where}: {bad} row(s) with a null or empty context or ending (rows {rows}); "
-                        "set on_empty = \"skip\" to drop them")
-    if not keep:
-        raise DataError(f"{where}: every row has a null or empty context or ending")
-    _check_unique(ids, where)
-    if source.drop_labels:
-        drop = {str(v) for v in source.drop_labels}
-        keep = [i for i in keep if str(raw_labels[i]) not in drop]
-        if not keep:
-            raise DataError(f"{where}: every row has a dropped label {sorted(drop)}")
+    keep = kept_rows(source, keep, n, ids, raw_labels, where, "row(s) with a null or empty context or ending",
+                     "every row has a null or empty context or ending")
     width = {len(endings[i]) for i in keep}
     if len(width) != 1 or min(width) < 2:
         raise DataError(f"{where}: rows have {sorted(width)} endings; multiple choice needs the same number "

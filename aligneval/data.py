@@ -134,20 +134,7 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
     raw_labels = list(columns[source.label_column])
 
     keep = [i for i in range(n) if _is_text(texts[i]) and (pairs is None or _is_text(pairs[i]))]
-    bad = n - len(keep)
-    if bad and source.on_empty == "reject":
-        rows = ", ".join(str(i) for i in range(n) if i not in set(keep))[:80]
-        raise DataError(
-            f"{where}: {bad} null or empty text(s) (rows {rows}); set on_empty = \"skip\" to drop them"
-        )
-    if not keep:
-        raise DataError(f"{where}: every text is null or empty")
-    _check_unique(ids, where)
-    if source.drop_labels:
-        drop = {str(v) for v in source.drop_labels}
-        keep = [i for i in keep if str(raw_labels[i]) not in drop]
-        if not keep:
-            raise DataError(f"{where}: every row has a dropped label {sorted(drop)}")
+    keep = kept_rows(source, keep, n, ids, raw_labels, where, "null or empty text(s)", "every text is null or empty")
 
     label_ids, names = encode_labels([raw_labels[i] for i in keep], label_names, source.label_map, where)
     examples = Examples(
@@ -166,6 +153,25 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
         chosen = np.sort(rng.choice(len(examples), size=source.sample, replace=False))
         examples = replace(examples.subset(chosen.tolist()), skipped=bad)
     return examples
+
+
+def kept_rows(source: DataSource, keep: list[int], n: int, ids: list[str], raw_labels: list, where: str,
+              empty: str, all_empty: str) -> list[int]:
+    """The rows to use: empty rows rejected (or skipped when the spec says so), ids checked unique,
+    rows with a dropped label left out. `empty` / `all_empty` name what was empty in the errors."""
+    bad = n - len(keep)
+    if bad and source.on_empty == "reject":
+        rows = ", ".join(str(i) for i in sorted(set(range(n)) - set(keep)))[:80]
+        raise DataError(f"{where}: {bad} {empty} (rows {rows}); set on_empty = \"skip\" to drop them")
+    if not keep:
+        raise DataError(f"{where}: {all_empty}")
+    _check_unique(ids, where)
+    if source.drop_labels:
+        drop = {str(v) for v in source.drop_labels}
+        keep = [i for i in keep if str(raw_labels[i]) not in drop]
+        if not keep:
+            raise DataError(f"{where}: every row has a dropped label {sorted(drop)}")
+    return keep
 
 
 def encode_labels(
