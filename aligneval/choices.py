@@ -89,7 +89,7 @@ def load_choices(source: DataSource) -> ChoiceExamples:
 
     keep = [i for i in range(n) if _is_text(contexts[i]) and all(_is_text(e) for e in endings[i])
             and (prefixes[i] is None or isinstance(prefixes[i], str))]
-    keep = kept_rows(source, keep, n, ids, raw_labels, where, "row(s) with a null or empty context or ending",
+    keep, bad = kept_rows(source, keep, n, ids, raw_labels, where, "row(s) with a null or empty context or ending",
                      "every row has a null or empty context or ending")
     width = {len(endings[i]) for i in keep}
     if len(width) != 1 or min(width) < 2:

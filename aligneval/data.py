@@ -134,7 +134,7 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
     raw_labels = list(columns[source.label_column])
 
     keep = [i for i in range(n) if _is_text(texts[i]) and (pairs is None or _is_text(pairs[i]))]
-    keep = kept_rows(source, keep, n, ids, raw_labels, where, "null or empty text(s)", "every text is null or empty")
+    keep, bad = kept_rows(source, keep, n, ids, raw_labels, where, "null or empty text(s)", "every text is null or empty")
 
     label_ids, names = encode_labels([raw_labels[i] for i in keep], label_names, source.label_map, where)
     examples = Examples(
@@ -156,9 +156,10 @@ def load_examples(source: DataSource, label_names: Sequence[str] | None = None) 
 
 
 def kept_rows(source: DataSource, keep: list[int], n: int, ids: list[str], raw_labels: list, where: str,
-              empty: str, all_empty: str) -> list[int]:
+              empty: str, all_empty: str) -> tuple[list[int], int]:
     """The rows to use: empty rows rejected (or skipped when the spec says so), ids checked unique,
-    rows with a dropped label left out. `empty` / `all_empty` name what was empty in the errors."""
+    rows with a dropped label left out; with the number of empty rows skipped. `empty` / `all_empty`
+    name what was empty in the errors."""
     bad = n - len(keep)
     if bad and source.on_empty == "reject":
         rows = ", ".join(str(i) for i in sorted(set(range(n)) - set(keep)))[:80]
@@ -171,7 +172,7 @@ def kept_rows(source: DataSource, keep: list[int], n: int, ids: list[str], raw_l
         keep = [i for i in keep if str(raw_labels[i]) not in drop]
         if not keep:
             raise DataError(f"{where}: every row has a dropped label {sorted(drop)}")
-    return keep
+    return keep, bad
 
 
 def encode_labels(
