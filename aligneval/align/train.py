@@ -417,27 +417,39 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         use_safetensors = None
     id2label = {i: name for i, name in enumerate(label_names)}
     verbosity = transformers.logging.get_verbosity()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # transformers 5 draws a "Loading weights" bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         torch.manual_seed(seed)
-        loaded = auto_model_class(task).from_pretrained(
-            model, num_labels=len(label_names), id2label=id2label,
-            label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
-            use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
-        )
+        with transformers_bars_off():
+            loaded = auto_model_class(task).from_pretrained(
+                model, num_labels=len(label_names), id2label=id2label,
+                label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
+                use_safetensors=use_safetensors, trust_remote_code=trust_remote_code,
+            )
     except (OSError, ValueError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = ArtifactError if path.exists() else ResourceError
         raise error(f"cannot load model '{model}': {first}") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     fit_tokenizer(tokenizer, loaded)  # the padding rule (pad = eos if none, right side): saved with each twin
     return tokenizer, loaded
+
+
+@contextlib.contextmanager
+def transformers_bars_off():
+    """transformers 5 draws its own bars when it loads and writes weights ("Loading weights", "Writing
+    model shards"); they break one-line errors and clutter ours, so they are off meanwhile."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> None:
@@ -613,7 +625,8 @@ def _train_and_save(model, tokenizer, features, dev_features, target: Path, card
         if main:
             card.update(stats)
             card["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            for_saving(accelerator.unwrap_model(model)).save_pretrained(tmp, safe_serialization=True)  # LoRA: merged
+            with transformers_bars_off():  # transformers 5 draws "Writing model shards"
+                for_saving(accelerator.unwrap_model(model)).save_pretrained(tmp, safe_serialization=True)  # LoRA: merged
             tokenizer.save_pretrained(tmp)
             (tmp / CARD_NAME).write_text(json.dumps(card, indent=2, default=str) + "\n")
             if target.exists():
