@@ -13,6 +13,7 @@ reports never see peft. The card records the settings and the trainable-paramete
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from aligneval.errors import ResourceError, UsageError
 from aligneval.registry import did_you_mean
 
 KEYS = ("r", "alpha", "dropout", "targets")
+PEFT_DEPRECATED_READ = "`is_gradient_checkpointing` is deprecated"
 EXAMPLE = "--lora r=8,alpha=16 (also dropout=0.05, targets=query+key+value)"
 
 
@@ -127,7 +129,11 @@ def adapt(model: Any, settings: LoraSettings | None, seed: int, qk_pattern: str 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            wrapped = get_peft_model(model, config)
+            with warnings.catch_warnings():
+                # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps a
+                # model: peft's call, not ours, and nothing a user can change
+                warnings.filterwarnings("ignore", message=PEFT_DEPRECATED_READ, category=FutureWarning)
+                wrapped = get_peft_model(model, config)
         except ValueError as exc:  # peft: a target that matches nothing
             raise UsageError(f"--lora targets {targets}: {str(exc).splitlines()[0]}") from None
     missed = [n for n in qk_names if not hasattr(model.get_submodule(n), "base_layer")]
