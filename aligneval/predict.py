@@ -28,6 +28,7 @@ from aligneval.data import Examples
 from aligneval.errors import ArtifactError, ResourceError
 from aligneval.padding import fit_tokenizer
 from aligneval.paths import inside
+from aligneval.quiet import transformers_bars_off
 
 PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -293,8 +294,9 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
     head = auto_model_class(task_of_config(read_json(Path(folder) / "config.json")))  # the folder's own head
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        hf_model = head.from_pretrained(
-            str(folder), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
+        with transformers_bars_off():
+            hf_model = head.from_pretrained(
+                str(folder), use_safetensors=use_safetensors, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ArtifactError(f"cannot load model from {folder}: {type(exc).__name__}: "
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None

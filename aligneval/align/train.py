@@ -31,6 +31,7 @@ from aligneval.choices import is_choices
 from aligneval.data import DataSource, Examples, load_examples, require_classes
 from aligneval.errors import ArtifactError, ResourceError, UsageError
 from aligneval.padding import padding_card
+from aligneval.quiet import transformers_bars_off
 
 CARD_NAME = "alignment.json"
 LOG_NAME = "train_log.jsonl"
@@ -435,21 +436,6 @@ def _load(model: str, label_names: list[str], trust_remote_code: bool, allow_pic
         transformers.logging.set_verbosity(verbosity)
     fit_tokenizer(tokenizer, loaded)  # the padding rule (pad = eos if none, right side): saved with each twin
     return tokenizer, loaded
-
-
-@contextlib.contextmanager
-def transformers_bars_off():
-    """transformers 5 draws its own bars when it loads and writes weights ("Loading weights", "Writing
-    model shards"); they break one-line errors and clutter ours, so they are off meanwhile."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def _check_architecture(model, qk_pattern: str | None, freeze_layers: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from aligneval.errors import ArtifactError
+from aligneval.quiet import transformers_bars_off
 
 Text = Any  # str, or a tuple (text, text_pair) for pair tasks
 
@@ -36,8 +37,9 @@ def load_classifier(path: str | Path, trust_remote_code: bool = False, device: s
     check_tokenizer_not_newer(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust_remote_code)
+        with transformers_bars_off():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{folder}: cannot load the model: {str(err).splitlines()[0]}") from None
     from aligneval import distributed
