@@ -315,20 +315,25 @@ GAN_MEASURED = {
     "qwen3": "0.19/0.14, 0.08/0.10, 0.05/-0.12",
     "mistral": "0.20/0.13, 0.59/0.31, 0.10/-0.05",
     "gemma3_text": "0.40/0.49, 0.55/0.81, 0.51/0.71",  # the thinnest margin asserted: 0.81 < 0.85
-    "phi3": "0.39/0.33, 0.69/1.03, 0.57/0.63",
-    "gpt2": "1.13/1.34, 0.86/0.05, 0.99/0.48",
-    "llama": "1.01/0.61, 0.42/0.76, 0.59/0.40",
-    "qwen2": "0.19/1.00, 0.69/0.54, 0.59/0.37",
-    "gemma2": "0.45/1.67, 0.53/0.56, 0.71/0.85",
+    "phi3": "0.58/0.43, 0.25/0.38, 0.67/0.79",
+    "gpt2": "0.75/0.58, 0.62/0.28, 0.66/0.42",
+    "llama": "0.56/0.32, 0.12/-0.11, 0.48/0.33",
+    "qwen2": "0.78/0.66, 0.78/0.73, 0.90/0.93",
+    "gemma2": "0.74/0.75, 0.62/0.64, 0.63/0.50",
 }
-GAN_UNRELIABLE = {"gpt2", "llama", "qwen2", "gemma2", "phi3"}  # some seed misses 0.85 at some λ
+# Measured with the old gan (one discriminator update, no R1) some seed missed 0.85 at some λ on these
+# five (gpt2 up to 1.34, gemma2 1.67). The figures above for them are the stabilised gan's (issue 21:
+# R1 + 5 updates; benchmarks/results/family_alignment-2026-12-06-stabilised-gan.json, transformers
+# 5.23): every twin below its baseline, qwen2 still above 0.85 on seed 2. They stay unasserted until
+# the same run on the legacy set shows the margin holds on both stacks.
+GAN_UNRELIABLE = {"gpt2", "llama", "qwen2", "gemma2", "phi3"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", [
     # not run (each would cost ~20 s to show what benchmarks/family_alignment.py measures): the gap is
     # listed in every test report with its figures; re-measure with the benchmark after a game change
-    pytest.param(f, marks=pytest.mark.xfail(run=False, reason=f"gan's game at 80 steps is not reliable on tiny "
+    pytest.param(f, marks=pytest.mark.xfail(run=False, reason=f"gan at 80 steps not yet shown reliable on tiny "
                                               f"{f}: twin/baseline {GAN_MEASURED[f]} (seeds 0, 1, 2; λ 0.1/1)"))
     if f in GAN_UNRELIABLE else f for f in FAMILIES])
 def test_gan_twins_have_keys_closer_to_queries(folders, tmp_path, family):
