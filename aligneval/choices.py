@@ -234,7 +234,7 @@ def predict_choices(model, tokenizer, examples: ChoiceExamples, *, max_length: i
     import torch
 
     from aligneval import distributed
-    from aligneval.predict import _progress, batch_plan, forward
+    from aligneval.predict import batch_plan, softmax_batches
 
     enc = encode(tokenizer, examples, max_length)
     lengths = np.array([max(row) for row in enc["choice_lengths"]], dtype=np.int64)
@@ -243,16 +243,12 @@ def predict_choices(model, tokenizer, examples: ChoiceExamples, *, max_length: i
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     left = getattr(tokenizer, "padding_side", "right") == "left"
     device = next(model.parameters()).device
-    out = np.zeros((len(rows), examples.num_choices), dtype=np.float64)
-    done = 0
-    with _progress(progress, description, len(rows)) as advance, torch.inference_mode():
-        for idx in batches:
-            arrays = padded(enc["columns"], enc["choice_lengths"], idx.tolist(), pad_id, left)
-            logits = forward(model, {k: torch.from_numpy(v).to(device) for k, v in arrays.items()})
-            out[done:done + len(idx)] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-            done += len(idx)
-            advance(len(idx))
-    return rows, out
+
+    def make_batch(idx):
+        arrays = padded(enc["columns"], enc["choice_lengths"], idx.tolist(), pad_id, left)
+        return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+
+    return rows, softmax_batches(model, batches, examples.num_choices, progress, description, make_batch)
 
 
 def diagnosis_model(model: Any) -> Any:

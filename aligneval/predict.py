@@ -371,16 +371,27 @@ def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
     rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
     pad_values = {"input_ids": padding.pad_token_id, "attention_mask": 0, "token_type_ids": 0}
     device = next(model.parameters()).device
-    out = np.zeros((len(rows), model.config.num_labels), dtype=np.float64)
+    out = softmax_batches(model, batches, model.config.num_labels, progress, description,
+                          lambda idx: padded_batch(enc, names, idx, lengths, pad_values, padding.left, device))
+    return rows, out
+
+
+def softmax_batches(model, batches: Sequence[np.ndarray], width: int, progress: bool, description: str,
+                    make_batch) -> np.ndarray:
+    """Softmax probabilities [rows, width] of `batches` in order, each batch built by `make_batch(idx)`:
+    the one prediction loop, for single texts and for multiple choice."""
+    import torch
+
+    n = sum(len(idx) for idx in batches)
+    out = np.zeros((n, width), dtype=np.float64)
     done = 0
-    with _progress(progress, description, len(rows)) as advance, torch.inference_mode():
+    with _progress(progress, description, n) as advance, torch.inference_mode():
         for idx in batches:
-            batch = padded_batch(enc, names, idx, lengths, pad_values, padding.left, device)
-            logits = forward(model, batch)
+            logits = forward(model, make_batch(idx))
             out[done:done + len(idx)] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
             done += len(idx)
             advance(len(idx))
-    return rows, out
+    return out
 
 
 def assemble(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
