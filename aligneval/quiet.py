@@ -5,6 +5,7 @@ so they are off while aligneval loads or saves a model."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 
@@ -18,4 +19,6 @@ def transformers_bars_off() -> Iterator[None]:
         yield
     finally:
         if was_on:
-            hf_logging.enable_progress_bar()
+            with warnings.catch_warnings():  # huggingface_hub warns when HF_HUB_DISABLE_PROGRESS_BARS overrides it
+                warnings.simplefilter("ignore", UserWarning)
+                hf_logging.enable_progress_bar()
