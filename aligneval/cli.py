@@ -52,6 +52,13 @@ def _print_version(value: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map every failure to one line on stderr and a distinct exit code. Exit 1 means only
     "the gate found a regression": anything unforeseen is exit 70 with the traceback in a log file."""
+    code = _main(argv)
+    if code != EXIT_INTERRUPTED:  # an interrupted rank may have a collective in flight: leave it to the launcher
+        distributed.shutdown()
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     usage_errors, aborts, exits = _parser_exceptions()
     try:
         app = build_app()

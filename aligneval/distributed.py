@@ -14,6 +14,7 @@ the cache never pays for either. See docs/scaling.md.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -225,6 +226,11 @@ def state(device: str | None = None) -> Runtime:
         return _STATE
     from accelerate import PartialState
 
+    # Imported after the group exists, torch.distributed.fsdp (which transformers 5 imports with its
+    # models) keeps references to it that outlive destroy_process_group, so its worker threads would
+    # live on into interpreter exit (see `shutdown`). Imported first, it holds none.
+    import torch.distributed.fsdp  # noqa: F401
+
     cpu = request == "cpu" or _env_flag("ACCELERATE_USE_CPU") or not _cuda_available()
     ps = PartialState(cpu=cpu, timeout=timedelta(seconds=_timeout_s()))
     _STATE = Runtime(rank=ps.process_index, world_size=ps.num_processes, local_rank=ps.local_process_index,
@@ -271,6 +277,20 @@ def _warn_single_cpu_launch() -> None:
     print("aligneval: `accelerate launch --cpu --num_processes N` started one process (without mpirun it "
           "does not start more); use `accelerate launch --multi_gpu --num_processes N` (torchrun, gloo on "
           "CPU) or `--num-processes N`", file=sys.stderr)
+
+
+def shutdown() -> None:
+    """Destroy the process group while the interpreter is still whole. Left to interpreter exit, a gloo
+    worker thread can drop its last collective's tensors after Python has started finalizing; taking
+    the GIL then kills the rank with SIGABRT ("terminate called without an active exception") after its
+    work is done, and the launch fails (pytorch/pytorch#190489)."""
+    if _STATE is None or not _STATE.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+        gc.collect()  # the group's last Python references go now, and its worker threads are joined
 
 
 def _reset_for_tests() -> None:

@@ -271,3 +271,39 @@ def test_align_in_two_processes_keeps_the_pair_contract(tmp_path):
         assert card["hyperparameters"]["processes"] == 2 and card["steps"] == 4
         assert len((out / "aligned" / "train_log.jsonl").read_text().splitlines()) == 4
         assert sorted(p.name for p in out.iterdir()) == ["aligned", "baseline"]
+
+
+SHUTDOWN_PROBE = """
+import os, sys
+from aligneval import distributed
+from transformers import AutoModelForSequenceClassification
+
+rt = distributed.state()  # the group first, then a transformers model, as every aligneval command does
+AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+rt.gather(rt.rank)
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = threads()
+distributed.shutdown()
+print(f"rank {rt.rank} threads {before} -> {threads()}")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_shutdown_joins_the_gloo_threads_before_interpreter_exit(tmp_path):
+    """The cause of the 'terminate called without an active exception' aborts after finished work (a gloo
+    thread outliving the interpreter), checked directly: after `shutdown` the group's threads are gone,
+    also once transformers 5 has imported torch.distributed.fsdp."""
+    model = make_trained_tiny_model(tmp_path, seed=0, steps=1)
+    probe = tmp_path / "probe.py"
+    probe.write_text(SHUTDOWN_PROBE)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(distributed.free_port()), str(probe), str(model)]
+    proc = subprocess.run(cmd, env=dict(_env(tmp_path / "cache"), PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = sorted(line.split(" threads ")[1] for line in proc.stdout.splitlines() if " threads " in line)
+    assert len(counts) == 2
+    for count in counts:
+        before, after = (int(x) for x in count.split(" -> "))
+        assert after <= before - 3, counts  # gloo's two worker threads and its transport loop are joined
