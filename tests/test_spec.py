@@ -176,6 +176,7 @@ def test_third_party_suite_via_entry_point(tmp_path, monkeypatch):
     import importlib.metadata as md
 
     import aligneval.suites as suites_pkg
+    from aligneval import plugins
     from aligneval.suites.base import SUITES
 
     (tmp_path / "my_ae_plugin.py").write_text(textwrap.dedent('''
@@ -191,6 +192,7 @@ def test_third_party_suite_via_entry_point(tmp_path, monkeypatch):
     real = md.entry_points
     monkeypatch.setattr(md, "entry_points", lambda **kw: [ep] if kw.get("group") == "aligneval.suites" else real(**kw))
     monkeypatch.setattr(suites_pkg, "_loaded", False)
+    monkeypatch.setattr(plugins, "_loaded", False)
     try:
         assert "my-suite" in suites_pkg.suite_names()
         spec = load_spec(write(tmp_path, GOOD.replace("[suites.ood]", "[suites.my-suite]\nscale = 2")))
