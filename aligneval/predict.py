@@ -22,13 +22,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 # the parquet I/O lives in the bottom layer (aligneval.artifacts); re-exported for callers of predict.*
+from aligneval import distributed
 from aligneval.artifacts import Predictions, read_json, read_predictions, write_predictions  # noqa: F401
-from aligneval.choices import check_head, is_choices, predict_choices
-from aligneval.data import Examples
-from aligneval.errors import ArtifactError, ResourceError
+from aligneval.choices import encode, padded
+from aligneval.data import ChoiceExamples, Examples, is_choices
+from aligneval.errors import ArtifactError, ResourceError, UsageError
 from aligneval.padding import fit_tokenizer
 from aligneval.paths import inside
 from aligneval.quiet import transformers_bars_off
+from aligneval.tasks import CLASSIFICATION, MULTIPLE_CHOICE, auto_model_class, task_of_config
+from aligneval.versions import check_tokenizer_not_newer, package_versions
 
 PREDICT_VERSION = "1"  # bump when the stored numbers would change for the same inputs
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -178,7 +181,6 @@ RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers")
 def runtime_versions() -> dict[str, str | None]:
     """Versions of the libraries that compute the numbers, read from package metadata (no import):
     an upgrade can change tokenization or kernels, so it must miss a shared cache."""
-    from aligneval.versions import package_versions
 
     return package_versions(RUNTIME_PACKAGES)
 
@@ -218,7 +220,6 @@ def predict_split(model: ModelArtifact, split: str, examples: Examples, run_dir:
 
     Under several processes every rank runs its share of the batches (distributed.batch_shard), the
     shares are gathered on every rank, and only the main process writes the files."""
-    from aligneval import distributed
 
     rt = distributed.state()
     key = cache_key(model, examples, max_length)
@@ -287,8 +288,6 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
     from safetensors import SafetensorError
     from transformers import AutoTokenizer
 
-    from aligneval.tasks import auto_model_class, task_of_config
-    from aligneval.versions import check_tokenizer_not_newer
 
     check_tokenizer_not_newer(folder)  # a tokenizer saved by transformers 5 under 4.x: say so (exit 3)
     head = auto_model_class(task_of_config(read_json(Path(folder) / "config.json")))  # the folder's own head
@@ -300,7 +299,6 @@ def load_model(folder: Path, *, use_safetensors: bool = True, trust_remote_code:
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ArtifactError(f"cannot load model from {folder}: {type(exc).__name__}: "
                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
-    from aligneval import distributed
 
     fit_tokenizer(tokenizer, hf_model)  # pad = eos when there is no pad token; right side for registered models
     hf_model.to(distributed.state().device(device)).eval()  # auto: CUDA (this rank's GPU), MPS, else CPU
@@ -359,7 +357,6 @@ def predict_shard(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
     is cheap next to the forward passes, and it gives every rank the same plan without talking."""
     import torch
 
-    from aligneval import distributed
 
     # idempotent (load_model applied it already); before tokenizing: it may narrow the model inputs
     padding = fit_tokenizer(tokenizer, model)
@@ -434,3 +431,37 @@ class _progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+# ---------- multiple choice ----------------------------------------------------------------------
+
+def check_head(model: Any, examples: Any, name: str) -> None:
+    """The model's head must match the data's task: one line naming both, before any forward pass."""
+    head = task_of_config(model.config)
+    wanted = MULTIPLE_CHOICE if is_choices(examples) else CLASSIFICATION
+    if head != wanted:
+        raise UsageError(f"model '{name}' has a {head} head ({', '.join(model.config.architectures or [])}) "
+                         f"but the data is {wanted}; give a {wanted} model or set the spec's task")
+
+
+def predict_choices(model, tokenizer, examples: ChoiceExamples, *, max_length: int = 128, batch_size: int = 32,
+                    progress: bool = True, description: str = "predict", rank: int = 0,
+                    world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probs [len(rows), C]): this rank's batches of the one-process plan (examples sorted by
+    their longest choice, as batch_plan does for single texts), softmax over the choices."""
+    import torch
+
+
+    enc = encode(tokenizer, examples, max_length)
+    lengths = np.array([max(row) for row in enc["choice_lengths"]], dtype=np.int64)
+    batches = distributed.batch_shard(batch_plan(lengths, batch_size), rank, world_size)
+    rows = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    device = next(model.parameters()).device
+
+    def make_batch(idx):
+        arrays = padded(enc["columns"], enc["choice_lengths"], idx.tolist(), pad_id, left)
+        return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+
+    return rows, softmax_batches(model, batches, examples.num_choices, progress, description, make_batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from aligneval.errors import ArtifactError
+
 
 def package_versions(names) -> dict[str, str | None]:
     """{name: version, or None when the package is not installed}, in the order given."""
@@ -55,8 +57,6 @@ def newer_tokenizer_message(folder) -> str | None:
 
 def check_tokenizer_not_newer(folder) -> None:
     """Raise ArtifactError (exit 3) with `newer_tokenizer_message` when it applies."""
-    from aligneval.errors import ArtifactError
-
     message = newer_tokenizer_message(folder)
     if message:
         raise ArtifactError(message)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aligneval import choices
+from aligneval import choices, predict
 from aligneval.data import DataSource, load_examples
 from aligneval.errors import DataError, UsageError
 from aligneval.spec import parse_spec
@@ -125,7 +125,7 @@ def test_predictions_match_transformers_multiple_choice_forward(tmp_path):
     model, tokenizer = predict.load_model(folder)
     assert type(model).__name__ == "BertForMultipleChoice" and task_of_config(model.config) == MULTIPLE_CHOICE
     ex = load_examples(DataSource(str(write_swag(tmp_path, n=11)), **SWAG))
-    rows, probs = choices.predict_choices(model, tokenizer, ex, max_length=24, batch_size=3, progress=False)
+    rows, probs = predict.predict_choices(model, tokenizer, ex, max_length=24, batch_size=3, progress=False)
     ordered = np.empty_like(probs)
     ordered[rows] = probs
     # reference: transformers' own recipe, one example at a time, padded as a [1, C, L] batch
@@ -147,7 +147,7 @@ def test_model_head_must_match_the_task(tmp_path):
     classifier, _ = predict.load_model(make_tiny_model(tmp_path))
     ex = load_examples(DataSource(str(write_swag(tmp_path, n=4)), **SWAG))
     with pytest.raises(UsageError, match="model 'm' has a sequence-classification head .* data is multiple-choice"):
-        choices.check_head(classifier, ex, "m")
+        predict.check_head(classifier, ex, "m")
 
 
 # ---------- end to end --------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_every_registry_architecture_trains_and_predicts_a_multiple_choice_pair(
     model, tokenizer = predict.load_model(result.aligned)
     assert task_of_config(model.config) == MULTIPLE_CHOICE
     ex = load_examples(DataSource(str(write_swag(tmp_path, n=5, seed=4)), **SWAG))
-    rows, probs = choices.predict_choices(model, tokenizer, ex, max_length=24, batch_size=2, progress=False)
+    rows, probs = predict.predict_choices(model, tokenizer, ex, max_length=24, batch_size=2, progress=False)
     assert sorted(rows.tolist()) == list(range(5)) and probs.shape == (5, 4)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
 
