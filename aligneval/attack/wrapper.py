@@ -16,38 +16,27 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from aligneval.errors import ArtifactError
-from aligneval.quiet import transformers_bars_off
+from aligneval.artifacts import read_json
+from aligneval.errors import ArtifactError, UsageError
+from aligneval.predict import load_model
+from aligneval.tasks import CLASSIFICATION, task_of_config
 
 Text = Any  # str, or a tuple (text, text_pair) for pair tasks
 
 
 def load_classifier(path: str | Path, trust_remote_code: bool = False, device: str | None = None):
     """Model + tokenizer from a local folder (safetensors weights only), in eval mode, on `device`
-    (None: the process's --device, else CUDA on this rank's GPU, MPS, or the CPU)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    (None: the process's --device, else CUDA on this rank's GPU, MPS, or the CPU), loaded exactly as
+    prediction loads it (same head, padding rule and errors). Attacks need a sequence classifier."""
     folder = Path(path)
     if not folder.is_dir():
         raise ArtifactError(f"model folder not found: {folder}")
     if not any(folder.glob("*.safetensors")):
         raise ArtifactError(f"{folder}: no *.safetensors weights (aligneval loads safetensors only)")
-    from aligneval.versions import check_tokenizer_not_newer
-
-    check_tokenizer_not_newer(folder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        with transformers_bars_off():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, use_safetensors=True, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{folder}: cannot load the model: {str(err).splitlines()[0]}") from None
-    from aligneval import distributed
-    from aligneval.padding import fit_tokenizer
-
-    fit_tokenizer(tokenizer, model)  # the prediction path's padding rule (pad = eos when there is none)
-    model.to(distributed.state().device(device)).eval()
-    return model, tokenizer
+    task = task_of_config(read_json(folder / "config.json"))
+    if task != CLASSIFICATION:
+        raise UsageError(f"{folder}: a {task} model; TextAttack's recipes attack sequence classifiers only")
+    return load_model(folder, trust_remote_code=trust_remote_code, device=device)
 
 
 def weights_sha256(path: str | Path) -> str:
