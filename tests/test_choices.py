@@ -375,3 +375,14 @@ def test_two_process_predictions_equal_one_process(trained, tmp_path):
         one = read_predictions(tmp_path / "one" / "predictions" / "baseline" / f"{split}.parquet")[0]
         two = read_predictions(tmp_path / "two" / "predictions" / "baseline" / f"{split}.parquet")[0]
         assert one.ids == two.ids and np.array_equal(one.probs, two.probs)
+
+
+def test_attack_loader_refuses_a_multiple_choice_model_in_one_line(tmp_path):
+    """The attack wrapper loads through predict.load_model, so it would load a multiple-choice head;
+    TextAttack's recipes attack classifiers, so it says so instead."""
+    from aligneval.attack.wrapper import load_classifier
+
+    folder = _tiny_mc_model(tmp_path / "mc")
+    with pytest.raises(UsageError, match="multiple-choice model; TextAttack's recipes attack sequence classifiers") as err:
+        load_classifier(folder)
+    assert "\n" not in err.value.message
