@@ -48,7 +48,8 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
     holds several models besides the baseline, each of them is compared with the baseline.
     """
     from aligneval.errors import UsageError
-    from aligneval.report.context import as_comparisons, build_context
+    from aligneval.report.build import build_context
+    from aligneval.report.context import as_comparisons
 
     bad = [f for f in formats if f not in FORMATS]
     if bad:
