@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,67 +19,32 @@ from tests.tiny_eval import SPEC, write_eval_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# the three plugin files, as docs/extending.md gives them
-METRIC_FILE = '''
-"""Error rate: a metric with its own label, direction and place in the report."""
-from aligneval.metrics import Metric, correct, register_metric
+DOC = ROOT / "docs" / "extending.md"
+PLUGIN_MODULES = ("ae_error_rate", "ae_mean_confidence", "ae_mean_confidence_section")
 
 
-def error_rate(probs, labels) -> float:
-    return float(1.0 - correct(probs, labels).mean())
+def doc_files() -> dict[str, str]:
+    """The recipes' files, from docs/extending.md: each python block whose first line is `# <module>.py`."""
+    blocks = re.findall(r"```python\n# (\w+)\.py\n(.*?)```", DOC.read_text(), re.S)
+    return {name: body for name, body in blocks}
 
 
-register_metric(Metric("error_rate", error_rate, higher_is_better=False, range=(0.0, 1.0),
-                       description="fraction of examples whose argmax is not the label",
-                       label="Error rate", order=15))  # between Accuracy (10) and Macro-F1 (20)
-'''
-SUITE_FILE = '''
-"""Mean confidence: the mean max-softmax probability of each model on each test split."""
-from aligneval.records import Record, SuiteOutput
-from aligneval.suites.base import register_suite
-
-
-@register_suite("mean_confidence", "mean max-softmax probability on each test split", defaults={"roles": ["test"]})
-def mean_confidence(ctx, settings):
-    out = SuiteOutput()
-    for (model, split), p in ctx.predictions.items():
-        if ctx.splits[split].role in settings["roles"]:
-            out.records.append(Record(suite="mean_confidence", split=split, model=model, metric="mean_confidence",
-                                      value=float(p.probs.max(axis=1).mean()), n=p.n, higher_is_better=None,
-                                      range=(0.0, 1.0)))
-    return out
-'''
-SECTION_FILE = '''
-"""A report section of the mean_confidence suite: one row per model and split."""
-from aligneval.formatting import fmt
-from aligneval.report.parts import Section
-from aligneval.report.sections import register_section
-
-
-@register_section("mean_confidence", order=70, suites=("mean_confidence",))
-def mean_confidence_section(report):
-    rows = [[r.model, r.split, fmt(r.value)] for r in report.results.records if r.suite == "mean_confidence"]
-    return [Section("mean_confidence", "Mean confidence", "The mean max-softmax probability of each model.",
-                    table={"columns": ["model", "split", "mean confidence"], "rows": rows, "numeric": {2}})]
-'''
-ENTRY_POINTS = """
-[aligneval.plugins]
-error_rate = ae_error_rate
-mean_confidence = ae_mean_confidence
-mean_confidence_section = ae_mean_confidence_section
-"""
+def doc_entry_points() -> str:
+    """The `entry_points.txt` the doc shows (what pip writes into the plugin's *.dist-info/)."""
+    return re.search(r"```ini\n(\[aligneval\.plugins\]\n.*?)```", DOC.read_text(), re.S)[1]
 
 
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin")
-    for name, text in (("ae_error_rate", METRIC_FILE), ("ae_mean_confidence", SUITE_FILE),
-                       ("ae_mean_confidence_section", SECTION_FILE)):
-        (root / f"{name}.py").write_text(textwrap.dedent(text))
+    files = doc_files()
+    assert set(PLUGIN_MODULES) <= set(files), sorted(files)
+    for name in PLUGIN_MODULES:
+        (root / f"{name}.py").write_text(files[name])
     dist = root / "ae_demo_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ae-demo-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
+    (dist / "entry_points.txt").write_text(doc_entry_points())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(root)]),
            "ALIGNEVAL_CACHE": str(root / "cache")}
     return env
