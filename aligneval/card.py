@@ -28,7 +28,8 @@ from aligneval.findings import StoredComparison
 from aligneval.formatting import fmt
 from aligneval.registry import did_you_mean
 from aligneval.report import alignment as A
-from aligneval.report.context import build_context, metric_label
+from aligneval.report.build import build_context
+from aligneval.report.context import metric_label
 
 OWNER = "aligneval"  # metric args `produced_by`: the eval results this module owns (and rewrites)
 BEGIN, END = "<!-- aligneval:begin -->", "<!-- aligneval:end -->"

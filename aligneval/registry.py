@@ -1,4 +1,5 @@
-"""A small named registry with "did you mean" suggestions, shared by variants, suites, metrics, recipes."""
+"""A small named registry with "did you mean" suggestions, shared by variants, suites, metrics (plain
+metrics and bin-count families), report sections and recipes."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class Registry(Generic[T]):
             raise UsageError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, known)}; known: {', '.join(known)}"
             ) from None
+
+    def find(self, name: str) -> T | None:
+        """The entry, or None (for callers that word their own error, e.g. metric families)."""
+        return self._items.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -23,9 +23,6 @@ from aligneval.suites.base import ModelInfo, SplitInfo, SuiteContext
 from aligneval.tasks import check_suites
 
 MODEL_NAME = SAFE_NAME  # model names become folder names (predictions/<model>/)
-# suites whose work every rank shares under several processes (they deal examples themselves); all
-# other suites are pure functions of the gathered predictions and run on the main process only
-SHARDED_SUITES = frozenset({"adversarial"})
 ENV_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "netcal",
                 "scikit-learn", "pandas", "pyarrow", "datasets", "textattack", "accelerate")
 
@@ -172,7 +169,9 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
         from aligneval.suites import get_suite
 
         info = get_suite(sname)
-        if not rt.is_main and sname not in SHARDED_SUITES:
+        # a sharded suite (`register_suite(..., sharded=True)`) deals examples to every rank itself; all
+        # other suites are pure functions of the gathered predictions and run on the main process only
+        if not rt.is_main and not info.sharded:
             continue  # scoring is the main process's job: the other ranks only join sharded work
         try:
             output.extend(info.fn(context, dict(suite_spec.settings)))

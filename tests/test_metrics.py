@@ -216,3 +216,34 @@ def test_names_metadata_and_errors():
         get_metric("accuracy")(np.ones((3, 2)) / 2, np.array([0, 1, 2]))
     with pytest.raises(UsageError):
         get_metric("msp_auroc_ood")(np.ones((3, 2)) / 2, np.array([0, 1, 1]))
+
+
+def test_label_direction_and_order_live_on_the_metric():
+    """The report reads a metric's label and place from the metric itself (docs/extending.md)."""
+    from aligneval.metrics import UNRANKED, find_metric
+    from aligneval.report.context import metric_label, metric_rank
+
+    ece10, acc, f1 = find_metric("ece@10"), find_metric("accuracy"), find_metric("macro_f1")
+    assert (ece10.label, ece10.higher_is_better, acc.label, acc.higher_is_better) == ("ECE (10 bins)", False,
+                                                                                     "Accuracy", True)
+    assert acc.order < f1.order < find_metric("ece@15").order < ece10.order < find_metric("nll").order
+    assert find_metric("ece@20").order == UNRANKED and find_metric("ece@20").label == "ECE (20 bins)"
+    # exact names only: a bare family, a bad bin count or an unknown name describe nothing
+    assert find_metric("ece") is None and find_metric("ece@0") is None and find_metric("nope") is None
+    assert metric_label("ts:ece@10") == "ECE (10 bins), temperature-scaled"
+    assert metric_label("drop:accuracy") == "Accuracy: in→out drop" and metric_label("words_removed_pct") == \
+        "words removed pct"
+    ranked = sorted(["nll", "ts:ece@15", "zeta", "kq_mmd2", "accuracy", "ece@15"], key=metric_rank)
+    assert ranked == ["accuracy", "ece@15", "nll", "kq_mmd2", "zeta", "ts:ece@15"]
+
+
+def test_metrics_share_the_registry():
+    """registry.py's claim: plain metrics and families are Registry instances (one 'registered twice' rule)."""
+    from aligneval.metrics import base
+    from aligneval.registry import Registry
+
+    assert isinstance(base._PLAIN, Registry) and isinstance(base._FAMILIES, Registry)
+    with pytest.raises(ValueError, match="registered twice"):
+        base.register_metric(base.Metric("ece", None, False, (0.0, 1.0)))  # clashes with the ece family
+    with pytest.raises(ValueError, match="registered twice"):
+        base.register_metric(base.Metric("accuracy", None, True, (0.0, 1.0)))

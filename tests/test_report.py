@@ -256,3 +256,46 @@ def test_number_formatting_has_no_negative_zero():
     assert fmt_delta(0.0123) == "+0.0123" and fmt_delta(-0.0123) == "−0.0123"
     assert fmt(None) == "–" and fmt(float("nan")) == "–" and fmt(1234) == "1,234"
     assert fmt_p(0.0004) == "< 0.001" and fmt_p(0.0456) == "0.046"
+
+
+def _aligneval_imports(package: str) -> dict[str, set[str]]:
+    """Module -> the aligneval modules it imports (at any depth of its code), for one package's modules."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / package.replace(".", "/")).rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {t for t in targets if t in files and t != name and not name.startswith(t + ".")}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["aligneval.report", "aligneval.suites", "aligneval.metrics"])
+def test_no_import_cycle_and_no_module_over_600_lines(package):
+    """Imports inside functions count too: a cycle hidden that way is still a cycle."""
+    graph = _aligneval_imports(package)
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join(path[path.index(node):] + [node])}"
+        if node in done:
+            return
+        for nxt in graph[node]:
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for module in graph:
+        visit(module, [])
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / package.replace(".", "/")
+    sizes = {p.name: len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert max(sizes.values()) <= 600, sizes

@@ -17,7 +17,9 @@ from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p, plain, round_up,
 from aligneval.report import alignment as A
 from aligneval.report import build_report
 from aligneval.report import displays as D
-from aligneval.report.context import SINGLE_SEED, build_context, dose_display
+from aligneval.report.build import build_context
+from aligneval.report.context import SINGLE_SEED
+from aligneval.report.overview import dose_display
 from aligneval.report.html import render_html
 from aligneval.report.markdown import render_markdown
 from tests.fixtures_alignment import add_alignment, lam_name, make_dose_run
@@ -281,7 +283,7 @@ def test_a_missing_curve_is_said_not_recomputed(single, tmp_path, monkeypatch):
 
 def test_disagreement_table_equals_a_hand_count():
     from aligneval.records import Curve
-    from aligneval.report.context import stored_disagreements
+    from aligneval.report.examples import stored_disagreements
     from aligneval.suites.accuracy import disagreement_table
     from aligneval.suites.base import Predictions
 

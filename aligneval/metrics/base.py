@@ -3,20 +3,27 @@
 Names carry their variant: `ece@15` is ECE with 15 bins. A family (`ece`) is registered once with a
 factory taking the bin count, so `get_metric("ece@10")` builds the 10-bin metric on demand and
 `get_metric("ece")` means the default `ece@15`.
+
+A metric carries everything the rest of aligneval says about it: direction (`higher_is_better`),
+the report's label and its place in the report's tables (`order`, lower first). A plugin metric is
+one module calling `register_metric` (see `aligneval.plugins`); lookups load the plugins first.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from aligneval.errors import UsageError
-from aligneval.registry import did_you_mean
+from aligneval.plugins import load_plugins
+from aligneval.registry import Registry, did_you_mean
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 DEFAULT_BINS = 15
+UNRANKED = math.inf
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Metric:
     range: tuple[float | None, float | None]
     description: str = ""
     params: dict = field(default_factory=dict)
+    label: str = ""  # how reports name it ("" -> the name, underscores as spaces)
+    order: float = UNRANKED  # its place in the report's tables, lower first; unranked ones last, by name
 
     @property
     def recomputable(self) -> bool:
@@ -54,22 +63,22 @@ class Family:
     default: int = DEFAULT_BINS
 
 
-_PLAIN: dict[str, Metric] = {}
-_FAMILIES: dict[str, Family] = {}
+_PLAIN: Registry[Metric] = Registry("metric")
+_FAMILIES: Registry[Family] = Registry("metric family")
 
 
 def register_metric(metric: Metric) -> Metric:
-    if metric.name in _PLAIN or metric.name in _FAMILIES:
+    if metric.name in _FAMILIES:
         raise ValueError(f"metric '{metric.name}' is registered twice")
-    _PLAIN[metric.name] = metric
+    _PLAIN.add(metric.name, metric)
     return metric
 
 
 def register_family(name: str, default: int = DEFAULT_BINS):
     def decorator(factory: Callable[[int], Metric]):
-        if name in _PLAIN or name in _FAMILIES:
+        if name in _PLAIN:
             raise ValueError(f"metric family '{name}' is registered twice")
-        _FAMILIES[name] = Family(name, factory, default)
+        _FAMILIES.add(name, Family(name, factory, default))
         return factory
 
     return decorator
@@ -77,7 +86,22 @@ def register_family(name: str, default: int = DEFAULT_BINS):
 
 def metric_names() -> list[str]:
     """Every plain metric plus every family at its default bin count."""
-    return sorted(list(_PLAIN) + [f"{f.name}@{f.default}" for f in _FAMILIES.values()])
+    load_plugins()
+    return sorted(_PLAIN.names() + [f"{f.name}@{f.default}" for _, f in _FAMILIES.items()])
+
+
+def find_metric(name: str) -> Metric | None:
+    """The registered metric named exactly `name` (`ece@10`, `accuracy`; not a bare family), else None.
+    For readers that only describe a name (report labels and order) and must not fail on others."""
+    load_plugins()
+    metric = _PLAIN.find(name)
+    if metric is not None:
+        return metric
+    family, _, param = name.partition("@")
+    fam = _FAMILIES.find(family)
+    if fam is None or not param.isdigit() or str(int(param)) != param or int(param) < 1:
+        return None
+    return fam.factory(int(param))
 
 
 def base_metric_name(metric: str) -> str:
@@ -87,12 +111,13 @@ def base_metric_name(metric: str) -> str:
 
 def get_metric(name: str) -> Metric:
     """Look a metric up by name; `ece@10` builds the 10-bin variant. Unknown -> UsageError."""
+    load_plugins()
     base = base_metric_name(name).strip()
     if base in _PLAIN:
-        return _PLAIN[base]
+        return _PLAIN.get(base)
     family, sep, param = base.partition("@")
     if family in _FAMILIES:
-        fam = _FAMILIES[family]
+        fam = _FAMILIES.get(family)
         if not sep:
             return fam.factory(fam.default)
         try:
@@ -103,7 +128,7 @@ def get_metric(name: str) -> Metric:
             raise UsageError(f"metric '{name}': the part after '@' must be a positive bin count, e.g. {family}@15")
         return fam.factory(bins)
     known = metric_names()
-    hint = did_you_mean(base, known + list(_FAMILIES))
+    hint = did_you_mean(base, known + _FAMILIES.names())
     raise UsageError(f"unknown metric '{name}'{hint}; known: {', '.join(known)} (bin count after '@')")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aligneval.metrics.base import Metric, confidence, correct, register_family, register_metric
+from aligneval.metrics.base import UNRANKED, Metric, confidence, correct, register_family, register_metric
 
 PROB_EPS = float(np.finfo(np.float64).eps)  # same clip as scikit-learn's log_loss and netcal
 
@@ -55,24 +55,34 @@ def ace(probs, labels, bins: int = 15) -> float:
     return _binned_error("ace", bins, False, probs, labels)
 
 
+# report order of the bin counts the calibration suite records by default; other bin counts come after
+ORDER = {"ece": {15: 30, 10: 40}, "mce": {15: 50}, "ace": {15: 60}}
+
+
+def _order(family: str, bins: int) -> float:
+    return ORDER[family].get(bins, UNRANKED)
+
+
 @register_family("ece")
 def _ece_metric(bins: int) -> Metric:
     return Metric(f"ece@{bins}", lambda p, y: ece(p, y, bins), False, (0.0, 1.0),
-                  f"top-label expected calibration error, {bins} equal-width bins (netcal)", {"bins": bins})
+                  f"top-label expected calibration error, {bins} equal-width bins (netcal)", {"bins": bins},
+                  label=f"ECE ({bins} bins)", order=_order("ece", bins))
 
 
 @register_family("mce")
 def _mce_metric(bins: int) -> Metric:
     return Metric(f"mce@{bins}", lambda p, y: mce(p, y, bins), False, (0.0, 1.0),
                   f"top-label maximum calibration error over non-empty bins, {bins} equal-width bins (netcal)",
-                  {"bins": bins})
+                  {"bins": bins}, label=f"MCE ({bins} bins)", order=_order("mce", bins))
 
 
 @register_family("ace")
 def _ace_metric(bins: int) -> Metric:
     return Metric(f"ace@{bins}", lambda p, y: ace(p, y, bins), False, (0.0, 1.0),
                   f"top-label calibration error with {bins} equal-mass bins, mean over non-empty bins "
-                  "(netcal ACE, equal_intervals=False)", {"bins": bins})
+                  "(netcal ACE, equal_intervals=False)", {"bins": bins}, label=f"ACE ({bins} bins)",
+                  order=_order("ace", bins))
 
 
 def brier(probs, labels) -> float:
@@ -89,8 +99,10 @@ def nll(probs, labels) -> float:
     return float(np.mean(-np.log(np.clip(p, PROB_EPS, 1 - PROB_EPS))))
 
 
-register_metric(Metric("brier", brier, False, (0.0, 2.0), "mean over examples of sum_k (p_k - y_k)^2"))
-register_metric(Metric("nll", nll, False, (0.0, None), "mean negative log-likelihood of the label"))
+register_metric(Metric("brier", brier, False, (0.0, 2.0), "mean over examples of sum_k (p_k - y_k)^2",
+                       label="Brier score", order=70))
+register_metric(Metric("nll", nll, False, (0.0, None), "mean negative log-likelihood of the label",
+                       label="NLL", order=80))
 
 
 def bin_edges(conf: np.ndarray, bins: int, equal_mass: bool = False) -> np.ndarray:

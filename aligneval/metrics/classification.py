@@ -26,6 +26,7 @@ def macro_f1(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-register_metric(Metric("accuracy", accuracy, True, (0.0, 1.0), "fraction of examples whose argmax is the label"))
+register_metric(Metric("accuracy", accuracy, True, (0.0, 1.0), "fraction of examples whose argmax is the label",
+                       label="Accuracy", order=10))
 register_metric(Metric("macro_f1", macro_f1, True, (0.0, 1.0),
-                       "unweighted mean F1 over classes present in labels or predictions"))
+                       "unweighted mean F1 over classes present in labels or predictions", label="Macro-F1", order=20))

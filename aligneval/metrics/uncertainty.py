@@ -65,8 +65,11 @@ def aurc(probs, labels) -> float:
     return float(np.sum(gained * np.asarray(curve["risk"])))
 
 
-register_metric(Metric("aurc", aurc, False, (0.0, 1.0), "area under the risk-coverage curve (confidence = MSP)"))
+register_metric(Metric("aurc", aurc, False, (0.0, 1.0), "area under the risk-coverage curve (confidence = MSP)",
+                       label="AURC", order=90))
 register_metric(Metric("auroc_error", auroc_error, True, (0.0, 1.0),
-                       "AUROC of confidence for telling correct from misclassified examples"))
+                       "AUROC of confidence for telling correct from misclassified examples",
+                       label="AUROC (error detection)", order=100))
 register_metric(Metric("msp_auroc_ood", None, True, (0.0, 1.0),
-                       "AUROC of max softmax probability for telling in-domain test from out-of-domain examples"))
+                       "AUROC of max softmax probability for telling in-domain test from out-of-domain examples",
+                       label="MSP AUROC (in vs out)", order=110))

@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aligneval.errors import UsageError
+from aligneval.paths import check_output_dir, check_output_file
+from aligneval.report.build import build_context
+from aligneval.report.context import as_comparisons
+from aligneval.report.html import write_html
+from aligneval.report.markdown import write_markdown
+
 FORMATS = ("html", "md")
 
 
@@ -29,8 +36,6 @@ class ReportPaths:
 def check_out(out: Path) -> None:
     """Refuse, before any work, an output folder that cannot be made or a report file that cannot be
     written (UsageError naming the path)."""
-    from aligneval.paths import check_output_dir, check_output_file
-
     check_output_dir(out, "--out")
     for name in ("comparison.json", "report.html", "report.md"):
         check_output_file(out / name, "--out")
@@ -47,9 +52,6 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
     baseline. Without it, `candidate` names the twin (or a list of twins); when it is None and the run
     holds several models besides the baseline, each of them is compared with the baseline.
     """
-    from aligneval.errors import UsageError
-    from aligneval.report.context import as_comparisons, build_context
-
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
@@ -63,12 +65,8 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
     paths = ReportPaths(out, write_comparisons(comps, out / "comparison.json"))
     ctx = build_context(comps, max_examples=max_examples)
     if "html" in formats:
-        from aligneval.report.html import write_html
-
         paths.html = write_html(ctx, out / "report.html")
     if "md" in formats:
-        from aligneval.report.markdown import write_markdown
-
         paths.markdown = write_markdown(ctx, out)
         paths.plots = sorted((out / "plots").glob("*.png"))
     return paths

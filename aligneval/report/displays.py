@@ -6,10 +6,13 @@ did not store says so ("no curve stored") instead of deriving one.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from aligneval.report import alignment as A
 
 BASELINE_COLOR = "#E69F00"  # Okabe-Ito orange
 CANDIDATE_COLOR = "#0072B2"  # Okabe-Ito blue
@@ -375,10 +378,8 @@ class AlignmentHeatmapDisplay:
     @classmethod
     def from_comparison(cls, rows: list[dict], split: str, metric: str, dims: tuple[int, int],
                         names: tuple[str, str] = ("baseline", "twin")) -> "AlignmentHeatmapDisplay":
-        from aligneval.report.alignment import grid, label
-
-        g = grid(rows, split, metric, dims)
-        return cls(metric, split, g.baseline, g.candidate, g.delta, g.significant, tuple(names), label(metric))
+        g = A.grid(rows, split, metric, dims)
+        return cls(metric, split, g.baseline, g.candidate, g.delta, g.significant, tuple(names), A.label(metric))
 
     @property
     def delta_limit(self) -> float:
@@ -444,14 +445,12 @@ class AlignmentLayersDisplay:
     def from_comparisons(cls, comparisons: list[tuple[str, list[dict]]], split: str, metric: str, n_layers: int,
                          baseline: str = "baseline", confidence: float = 0.95) -> "AlignmentLayersDisplay":
         """`comparisons`: (twin name, comparison rows) per twin; the baseline's values come from the first."""
-        from aligneval.report.alignment import grid, label
-
         values, deltas, lows, highs = {}, {}, {}, {}
         for name, rows in comparisons:
-            g = grid(rows, split, metric, (n_layers,))
+            g = A.grid(rows, split, metric, (n_layers,))
             values.setdefault(baseline, g.baseline)
             values[name], deltas[name], lows[name], highs[name] = g.candidate, g.delta, g.ci_low, g.ci_high
-        return cls(metric, split, values, deltas, lows, highs, label(metric), confidence)
+        return cls(metric, split, values, deltas, lows, highs, A.label(metric), confidence)
 
     def plot(self, ax=None, ax_delta=None, colors: dict[str, str] | None = None):
         plt = _plt()
@@ -576,8 +575,6 @@ class DoseResponseDisplay:
 
 def figure_png(display, dpi: int = 144) -> bytes:
     """Render a plotted display's figure to PNG bytes and close it."""
-    import io
-
     plt = _plt()
     fig = display.figure_
     buf = io.BytesIO()

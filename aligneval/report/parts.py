@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aligneval.report.displays import figure_png
+
 
 @dataclass
 class Plot:
@@ -33,6 +35,4 @@ class Section:
 
 def plot_of(key: str, display, title: str, alt: str, wide: bool = False) -> Plot:
     """Render an already plotted Display to PNG."""
-    from aligneval.report.displays import figure_png
-
     return Plot(key, title, alt, figure_png(display), alt, wide)

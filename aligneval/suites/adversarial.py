@@ -57,7 +57,7 @@ def validate(settings: dict[str, Any], roles: dict[str, str]) -> None:
 
 @register_suite("adversarial", description="TextAttack recipes on the same examples for every model: "
                 "accuracy under attack, success rate, perturbation, queries",
-                defaults=DEFAULTS, needs_models=True, validate=validate)
+                defaults=DEFAULTS, needs_models=True, validate=validate, sharded=True)
 def adversarial(ctx: SuiteContext, settings: dict[str, Any]) -> SuiteOutput:
     from aligneval.attack.runner import AttackSettings, ModelHandle, run_attacks
 

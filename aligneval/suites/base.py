@@ -3,7 +3,9 @@
     @register_suite("accuracy", description="...", defaults={})
     def accuracy(ctx: SuiteContext, settings: dict) -> SuiteOutput: ...
 
-Third-party suites register through the entry-point group `aligneval.suites`.
+A built-in suite is one module in `aligneval/suites/` (found by `aligneval.suites.load_suites`); a
+third-party suite is one plugin module (see `aligneval.plugins`). `sharded=True` declares that the suite
+runs on every process of a distributed run (each scores its shard); other suites run on the main one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class SuiteInfo:
     # optional check of the merged settings against the spec's splits ({name: role}), e.g. metric
     # names or "temperature needs a dev split"; raises UsageError with one line
     validate: Callable[[dict[str, Any], dict[str, str]], None] | None = None
+    sharded: bool = False  # runs on every process of a distributed run, each on its shard
 
 
 SUITES: Registry[SuiteInfo] = Registry("suite")
@@ -38,10 +41,11 @@ SUITES: Registry[SuiteInfo] = Registry("suite")
 
 def register_suite(name: str, description: str = "", defaults: dict[str, Any] | None = None,
                    needs_models: bool = False,
-                   validate: Callable[[dict[str, Any], dict[str, str]], None] | None = None):
+                   validate: Callable[[dict[str, Any], dict[str, str]], None] | None = None,
+                   sharded: bool = False):
     def decorator(fn):
         SUITES.add(name, SuiteInfo(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
-                                   dict(defaults or {}), needs_models, validate))
+                                   dict(defaults or {}), needs_models, validate, sharded))
         return fn
 
     return decorator
