@@ -308,38 +308,31 @@ def _mean_mmd(folder, texts, train_half) -> float:
     return float(np.nanmean(values["kq_mmd2"]))
 
 
-# gan at the every-variant test's budget, twin ÷ baseline K–Q MMD² at λ = 0.1 / 1 on tiny models of
-# seeds 0, 1, 2 (benchmarks/family_alignment.py, results in benchmarks/results/); the test runs seed 0.
+# gan (R1 + 5 discriminator updates, issue 21) at the every-variant test's budget: twin ÷ baseline K–Q
+# MMD² at λ = 0.1 / 1 on tiny models of seeds 0, 1, 2 (benchmarks/family_alignment.py; every run in
+# benchmarks/results/family_alignment-2026-12-06-*.json). One figure where both dependency sets agree
+# to two decimals, "current | legacy" where they differ. The test runs seed 0; the worst cell over both
+# sets and three seeds is 0.79, so the 0.85 bound keeps a margin of 0.06 on every seed and stack.
 GAN_MEASURED = {
-    "modernbert": "-0.01/-0.01, -0.08/0.03, -0.07/-0.05",
-    "qwen3": "0.19/0.14, 0.08/0.10, 0.05/-0.12",
-    "mistral": "0.20/0.13, 0.59/0.31, 0.10/-0.05",
-    "gemma3_text": "0.40/0.49, 0.55/0.81, 0.51/0.71",  # the thinnest margin asserted: 0.81 < 0.85
-    "phi3": "0.58/0.43, 0.25/0.38, 0.67/0.79",
+    "modernbert": "0.30/-0.12, -0.51/-0.06, 0.54/0.02 | 0.29/-0.02, 0.24/-0.13, 0.33/-0.03",
     "gpt2": "0.75/0.58, 0.62/0.28, 0.66/0.42",
     "llama": "0.56/0.32, 0.12/-0.11, 0.48/0.33",
-    "qwen2": "0.78/0.66, 0.78/0.73, 0.90/0.93",
-    "gemma2": "0.74/0.75, 0.62/0.64, 0.63/0.50",
+    "qwen2": "0.79/0.48, 0.60/0.33, 0.65/0.44",  # with its Qwen2-shaped BPE (tests/tiny_families.py)
+    "qwen3": "0.26/0.15, -0.06/-0.14, 0.17/-0.06",
+    "mistral": "0.53/0.04, 0.46/0.36, 0.57/0.16",
+    "gemma2": "0.74/0.75, 0.62/0.64, 0.63/0.50 | 0.70/0.73, 0.57/0.58, 0.63/0.52",
+    "gemma3_text": "0.61/0.18, 0.32/0.24, 0.38/0.40",
+    "phi3": "0.58/0.43, 0.25/0.38, 0.67/0.79",
 }
-# Measured with the old gan (one discriminator update, no R1) some seed missed 0.85 at some λ on these
-# five (gpt2 up to 1.34, gemma2 1.67). The figures above for them are the stabilised gan's (issue 21:
-# R1 + 5 updates; benchmarks/results/family_alignment-2026-12-06-stabilised-gan.json, transformers
-# 5.23): every twin below its baseline, qwen2 still above 0.85 on seed 2. They stay unasserted until
-# the same run on the legacy set shows the margin holds on both stacks.
-GAN_UNRELIABLE = {"gpt2", "llama", "qwen2", "gemma2", "phi3"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [
-    # not run (each would cost ~20 s to show what benchmarks/family_alignment.py measures): the gap is
-    # listed in every test report with its figures; re-measure with the benchmark after a game change
-    pytest.param(f, marks=pytest.mark.xfail(run=False, reason=f"gan at 80 steps not yet shown reliable on tiny "
-                                              f"{f}: twin/baseline {GAN_MEASURED[f]} (seeds 0, 1, 2; λ 0.1/1)"))
-    if f in GAN_UNRELIABLE else f for f in FAMILIES])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_gan_twins_have_keys_closer_to_queries(folders, tmp_path, family):
     """gan at λ = 0.1 and 1, the every-variant test's budget (80 steps, batch 16, lr 1e-3, default
     auxiliary settings): each twin's K–Q MMD² (alignment suite, 60 held-out sentences) is below 0.85 ×
-    the baseline's. Measured twin/baseline per seed in GAN_MEASURED; mmd is checked end to end below."""
+    the baseline's. Measured twin/baseline per seed and stack in GAN_MEASURED; mmd is checked end to
+    end below."""
     train = write_fixture(tmp_path, n=400)
     result = align_pair(str(folders[family]), train, tmp_path / "gan", variant="gan", lam="0.1,1", max_steps=80,
                         batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=False)
@@ -348,7 +341,7 @@ def test_gan_twins_have_keys_closer_to_queries(folders, tmp_path, family):
     run = result.runs[0]
     baseline = _mean_mmd(run.baseline, texts, train_half)
     ratios = {lam: _mean_mmd(folder, texts, train_half) / baseline for lam, folder in run.twins.items()}
-    assert all(r < 0.85 for r in ratios.values()), ratios
+    assert all(r < 0.85 for r in ratios.values()), (ratios, "measured before:", GAN_MEASURED[family])
 
 
 TEXTATTACK = importlib.util.find_spec("textattack") is not None  # the legacy stack only (transformers < 5)

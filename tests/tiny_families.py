@@ -1,8 +1,14 @@
 """Tiny random models of today's architectures, built by transformers itself, with the shared tiny
-WordPiece tokenizer (tests/tiny.py).
+WordPiece tokenizer (tests/tiny.py), except qwen2, which gets a byte-level BPE of Qwen2's own shape.
 
     from tests.tiny_families import FAMILIES, make_family_model
     folder = make_family_model(tmp_path, "llama")   # 2 layers, 4 query heads, 2 key/value heads
+
+transformers 5 loads every qwen2 folder's tokenizer as `Qwen2Tokenizer`, whatever its
+tokenizer_config says (qwen2 is in its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS), and rebuilds it from
+the vocabulary and merges with Qwen2's pre-tokenizer: a WordPiece vocabulary then splits every word into
+characters, so the same fixture fed different token sequences to the two dependency sets. A BPE with
+Qwen2's normalizer, split regex and byte-level steps tokenizes identically under 4.57 and 5.x.
 
 Sliding windows are made small (4 tokens) so that the sliding-window layers of ModernBERT, Mistral
 and Gemma 2/3 really differ from global ones on the fixture sentences (5–11 tokens).
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.tiny import _one_thread, make_tokenizer
+from tests.tiny import _one_thread, make_tokenizer, sentences, tiny_vocab
 
 # in the order the issue lists them (gemma3_text: Gemma 3's text model)
 FAMILIES = ("modernbert", "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "phi3")
@@ -49,6 +55,36 @@ def family_config(model_type: str, vocab_size: int, num_labels: int = 2, **overr
     return AutoConfig.for_model(model_type, **{**family_kwargs(model_type, vocab_size, num_labels), **overrides})
 
 
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+               r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")  # Qwen2's pre-tokenizer split (its tokenizer's own regex)
+QWEN2_END = "<|endoftext|>"  # Qwen2's eos, pad and unk in one
+
+
+def make_qwen2_tokenizer(folder: Path):
+    """A byte-level BPE shaped like Qwen2's (NFC, Qwen2's split, byte level, no special tokens added to
+    the text; eos = pad = <|endoftext|>, id 0), trained on the tiny vocabulary and fixture sentences."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+                               fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    words = [w for w in tiny_vocab() if not w.startswith(("[", "##"))]
+    corpus = [" ".join(words)] * 2 + [text for text, _ in sentences(300, seed=0)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[QWEN2_END], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=QWEN2_END, pad_token=QWEN2_END,
+                                   unk_token=QWEN2_END, model_input_names=["input_ids", "attention_mask"],
+                                   model_max_length=64)
+    fast.save_pretrained(folder)
+    return fast
+
+
 def make_family_tokenizer(folder: Path, pad: bool = True):
     """The tiny WordPiece tokenizer, emitting only what the model takes; `pad=False` saves it as
     GPT-2's own tokenizer comes: no pad token, an eos token ([SEP]) it does not add to the text."""
@@ -80,7 +116,12 @@ def make_family_model(tmp_path, model_type: str, seed: int = 0, num_labels: int 
     _one_thread()
     folder = Path(tmp_path) / f"tiny-{model_type}{'' if pad else '-nopad'}-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_family_tokenizer(folder, pad)
+    if model_type == "qwen2" and pad:
+        tokenizer = make_qwen2_tokenizer(folder)
+        overrides = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "bos_token_id": None, **overrides}
+    else:
+        tokenizer = make_family_tokenizer(folder, pad)
     if not pad:
         overrides = {"pad_token_id": None, **overrides}
     config = family_config(model_type, len(tokenizer), num_labels, **overrides)
