@@ -25,7 +25,6 @@ def data_source(data, data_kwargs: dict, task: str | None = None) -> DataSource:
         raise UsageError(f"unknown data option: {exc}") from None
 
 
-
 def tokenize(tokenizer, examples: Examples, max_length: int) -> dict:
     """Unpadded ids (and segment ids where the tokenizer emits them), with the padding to apply:
     the tokenizer's pad id and side as `load_pretrained` settled them (aligneval.padding)."""

@@ -272,5 +272,3 @@ def token_rows(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch
         weight = per_example[:, None, None].expand(b, h, length).reshape(-1)
     index = None if bool(row_valid.all()) else row_valid.nonzero().squeeze(-1)
     return rows, weight, index
-
-

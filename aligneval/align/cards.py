@@ -23,11 +23,9 @@ def read_card(folder: Path) -> dict | None:
         return None
 
 
-
 def data_card(examples: Examples) -> dict:
     return {"source": examples.source, "fingerprint": examples.fingerprint, "size": len(examples),
             "skipped": examples.skipped}
-
 
 
 def versions() -> dict:

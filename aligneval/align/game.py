@@ -117,7 +117,6 @@ class StepSums:
         }
 
 
-
 def build_aux_optimizer(aligner, aux: dict):
     """The auxiliary players' own Adam at their own constant rate (GAN practice: β1 = 0.5), so the
     discriminator or critic keeps up with the encoder whatever the task's learning rate and schedule."""
@@ -139,7 +138,6 @@ def held_fixed(params):
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
-
 
 
 def build_aligner_for(model, capture, batch: dict, variant: str, options: dict, seed: int):

@@ -133,7 +133,7 @@ def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None):
         return _DiscLoss.apply((meta, dropout, chunk or DISC_CHUNK_ROWS, want_params), *xs, *params)
 
 
-# ----------------------------------------------------------------------------- pure divergences
+# ----------------------------------------------------------------------------- conditional transport, MMD², Sinkhorn
 
 
 def conditional_transport(
@@ -507,5 +507,3 @@ def sinkhorn_divergence(
     xx = entropic_ot(x, x, logw, logw, eps_t, iters)
     yy = entropic_ot(y, y, logw, logw, eps_t, iters)
     return xy - 0.5 * (xx + yy)
-
-

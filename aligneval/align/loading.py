@@ -25,7 +25,6 @@ def load_pretrained(model: str, label_names: list[str], trust_remote_code: bool,
     The tokenizer and config follow aligneval.padding's rule (pad token, side, model inputs)."""
 
 
-
     path = Path(model).expanduser()
     use_safetensors: bool | None = True
     if path.exists():

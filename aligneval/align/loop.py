@@ -33,7 +33,6 @@ def build_optimizer(model, hp: dict):
     return torch.optim.AdamW(groups, lr=hp["lr"], eps=1e-8)
 
 
-
 def evaluate(model, features: dict, batch_size: int) -> float:
     order = sorted(range(len(features["lengths"])), key=lambda i: features["lengths"][i])
     correct = 0
@@ -47,7 +46,6 @@ def evaluate(model, features: dict, batch_size: int) -> float:
             correct += int((logits.argmax(-1).cpu() == labels).sum())
     model.train(was_training)
     return correct / max(1, len(order))
-
 
 
 def train_model(model, features, dev_features, log_path: Path | None, *, variant, lam, options, seed, hp, progress, label,
@@ -142,7 +140,6 @@ def train_model(model, features, dev_features, log_path: Path | None, *, variant
     model.eval()
     return {"steps": step, "epochs_run": epoch, "final": _final(history, dev_history, game and game.aligner),
             "dev_history": dev_history, "wall_time_s": round(time.perf_counter() - start_time, 3)}
-
 
 
 def _bar_text(label: str, record: dict) -> str:

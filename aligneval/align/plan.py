@@ -19,15 +19,10 @@ from aligneval.errors import UsageError
 from aligneval.paths import check_output_dir
 from aligneval.tasks import MULTIPLE_CHOICE
 
-ROLES = ("baseline", "aligned")
-
 
 def twin_folder_name(lam: float, grid: bool) -> str:
     """`aligned` for a single λ; `aligned-lam<λ>` (λ in %g form) for each twin of a grid."""
     return f"aligned-lam{format(lam, 'g')}" if grid else "aligned"
-
-
-# ----------------------------------------------------------------------------- validation and planning
 
 
 def check_seeds(seeds) -> tuple[int, ...]:

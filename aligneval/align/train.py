@@ -65,9 +65,6 @@ class AlignResult:
         return self.runs[0].aligned
 
 
-# ----------------------------------------------------------------------------- entry point
-
-
 def align_pair(
     model: str,
     train: str | os.PathLike | DataSource,
@@ -198,7 +195,6 @@ def align_pair(
             by_seed[seed].trained.append(folders[role].name)
         loaded = None
     return result
-
 
 
 def _train_and_save(model, tokenizer, features, dev_features, target: Path, card: dict, *, variant, lam,

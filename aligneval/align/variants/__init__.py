@@ -65,7 +65,6 @@ class Aligner(nn.Module):
                 module.generator = generator
 
 
-
 @dataclass(frozen=True)
 class Variant:
     """A registered variant: its factory `(n_layers, head_dim, **options) -> Aligner` and one line of help."""

@@ -121,7 +121,6 @@ class CombineAligner(Aligner):
         return self.tokens(k, q, mask) + self.heads(k, q, mask)
 
 
-
 @register_variant("ct", help="conditional transport between each head's keys and queries across tokens, with an "
                   "adversarial critic and a navigator (options: rho, navigator, lipschitz).")
 def ct(n_layers: int, d_head: int, **options) -> CTAligner:

@@ -16,7 +16,6 @@ def _per_example_head(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return x.reshape(-1, length, d), valid
 
 
-
 @register_variant("sinkhorn", help="debiased entropic OT (Sinkhorn divergence) between each head's keys and queries, "
                   "no auxiliary network (options: eps, iters, relative).")
 class SinkhornAligner(Aligner):
