@@ -11,7 +11,8 @@ from typer.core import TyperCommand
 
 from aligneval.errors import UsageError
 
-VARIANT_HELP = "The alignment variant (see docs/align.md): {variants}."
+# --variant's help; `variant_help` appends every registered variant when the help is shown
+VARIANT_HELP = "The alignment variant (see docs/align.md)"
 
 
 def variant_help() -> str:
@@ -20,7 +21,7 @@ def variant_help() -> str:
     from aligneval.align.variants import load_variants
 
     lines = [f"{name}: {variant.help.rstrip('.')}" for name, variant in load_variants().items()]
-    return VARIANT_HELP.format(variants="; ".join(lines))
+    return f"{VARIANT_HELP}: {'; '.join(lines)}."
 
 
 class _AlignCommand(TyperCommand):
@@ -72,7 +73,7 @@ def register(app: typer.Typer) -> None:
         train: str = typer.Option(..., "--train", help="Training data: csv, tsv, jsonl, parquet, saved dataset, or hub id."),
         out: Path = typer.Option(..., "--out", help="Output folder: baseline/ and aligned/ (or seed-N/{baseline,aligned})."),
         dev: Optional[str] = typer.Option(None, "--dev", help="Dev data, evaluated after each epoch."),
-        variant: str = typer.Option("gan", "--variant", help=VARIANT_HELP.format(variants="gan | ct | ...")),
+        variant: str = typer.Option("gan", "--variant", help=f"{VARIANT_HELP}."),
         lam: str = typer.Option("0.01", "--lambda", help="Weight λ of the alignment loss (each layer weighs λ/L); "
                                 "several values (0.01,0.1,1) train one twin per λ against one baseline."),
         aux_lr: Optional[float] = typer.Option(None, "--aux-lr", help="Learning rate of the discriminator/critic's own "

@@ -12,7 +12,7 @@ MMD_ESTIMATORS = {"quadratic": mmd2_groups, "linear": mmd2_linear_groups}
 
 
 @register_variant("mmd", help="unbiased squared MMD between each head's keys and queries, no auxiliary network "
-                  "(options: estimator, block, scales).")
+                  "(options: estimator, block).")
 class MMDAligner(Aligner):
     """mmd: unbiased squared MMD between each head's keys and queries (no parameters).
 
