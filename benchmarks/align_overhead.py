@@ -6,7 +6,7 @@ folder), batch 16 × 128 tokens, CPU. Every model (the baseline and one twin per
 from the same weights and has its own AdamW. The aligned step is the training loop's own:
 `build_game` hooks the twin and builds its auxiliary players, and each step runs forward, task
 loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their gradient clipping,
-then the encoder's term), backward, clipping and AdamW (aligneval/align/train.py), so the benchmark
+then the encoder's term), backward, clipping and AdamW (aligneval/align/loop.py), so the benchmark
 times exactly what training runs. Each round runs the baseline, every variant (in reverse order
 every other round) and the baseline again; a variant's figure is the median over rounds of its
 step ÷ the mean of that round's two baseline steps, so a drift of this shared machine's speed

@@ -4,7 +4,7 @@ Four training steps are timed side by side in one process: full fine-tuning and 
 alpha=16 on the q/k projections, aligneval/align/lora.py), each as the baseline and as the aligned
 twin (the training loop's own `build_game` and `Game.alignment_term`). Each step is forward, task
 loss (+ alignment term), backward, clipping and AdamW over the trainable parameters, as
-aligneval/align/train.py runs it. Rounds are bracketed like benchmarks/align_overhead.py: the full
+aligneval/align/loop.py runs it. Rounds are bracketed like benchmarks/align_overhead.py: the full
 baseline opens and closes each round, the other modes run between (reversed every other round),
 and a mode's figure is the median over rounds of its step ÷ the mean of that round's two full
 baseline steps; the baseline's end ÷ start ratio is printed as the noise floor.
