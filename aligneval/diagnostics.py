@@ -1,7 +1,7 @@
 """Key–query alignment diagnostics as pure functions: per-(example, head) MMD², held-out linear-probe
 accuracy and attention entropy over the real (non-padding) tokens.
 
-Written from the definitions, independently of the training losses in `aligneval/align/losses.py`,
+Written from the definitions, independently of the training losses in `aligneval/align/kernels.py`,
 so the alignment suite checks what training claims instead of repeating it. Inputs are the per-head
 tensors `aligneval.align.hooks` captures, k and q of shape [B, H, L, d_h] (before the 1/sqrt(d_h)
 scaling), and an attention mask [B, L] (1 = real token). Padding positions are never read: NaN or

@@ -6,7 +6,7 @@ folder), batch 16 × 128 tokens, CPU. Every model (the baseline and one twin per
 from the same weights and has its own AdamW. The aligned step is the training loop's own:
 `build_game` hooks the twin and builds its auxiliary players, and each step runs forward, task
 loss, `Game.alignment_term` (the auxiliary networks' Adam updates with their gradient clipping,
-then the encoder's term), backward, clipping and AdamW (aligneval/align/train.py), so the benchmark
+then the encoder's term), backward, clipping and AdamW (aligneval/align/loop.py), so the benchmark
 times exactly what training runs. Each round runs the baseline, every variant (in reverse order
 every other round) and the baseline again; a variant's figure is the median over rounds of its
 step ÷ the mean of that round's two baseline steps, so a drift of this shared machine's speed
@@ -108,9 +108,9 @@ def _run(args) -> int:
     import torch
     import torch.nn.functional as F
 
-    from aligneval.align.train import (
-        AUX_DEFAULTS, AUX_LR_RATIO, _check_aux, _check_options, _optimizer, _StepSums, build_game,
-    )
+    from aligneval.align.game import AUX_DEFAULTS, AUX_LR_RATIO, StepSums, build_game
+    from aligneval.align.loop import build_optimizer
+    from aligneval.align.plan import check_aux, check_options
     from aligneval.errors import UsageError
 
     out = sys.stderr if args.json else sys.stdout
@@ -119,9 +119,9 @@ def _run(args) -> int:
         torch.set_num_threads(args.threads)
     entries = [v.strip() for v in args.variants.split(",") if v.strip()]
     for entry in entries:  # unknown variants and options fail before the model is read
-        _check_options(*parse_variant(entry))
+        check_options(*parse_variant(entry))
     hp = dict(HP)
-    aux = _check_aux(AUX_DEFAULTS["aux_lr"] or AUX_LR_RATIO * hp["lr"], args.aux_steps or AUX_DEFAULTS["aux_steps"])
+    aux = check_aux(AUX_DEFAULTS["aux_lr"] or AUX_LR_RATIO * hp["lr"], args.aux_steps or AUX_DEFAULTS["aux_steps"])
     # aux_steps None: build_game takes each variant's own default (gan 5, the ct family 3)
     loaded, name = build_model(args.model)
     vocab = loaded.config.vocab_size
@@ -138,18 +138,18 @@ def _run(args) -> int:
     models, optimizers, games = {}, {}, {}
     for entry in ["baseline", *entries]:
         model = copy.deepcopy(loaded).train()
-        models[entry], optimizers[entry] = model, _optimizer(model, hp)
+        models[entry], optimizers[entry] = model, build_optimizer(model, hp)
         if entry != "baseline":
             variant, options = parse_variant(entry)
             games[entry] = build_game(model, variant, args.lam, options, aux, seed=0, probe_batch=probe, clip=hp["clip"])
     del loaded
 
     def step(entry: str) -> float:
-        """One optimizer step exactly as aligneval.align.train._train runs it (one micro-batch)."""
+        """One optimizer step exactly as aligneval.align.loop.train_model runs it (one micro-batch)."""
         model, optimizer, game = models[entry], optimizers[entry], games.get(entry)
         trainable = [p for p in model.parameters() if p.requires_grad]
         start = time.perf_counter()
-        sums = _StepSums()
+        sums = StepSums()
         task = F.cross_entropy(model(**batch).logits.float(), labels)
         loss = task if game is None else task + game.alignment_term(batch["attention_mask"], sums)
         loss.backward()

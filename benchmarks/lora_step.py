@@ -4,7 +4,7 @@ Four training steps are timed side by side in one process: full fine-tuning and 
 alpha=16 on the q/k projections, aligneval/align/lora.py), each as the baseline and as the aligned
 twin (the training loop's own `build_game` and `Game.alignment_term`). Each step is forward, task
 loss (+ alignment term), backward, clipping and AdamW over the trainable parameters, as
-aligneval/align/train.py runs it. Rounds are bracketed like benchmarks/align_overhead.py: the full
+aligneval/align/loop.py runs it. Rounds are bracketed like benchmarks/align_overhead.py: the full
 baseline opens and closes each round, the other modes run between (reversed every other round),
 and a mode's figure is the median over rounds of its step ÷ the mean of that round's two full
 baseline steps; the baseline's end ÷ start ratio is printed as the noise floor.
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch.nn.functional as F
 
     from aligneval.align.lora import LoraSettings, adapt, parameter_counts
-    from aligneval.align.train import AUX_LR_RATIO, _check_aux, _optimizer, build_game
+    from aligneval.align.game import AUX_LR_RATIO, build_game
+    from aligneval.align.loop import build_optimizer
+    from aligneval.align.plan import check_aux
 
     out = sys.stderr if args.json else sys.stdout
     load_before = os.getloadavg()[0]
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 2, (args.batch_size,), generator=g)
     batch = {"input_ids": ids, "attention_mask": mask}
-    aux = _check_aux(AUX_LR_RATIO * HP["lr"], 1)
+    aux = check_aux(AUX_LR_RATIO * HP["lr"], 1)
 
     models, optimizers, games, fractions = {}, {}, {}, {}
     for mode in MODES:
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             model = adapt(model, LoraSettings(r=8, alpha=16), seed=0, qk_pattern=qk_pattern)
         model.train()
         fractions[mode] = parameter_counts(model, full_size)["trainable_fraction"]
-        models[mode], optimizers[mode] = model, _optimizer(model, HP)
+        models[mode], optimizers[mode] = model, build_optimizer(model, HP)
         games[mode] = (build_game(model, args.variant, 0.01, {}, aux, 0, {k: v[:1] for k, v in batch.items()},
                                   qk_pattern, HP["clip"]) if role == "aligned" else None)
 

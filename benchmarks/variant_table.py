@@ -53,7 +53,7 @@ class Row:
 
 def parse_runs(items: list[str]) -> list[tuple[str, tuple[float, ...]]]:
     """["gan:0.1,1", "ct:0.1"] -> [("gan", (0.1, 1.0)), ("ct", (0.1,))]."""
-    from aligneval.align.train import check_lambdas
+    from aligneval.align.plan import check_lambdas
     from aligneval.errors import UsageError
 
     runs = []

@@ -13,11 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aligneval.align.losses import build_aligner
-from aligneval.align.train import (
-    AUX_LR_RATIO, LOG_NAME, _aux_optimizer, _aux_updates, _collate, _tokenize, align_pair, build_game,
-    check_lambdas,
-)
+from aligneval.align.batches import collate, tokenize
+from aligneval.align.cards import LOG_NAME
+from aligneval.align.game import AUX_LR_RATIO, aux_updates, build_aux_optimizer, build_game
+from aligneval.align.plan import check_lambdas
+from aligneval.align.train import align_pair
+from aligneval.align.variants import build_aligner
 from aligneval.errors import UsageError
 from tests.tiny import make_tiny_model, sentences, tiny_model, write_fixture
 
@@ -39,11 +40,11 @@ def test_discriminator_learns_to_tell_separable_keys_from_queries():
     torch.manual_seed(0)
     aligner = build_aligner("gan", 2, 8).train()
     aligner.seed(1)
-    optimizer, params = _aux_optimizer(aligner, {"aux_lr": 3e-3})
+    optimizer, params = build_aux_optimizer(aligner, {"aux_lr": 3e-3})
     k, q, mask = _clouds(1.0)
-    _, first = _aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
+    _, first = aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
     for _ in range(150):
-        loss, accuracy = _aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
+        loss, accuracy = aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
     assert float(first.mean()) < 0.6
     assert float(accuracy.min()) > 0.8  # Bayes accuracy for a unit shift in 8 dims is Φ(√8/2) ≈ 0.92
     assert float(loss.mean()) < 2 * np.log(2) - 0.3
@@ -53,11 +54,11 @@ def test_discriminator_learns_to_tell_separable_keys_from_queries():
 def test_critic_raises_the_transport_cost(variant):
     torch.manual_seed(0)
     aligner = build_aligner(variant, 2, 8).train()
-    optimizer, params = _aux_optimizer(aligner, {"aux_lr": 3e-3})
+    optimizer, params = build_aux_optimizer(aligner, {"aux_lr": 3e-3})
     k, q, mask = _clouds(1.0)
-    _, first = _aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
+    _, first = aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
     for _ in range(100):
-        _, value = _aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
+        _, value = aux_updates(aligner, optimizer, params, k, q, mask, 1, 1.0)
     assert float(value.mean()) > float(first.mean()) + 0.1  # the critic climbs CT
 
 
@@ -82,7 +83,7 @@ def test_lambda_scales_only_the_encoders_side(tiny):
     rows = sentences(8)
     examples = Examples(ids=[str(i) for i in range(8)], texts=[t for t, _ in rows],
                         labels=np.array([y for _, y in rows]), label_names=["0", "1"], source="t")
-    batch, labels = _collate(_tokenize(tokenizer, examples, 32), list(range(8)))
+    batch, labels = collate(tokenize(tokenizer, examples, 32), list(range(8)))
     results = {}
     for lam in (0.1, 1.0):
         model = copy.deepcopy(base)

@@ -10,15 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aligneval.align import losses
-from aligneval.align.losses import (
-    CTAligner,
-    GanAligner,
-    build_aligner,
-    conditional_transport,
-    mmd2_unbiased,
-    sinkhorn_divergence,
-)
+from aligneval.align import blocks, kernels
+from aligneval.align.kernels import conditional_transport, mmd2_unbiased, sinkhorn_divergence
+from aligneval.align.variants import build_aligner, ct, gan, variant_names
+from aligneval.align.variants.ct import CTAligner
+from aligneval.align.variants.gan import GanAligner
 from aligneval.errors import UsageError
 
 VARIANT_NAMES = ("gan", "ct", "ct-heads", "combine", "mmd", "sinkhorn")
@@ -54,7 +50,7 @@ def _aligner(name, n=2, d=4, seed=0, **kw):
 
 
 def test_registry_and_did_you_mean():
-    assert set(VARIANT_NAMES) == set(losses.VARIANTS.names())
+    assert set(VARIANT_NAMES) == set(variant_names())
     with pytest.raises(UsageError, match="did you mean 'gan'"):
         build_aligner("gam", 1, 4)
     with pytest.raises(UsageError):
@@ -124,7 +120,7 @@ def test_mmd_matches_loop_reference_on_valid_tokens():
         n_valid = int(mask[b].sum())
         for h in range(k.shape[2]):
             x, y = k[0, b, h, :n_valid].numpy(), q[0, b, h, :n_valid].numpy()
-            refs.append(_np_mmd(x, y, losses.MMD_SCALES))
+            refs.append(_np_mmd(x, y, kernels.MMD_SCALES))
     assert value.item() == pytest.approx(float(np.mean(refs)), abs=1e-9)
 
 
@@ -147,7 +143,7 @@ def test_mmd_linear_estimator_matches_loop_reference_and_ignores_padding(padding
     aligner = _aligner("mmd", n=2, estimator="linear")
     kk, qq = k.clone().requires_grad_(True), q.clone().requires_grad_(True)
     value = aligner(kk, qq, mask)
-    med = losses._group_medians(k.reshape(6, 2, 9, 4), q.reshape(6, 2, 9, 4), mask.bool().repeat(2, 1)).view(2, 3, 2)
+    med = kernels._group_medians(k.reshape(6, 2, 9, 4), q.reshape(6, 2, 9, 4), mask.bool().repeat(2, 1)).view(2, 3, 2)
     for n in range(2):
         refs = []
         for b in range(3):
@@ -155,7 +151,7 @@ def test_mmd_linear_estimator_matches_loop_reference_and_ignores_padding(padding
             if len(idx) < 2:
                 continue
             for h in range(2):
-                refs.append(_np_mmd_linear(k[n, b, h, idx].numpy(), q[n, b, h, idx].numpy(), losses.MMD_SCALES,
+                refs.append(_np_mmd_linear(k[n, b, h, idx].numpy(), q[n, b, h, idx].numpy(), kernels.MMD_SCALES,
                                            med[n, b, h].item()))
         assert value[n].item() == pytest.approx(float(np.mean(refs)), abs=1e-12)
     pad = (mask == 0)[None, :, None, :, None].expand_as(k)
@@ -380,7 +376,7 @@ def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded):
     ref_aux, ref_acc, ref_enc = ref["aux"], ref["accuracy"], ref["encoder"]
     ref_param_grads = torch.autograd.grad(ref_aux.sum(), params)
 
-    value, accuracy = losses.discriminator_loss(aligner.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)], chunk=5)
+    value, accuracy = kernels.discriminator_loss(aligner.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)], chunk=5)
     assert torch.allclose(value, ref_aux, atol=1e-12) and torch.allclose(accuracy / 2, ref_acc, atol=1e-12)
     ours_aux, ours_acc = aligner.aux_loss(k, q, mask)
     assert torch.allclose(ours_aux, ref_aux, atol=1e-12) and torch.allclose(ours_acc, ref_acc, atol=1e-12)
@@ -430,7 +426,7 @@ def test_gan_saturating_encoder_loss_and_fused_dropout_rate():
     ones = torch.ones(1, 1, 1, 4000, 4)
     full = torch.ones(1, 4000, dtype=torch.long)
     before = torch.get_rng_state()
-    _, hits = losses.discriminator_loss(drop.disc, [(ones, full, 1.0, -1.0)], chunk=512)
+    _, hits = kernels.discriminator_loss(drop.disc, [(ones, full, 1.0, -1.0)], chunk=512)
     assert torch.equal(torch.get_rng_state(), before)  # the backbone's dropout stream is untouched
     # logit = keep/(1−p) > 0 exactly when the first coordinate is kept: hits = kept fraction
     assert abs(hits.item() - 0.75) < 0.03
@@ -474,7 +470,7 @@ def test_gan_r1_penalty_equals_a_per_row_reference_and_reaches_only_the_discrimi
 
 
 def test_gan_r1_subsamples_rows_without_replacement_from_its_own_stream(monkeypatch):
-    monkeypatch.setattr(losses, "R1_ROWS", 7)
+    monkeypatch.setattr(gan, "R1_ROWS", 7)
     k, q, mask = _inputs(seed=22)
     aligner = _aligner("gan", seed=3)
     aligner.seed(4)
@@ -486,11 +482,11 @@ def test_gan_r1_subsamples_rows_without_replacement_from_its_own_stream(monkeypa
 
 def test_spectral_projection_bounds_every_layers_operator_norm():
     torch.manual_seed(0)
-    lin = losses.StackedLinear(3, 8, 5)
+    lin = blocks.StackedLinear(3, 8, 5)
     with torch.no_grad():
         lin.weight.mul_(torch.tensor([10.0, 0.01, 3.0])[:, None, None])
     small = lin.weight[1].clone()
-    losses.project_spectral([lin], 1.5)
+    blocks.project_spectral([lin], 1.5)
     sigma = torch.linalg.svdvals(lin.weight).max(-1).values
     assert torch.allclose(sigma[[0, 2]], torch.tensor(1.5))
     assert torch.equal(lin.weight[1], small)  # already inside the bound: unchanged
@@ -521,9 +517,9 @@ def test_bad_gan_stabiliser_options_are_refused(option):
 
 
 def test_adversaries_default_to_several_updates_per_step():
-    assert build_aligner("gan", 1, 4).aux_steps == losses.GAN_DISC_STEPS > 1
+    assert build_aligner("gan", 1, 4).aux_steps == gan.GAN_DISC_STEPS > 1
     assert build_aligner("mmd", 1, 4).aux_steps == 1  # no auxiliary networks: nothing to update
-    assert all(build_aligner(v, 1, 4).aux_steps == losses.CRITIC_STEPS > 1 for v in ("ct", "ct-heads", "combine"))
+    assert all(build_aligner(v, 1, 4).aux_steps == ct.CRITIC_STEPS > 1 for v in ("ct", "ct-heads", "combine"))
 
 
 # ----------------------------------------------------------------------------- padding
@@ -611,8 +607,8 @@ def test_gradient_reversal_signs(name):
         key_change = _loss_after_step(key_params, key_grads, step, loss) - base.item()
         assert aux_change < 0 < key_change
         return
-    critics = [m for m in aligner.modules() if isinstance(m, losses.Critic)]
-    navigators = [m for m in aligner.modules() if isinstance(m, losses.Navigator)]
+    critics = [m for m in aligner.modules() if isinstance(m, blocks.Critic)]
+    navigators = [m for m in aligner.modules() if isinstance(m, blocks.Navigator)]
     adv_params = [p for c in critics for p in c.parameters()]
     friendly = [p for nav in navigators for p in nav.parameters()]
     # The critic climbs CT; the projections and (CT-paper rule) the navigator descend it.
@@ -626,10 +622,10 @@ def test_gradient_reversal_signs(name):
 def test_reversal_is_exact_negation():
     x = torch.randn(4, 3, requires_grad=True)
     w = torch.randn(4, 3)
-    (losses.grad_reverse(x) * w).sum().backward()
+    (blocks.grad_reverse(x) * w).sum().backward()
     assert torch.equal(x.grad, -w)
     x.grad = None
-    (losses.adversarial(lambda t: 2 * t, x) * w).sum().backward()
+    (blocks.adversarial(lambda t: 2 * t, x) * w).sum().backward()
     assert torch.equal(x.grad, 2 * w)  # reversed twice: the input sees the plain gradient
 
 
@@ -669,7 +665,7 @@ def _plain_mmd(x, y, valid, med, scales):
     return total / pairs
 
 
-@pytest.mark.parametrize("scales", [losses.MMD_SCALES, (0.3, 1.0, 3.5)])
+@pytest.mark.parametrize("scales", [kernels.MMD_SCALES, (0.3, 1.0, 3.5)])
 def test_mmd_analytic_gradient_matches_autograd(scales):
     g = torch.Generator().manual_seed(9)
     x = torch.randn(5, 7, 3, generator=g, requires_grad=True)
@@ -678,7 +674,7 @@ def test_mmd_analytic_gradient_matches_autograd(scales):
     valid[2, 4:] = False
     weights = torch.randn(5, generator=g)
     ours, _ = mmd2_unbiased(x, y, valid, scales)
-    med = losses.median_bandwidth(x.detach(), y.detach(), valid)
+    med = kernels.median_bandwidth(x.detach(), y.detach(), valid)
     plain = _plain_mmd(torch.where(valid[..., None], x, 0), torch.where(valid[..., None], y, 0), valid, med, scales)
     assert torch.allclose(ours, plain, atol=1e-12)
     gx, gy = torch.autograd.grad((ours * weights).sum(), (x, y))
@@ -691,8 +687,8 @@ def test_median_bandwidth_sample_is_close_to_exact_on_long_clouds():
     x, y = torch.randn(4, 200, 8, generator=g), torch.randn(4, 200, 8, generator=g)
     valid = torch.ones(4, 200, dtype=torch.bool)
     valid[1, 150:] = False
-    sampled = losses.median_bandwidth(x, y, valid)
-    exact = losses.median_bandwidth(x, y, valid, sample=10_000)
+    sampled = kernels.median_bandwidth(x, y, valid)
+    exact = kernels.median_bandwidth(x, y, valid, sample=10_000)
     assert torch.allclose(sampled, exact, rtol=0.1)
 
 
@@ -705,7 +701,7 @@ def test_median_bandwidth_sample_equals_loop_definition():
     valid[1] = True
     valid[2, 40:] = False
     x, y = torch.where(valid[..., None], x, 0.0), torch.where(valid[..., None], y, 0.0)
-    ours = losses.median_bandwidth(x, y, valid)
+    ours = kernels.median_bandwidth(x, y, valid)
     for i in range(5):
         positions = valid[i].nonzero().squeeze(-1).tolist()
         picks = [positions[j * len(positions) // 32] for j in range(32)]
@@ -714,7 +710,7 @@ def test_median_bandwidth_sample_equals_loop_definition():
 
 
 def test_seeded_dropout_leaves_the_global_rng_alone():
-    drop = losses.SeededDropout(0.25).train()
+    drop = blocks.SeededDropout(0.25).train()
     x = torch.ones(4000)
     before = torch.get_rng_state()
     drop.generator = torch.Generator().manual_seed(3)
@@ -737,7 +733,7 @@ def _plain_block_mmd(x, y, valid, block, scales):
     weights n_b(n_b − 1)."""
     length = x.shape[1]
     size = -(-length // -(-length // block))
-    med = losses.median_bandwidth(x.detach(), y.detach(), valid)
+    med = kernels.median_bandwidth(x.detach(), y.detach(), valid)
     total, pairs = 0.0, 0.0
     for start in range(0, length, size):
         part = slice(start, start + size)
@@ -755,10 +751,10 @@ def test_block_mmd_matches_the_per_block_reference_and_its_gradient(length, bloc
     valid = torch.ones(4, length, dtype=torch.bool)
     valid[1, length - 5:] = False  # right padding: blocks of unequal fill, the last one may be empty
     valid[2, 2:] = False  # two tokens: one block of two, the others empty
-    ours, usable = losses._mmd2_groups(x, y, valid, losses.MMD_SCALES, block=block)
+    ours, usable = kernels.mmd2_groups(x, y, valid, kernels.MMD_SCALES, block=block)
     assert usable.all()
     flat = lambda t: t.reshape(-1, length, 2)  # noqa: E731  groups (m, h), heads sharing the mask
-    ref = _plain_block_mmd(flat(x), flat(y), valid.repeat_interleave(heads, 0), block, losses.MMD_SCALES)
+    ref = _plain_block_mmd(flat(x), flat(y), valid.repeat_interleave(heads, 0), block, kernels.MMD_SCALES)
     assert torch.allclose(ours, ref, atol=1e-12)
     weights = torch.randn(ours.shape, generator=g)
     gx, gy = torch.autograd.grad((ours * weights).sum(), (x, y))

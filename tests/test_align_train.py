@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from aligneval.align import train as train_mod
-from aligneval.align.train import CARD_NAME, LOG_NAME, align_pair, epoch_batches
+from aligneval.align.batches import epoch_batches
+from aligneval.align.cards import CARD_NAME, LOG_NAME
+from aligneval.align.train import align_pair
 from aligneval.errors import ArtifactError, UsageError
 from tests.tiny import make_tiny_model, write_fixture
 
@@ -112,7 +114,7 @@ def test_several_seeds_rerun_skips_and_different_run_is_refused(tiny, tmp_path):
 
 def test_interrupted_save_leaves_no_half_written_folder(tiny, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = train_mod._train
+    real = train_mod.train_model
 
     def crash_on_aligned(*args, **kwargs):
         calls["n"] += 1
@@ -120,13 +122,13 @@ def test_interrupted_save_leaves_no_half_written_folder(tiny, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train", crash_on_aligned)
+    monkeypatch.setattr(train_mod, "train_model", crash_on_aligned)
     out = tmp_path / "crash"
     with pytest.raises(KeyboardInterrupt):
         align_pair(tiny["model"], tiny["train"], out, variant="gan", **FAST)
     assert (out / "baseline" / CARD_NAME).exists()
     assert not (out / "aligned").exists() and not list(out.glob(".tmp-*"))
-    monkeypatch.setattr(train_mod, "_train", real)
+    monkeypatch.setattr(train_mod, "train_model", real)
     resumed = align_pair(tiny["model"], tiny["train"], out, variant="gan", **FAST)
     assert resumed.runs[0].trained == ["aligned"]
 

@@ -127,7 +127,7 @@ def test_alignment_gradient_reaches_exactly_the_key_slice_of_a_fused_projection(
     term; the query and value slices get exactly zero."""
     from transformers import AutoModelForSequenceClassification
 
-    from aligneval.align.train import build_game
+    from aligneval.align.game import build_game
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(family_config(family, 100)).train()

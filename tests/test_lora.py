@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from aligneval.align.hooks import attach
 from aligneval.align.lora import LoraSettings, adapt, for_saving, head_modules, parse_lora
-from aligneval.align.train import CARD_NAME, align_pair
+from aligneval.align.cards import CARD_NAME
+from aligneval.align.train import align_pair
 from aligneval.errors import UsageError
 from tests.tiny import make_tiny_model, sentences, tiny_model, write_fixture
 

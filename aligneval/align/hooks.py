@@ -22,6 +22,9 @@ from typing import Any, Callable
 from aligneval.errors import UsageError
 from aligneval.registry import Registry
 
+# torch is imported inside the functions that run a model: the registry (`is_registered`, `arch_spec`) is
+# read through aligneval.padding by modules that never load torch (predict, runner, the suites).
+
 QK_PATTERN_OPTION = "--qk-pattern 'QUERY,KEY' (or 'fused=QKV')"
 QK_PATTERN_FORMS = ("'QUERY,KEY' (two modules) or 'fused=QKV' (one output q|k|v), optionally with "
                     "heads=N, kv_heads=N, layers=PATH")

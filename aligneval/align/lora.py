@@ -12,11 +12,16 @@ reports never see peft. The card records the settings and the trainable-paramete
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
+from aligneval.align.hooks import arch_spec, find_qk_modules
 from aligneval.errors import ResourceError, UsageError
 from aligneval.registry import did_you_mean
 
@@ -94,8 +99,6 @@ def check_compatible(settings: LoraSettings | None, freeze_layers: int) -> None:
     """Before any work: peft is installed, and nothing else asks to freeze layers."""
     if settings is None:
         return
-    import importlib.util
-
     if importlib.util.find_spec("peft") is None:
         raise ResourceError("--lora needs the peft library: pip install 'aligneval[lora]'")
     if freeze_layers:
@@ -116,10 +119,7 @@ def adapt(model: Any, settings: LoraSettings | None, seed: int, qk_pattern: str 
     global RNG stream; the model itself when `settings` is None."""
     if settings is None:
         return model
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from aligneval.align.hooks import arch_spec, find_qk_modules
+    from peft import LoraConfig, get_peft_model  # optional: the `lora` extra
 
     qk_names = list(dict.fromkeys(n for q, _, k, _ in find_qk_modules(model, arch_spec(model.config, qk_pattern))
                                   for n in (q, k)))
@@ -152,8 +152,6 @@ def parameter_counts(model: Any, full_size: int) -> dict[str, Any]:
 
 def card(settings: LoraSettings, model: Any, full_size: int) -> dict[str, Any]:
     """What alignment.json records: the adapter settings, the targets as resolved, the counts, merged."""
-    import sys
-
     peft = sys.modules.get("peft")
     targets = sorted(getattr(model.peft_config["default"], "target_modules", None) or [])
     return {**settings.to_dict(), "resolved_targets": targets, **parameter_counts(model, full_size),
@@ -162,8 +160,6 @@ def card(settings: LoraSettings, model: Any, full_size: int) -> dict[str, Any]:
 
 def for_saving(model: Any) -> Any:
     """The model to `save_pretrained`: a peft model merged into plain transformers weights."""
-    import sys
-
     peft = sys.modules.get("peft")
     if peft is not None and isinstance(model, peft.PeftModel):
         return model.merge_and_unload()

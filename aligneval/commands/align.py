@@ -7,10 +7,31 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from aligneval.errors import UsageError
 
-VARIANT_HELP = "gan | ct | ct-heads | combine | mmd | sinkhorn (see docs/align.md)."
+# --variant's help; `variant_help` appends every registered variant when the help is shown
+VARIANT_HELP = "The alignment variant (see docs/align.md)"
+
+
+def variant_help() -> str:
+    """--variant's help: every registered variant (built-in and plugin) with its one line of help. Built
+    only when the help is shown, since the variants import torch."""
+    from aligneval.align.variants import load_variants
+
+    lines = [f"{name}: {variant.help.rstrip('.')}" for name, variant in load_variants().items()]
+    return f"{VARIANT_HELP}: {'; '.join(lines)}."
+
+
+class _AlignCommand(TyperCommand):
+    """`align`, whose --variant help lists the registry as it stands when the help is asked for."""
+
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.params:
+            if param.name == "variant":
+                param.help = variant_help()
+        super().format_help(ctx, formatter)
 
 
 def parse_seeds(seed: list[int] | None, seeds: str | None) -> tuple[int, ...]:
@@ -46,13 +67,13 @@ def parse_options(pairs: list[str] | None) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("align")
+    @app.command("align", cls=_AlignCommand)
     def align(
         model: str = typer.Option(..., "--model", help="Hub id or local model folder (safetensors)."),
         train: str = typer.Option(..., "--train", help="Training data: csv, tsv, jsonl, parquet, saved dataset, or hub id."),
         out: Path = typer.Option(..., "--out", help="Output folder: baseline/ and aligned/ (or seed-N/{baseline,aligned})."),
         dev: Optional[str] = typer.Option(None, "--dev", help="Dev data, evaluated after each epoch."),
-        variant: str = typer.Option("gan", "--variant", help=VARIANT_HELP),
+        variant: str = typer.Option("gan", "--variant", help=f"{VARIANT_HELP}."),
         lam: str = typer.Option("0.01", "--lambda", help="Weight λ of the alignment loss (each layer weighs λ/L); "
                                 "several values (0.01,0.1,1) train one twin per λ against one baseline."),
         aux_lr: Optional[float] = typer.Option(None, "--aux-lr", help="Learning rate of the discriminator/critic's own "
