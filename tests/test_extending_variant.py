@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,34 +20,10 @@ from tests.tiny import make_tiny_model, write_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The whole variant: the squared distance between each head's mean key and mean query over the
-# valid tokens (the first moment of what the built-in variants match), one value per layer.
-VARIANT_FILE = '''
-"""mean-gap: the squared distance between each head's mean key and mean query (valid tokens only)."""
-
-import torch
-
-from aligneval.align.variants import Aligner, register_variant
-
-
-class MeanGap(Aligner):
-    diagnostic = "mean_gap"
-
-    def __init__(self, n_layers: int, head_dim: int, scale: float = 1.0):
-        super().__init__()
-        self.scale = float(scale)
-
-    def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weight = mask.to(k.dtype)[None, :, None, :, None]  # [1, B, 1, L, 1]
-        count = weight.sum(3).clamp_min(1.0)
-        gap = (k * weight).sum(3) / count - (q * weight).sum(3) / count  # [N, B, H, d]
-        return self.scale * gap.square().sum(-1).flatten(1).mean(1)
-
-
-@register_variant("mean-gap", help="squared distance between each head's mean key and mean query.")
-def mean_gap(n_layers: int, head_dim: int, **options) -> MeanGap:
-    return MeanGap(n_layers, head_dim, **options)
-'''
+# The whole variant, read from docs/extending.md's "A loss variant" recipe so the doc stays true: the
+# squared distance between each head's mean key and mean query over the valid tokens, one per layer.
+VARIANT_FILE = re.search(r"```python\n# mean_gap_variant\.py\n(.*?)```", (REPO / "docs" / "extending.md").read_text(),
+                         re.S)[1]
 
 
 @pytest.fixture(scope="module")
