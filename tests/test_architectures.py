@@ -257,7 +257,8 @@ def test_conversion_and_zero_lambda_twin_is_bit_identical(folders, tmp_path, fam
     original = type(AutoModelForSequenceClassification.from_pretrained(folders[family]))
     assert type(AutoModelForSequenceClassification.from_pretrained(run.twins[1.0])) is original
     card = json.loads((run.twins[1.0] / "alignment.json").read_text())
-    assert card["padding"] == {"side": "right", "pad_token_id": 0, "pad_token": "[PAD]", "pad_is_eos": False}
+    pad = "<|endoftext|>" if family == "qwen2" else "[PAD]"  # Qwen2's tokenizer pads with its eos, as the real one
+    assert card["padding"] == {"side": "right", "pad_token_id": 0, "pad_token": pad, "pad_is_eos": family == "qwen2"}
 
 
 def test_a_model_without_pad_token_trains_with_pad_eos_written_in_the_card(folders, tmp_path):
