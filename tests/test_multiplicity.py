@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from aligneval import multiplicity, resampling
+from aligneval.compare import multiplicity, resampling
 from aligneval.cli import main
 from aligneval.compare import compare, declared_primary, load
 from aligneval.records import Record

@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
         """Write report.html (one self-contained file), report.md + plots/ and comparison.json.
         A comparison.json already in the report folder is reused when it is fresh (same results, same
         settings), so the report and `aligneval gate` always show the same comparison."""
-        from aligneval import comparison_file, tracking
+        from aligneval import tracking
+        from aligneval.compare import comparisons
         from aligneval.errors import UsageError
         from aligneval.paths import check_output_dir
         from aligneval.report import FORMATS, build_report, check_out
@@ -88,10 +89,9 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
         check_out(target)  # before the bootstrap
-        comps = comparison_file.for_report(run, target / "comparison.json", baseline=baseline, candidate=candidate,
-                                           against=against, resamples=resamples, seed=seed, holm=holm,
-                                           adjust=adjust, min_n=min_n, max_resamples=max_resamples,
-                                           confidence=confidence)
+        comps = comparisons(run, baseline=baseline, candidate=candidate, against=against,
+                            stored=[target / "comparison.json"], resamples=resamples, seed=seed, holm=holm,
+                            adjust=adjust, min_n=min_n, max_resamples=max_resamples, confidence=confidence)
         paths = build_report(run, target, baseline=baseline, candidate=candidate, against=against,
                              comparison=comps, max_examples=max_examples, formats=tuple(fmt))
         for c in comps:
@@ -117,16 +117,16 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
     from aligneval.report.context import comparison_row, metric_rank
 
     colors = {"better": "green", "worse": "red", "no-difference": "dim", "n/a": "dim", "insufficient": "yellow"}
-    rows = sorted(comp.records, key=lambda r: (r["split"], metric_rank(r["metric"])))
-    splits = sorted({r["split"] for r in rows})
+    rows = sorted(comp.records, key=lambda r: (r.split, metric_rank(r.metric)))
+    splits = sorted({r.split for r in rows})
     roles = {s: ((getattr(comp.results, "doc", {}) or {}).get("data", {}).get(s) or {}).get("role") for s in splits}
     tests = [s for s in splits if roles.get(s) == "test"]
     if not show_all and tests:
-        rows = [r for r in rows if r["split"] in tests]
+        rows = [r for r in rows if r.split in tests]
     if metrics is not None:
         order = {m: i for i, m in enumerate(metrics)}
-        rows = sorted((r for r in rows if r["metric"] in order),
-                      key=lambda r: (roles.get(r["split"]) != "test", r["split"], order[r["metric"]]))
+        rows = sorted((r for r in rows if r.metric in order),
+                      key=lambda r: (roles.get(r.split) != "test", r.split, order[r.metric]))
     conf = f"{comp.settings.get('confidence', 0.95):.0%}"
     table = Table(title=escape(f"{comp.candidate} vs {comp.baseline}"))
     for col, just in (("split", "left"), ("metric", "left"), (escape(comp.baseline), "right"), (escape(comp.candidate), "right"),
@@ -134,12 +134,12 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
         table.add_column(col, justify=just)
     seen = set()
     for r in rows:
-        if (r["split"], r["metric"]) in seen:
+        if (r.split, r.metric) in seen:
             continue
-        seen.add((r["split"], r["metric"]))
+        seen.add((r.split, r.metric))
         c = comparison_row(r)
-        table.add_row(escape(r["split"]), escape(f"{r['metric']} {c['direction']}"), c["baseline"], c["candidate"],
-                      c["delta"], escape(c["ci"]), c["p"], f"[{colors.get(r['verdict'], 'dim')}]{c['verdict_text']}[/]")
+        table.add_row(escape(r.split), escape(f"{r.metric} {c['direction']}"), c["baseline"], c["candidate"],
+                      c["delta"], escape(c["ci"]), c["p"], f"[{colors.get(r.verdict, 'dim')}]{c['verdict_text']}[/]")
     _console().print(table)
     for w in comp.warnings:
         typer.echo(f"warning: {w}", err=True)
