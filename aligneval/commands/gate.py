@@ -7,6 +7,7 @@ Exit codes: 0 every rule passes, 1 a regression, 2 usage or rules error, 3 missi
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -87,8 +88,6 @@ def _print(result) -> None:
 
 def _console():
     """Rich console; at least 120 columns when writing to a pipe or CI log (rich assumes 80)."""
-    import sys
-
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=140)

@@ -3,6 +3,7 @@ results. Both read files only (results.json, cached predictions); neither loads 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -147,8 +148,6 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
 
 def _console():
     """Rich console; at least 120 columns when writing to a pipe or CI log (rich assumes 80)."""
-    import sys
-
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=140)

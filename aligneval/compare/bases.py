@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from aligneval.artifacts import read_json_lines
-from aligneval.compare import resampling, stats
+import aligneval.compare.resampling as resampling
+import aligneval.compare.stats as stats
 from aligneval.compare.refine import Boot, MeanGroup
 from aligneval.errors import ArtifactError, DataError
 from aligneval.metrics import base_metric_name, get_metric

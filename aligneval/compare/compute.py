@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aligneval.compare import multiplicity
+import aligneval.compare.multiplicity as multiplicity
 from aligneval.compare.comparison import Comparison
 from aligneval.compare.plan import DEFAULT_RESAMPLES, Plan, plan
 from aligneval.compare.refine import Boot, refine

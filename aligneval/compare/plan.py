@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aligneval.compare import multiplicity
+import aligneval.compare.multiplicity as multiplicity
 from aligneval.compare.models import model_groups, pick_group
 from aligneval.compare.runs import declared_primary, input_fingerprints, load, models_of, run_label
 from aligneval.errors import UsageError

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from aligneval.compare import multiplicity, resampling, stats
+import aligneval.compare.multiplicity as multiplicity
+import aligneval.compare.resampling as resampling
+import aligneval.compare.stats as stats
 
 REFINE_Z = 2.0  # refine while moving a p by this many Monte-Carlo standard errors could change a decision
 REFINE_BUDGET = 1e8  # extra resample x example cells the refinement may spend per comparison

@@ -12,6 +12,7 @@ the resampled rows. Each fast path is tested against the metric itself.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -404,8 +405,6 @@ def _single_thread_blas():
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        import contextlib
-
         return contextlib.nullcontext()
     if not _BLAS:
         _BLAS.append(ThreadpoolController())

@@ -3,21 +3,20 @@ interval, its test-set part from one example bootstrap shared by every seed mode
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from aligneval.compare import resampling, stats
+import aligneval.compare.resampling as resampling
+import aligneval.compare.stats as stats
 from aligneval.compare.bases import direction, key_of
+from aligneval.compare.comparison import Comparison
 from aligneval.compare.models import seed_of
 from aligneval.compare.runs import split_info
 from aligneval.errors import DataError
 
-if TYPE_CHECKING:
-    from aligneval.compare.comparison import Comparison
 
-
-def compare_seeds(comp: "Comparison", base_models, cand_models, resamples, seed, confidence, alpha, only,
+def compare_seeds(comp: Comparison, base_models, cand_models, resamples, seed, confidence, alpha, only,
                    progress=None) -> list[dict]:
     """Several seeds per model: per-seed values, mean +- sd, and the combined interval
     (`stats.seed_example_interval`): seed-level t plus the test-set variance from an example bootstrap
@@ -63,7 +62,7 @@ def compare_seeds(comp: "Comparison", base_models, cand_models, resamples, seed,
     return rows
 
 
-def _seed_bootstrap(comp: "Comparison", keys, vals_a, vals_b, resamples: int, seed: int,
+def _seed_bootstrap(comp: Comparison, keys, vals_a, vals_b, resamples: int, seed: int,
                     progress=None) -> dict[tuple, np.ndarray]:
     """Replicates of (mean over candidate seeds - mean over baseline seeds) for every prediction-basis
     key, each replicate one resample of the split's example ids shared by every seed model."""

@@ -5,22 +5,20 @@ basis (aligneval.compare.bases); anything else as point values."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aligneval.compare import resampling, stats
+import aligneval.compare.resampling as resampling
+import aligneval.compare.stats as stats
 from aligneval.compare.bases import BASES, key_of, point_row
+from aligneval.compare.comparison import Comparison
 from aligneval.compare.refine import Boot, SplitGroup
 from aligneval.compare.runs import split_info
 from aligneval.errors import DataError
 from aligneval.metrics import base_metric_name, scale_probs
 
-if TYPE_CHECKING:
-    from aligneval.compare.comparison import Comparison
 
-
-def compare_single(comp: "Comparison", model_a: str, model_b: str, resamples: int, seed: int, confidence: float,
+def compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int, seed: int, confidence: float,
                     alpha: float, only, progress, boots: list | None = None) -> list[dict]:
     """One model on each side. Bootstrap-p rows are registered in `boots` for adaptive refinement."""
     boots = [] if boots is None else boots
