@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aligneval.compare import ComparisonRow, comparisons, multiplicity, plan, run_label
+from aligneval.compare.options import GATE_SETTINGS
 from aligneval.errors import EXIT_OK, EXIT_REGRESSION, ArtifactError, DataError, UsageError
 from aligneval.formatting import esc, fmt, fmt_ci, fmt_delta, fmt_p
 from aligneval.metrics import base_metric_name, get_metric, metric_names
@@ -51,8 +52,7 @@ RELATIVE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*baseline\s*(?:(?P<s
 ABSOLUTE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*(?P<neg>-)?\s*(?P<x>{NUM})\s*(?P<unit>pt)?$")
 SIGNIFICANCE_RE = re.compile(rf"^no\s+significant\s+(?:drop|regression)\s+at\s+(?P<alpha>{NUM})"
                              r"(?P<raw>\s*\(\s*raw(?:\s+p)?\s*\))?$")
-SETTINGS = {"baseline": str, "candidate": str, "resamples": int, "seed": int, "adjust": str, "min_n": int,
-            "max_resamples": int}
+SETTINGS = GATE_SETTINGS  # the [gate] table: the statistics options the gate takes
 PLAN_SETTINGS = ("resamples", "seed", "adjust", "min_n", "max_resamples", "primary", "confidence", "alpha")
 FORMS = ('"candidate <= baseline + 0.01"', '"candidate >= 0.80"', '"no significant drop at 0.05"',
          '"no significant drop at 0.05 (raw p)"')

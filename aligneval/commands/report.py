@@ -9,31 +9,27 @@ from typing import List, Optional
 
 import typer
 
+from aligneval.commands.stat_options import stat_option
+
 RUN_HELP = "A run folder (runs/<name>) or its results.json."
-ADJUST_HELP = ("Multiple-comparison adjustment of p-values within each family (the spec's `primary` metrics, "
-               "the rest): holm (default), bh (Benjamini-Hochberg) or none.")
-MIN_N_HELP = "Fewest examples (attacked examples for attacks) for a verdict; below it: 'insufficient'."
-MAX_RESAMPLES_HELP = "Cap of the adaptive resampling of p-values near a decision (default 20000)."
 
 
 def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_command(
         run: Path = typer.Argument(..., help=RUN_HELP),
-        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
-        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
-                                                help="Candidate model (default: the only other model)."),
-        against: Optional[Path] = typer.Option(None, "--against",
-                                               help="Take the baseline from this older run or results.json."),
+        baseline: str = stat_option("baseline"),
+        candidate: Optional[str] = stat_option("candidate"),
+        against: Optional[Path] = stat_option("against"),
         out: Optional[Path] = typer.Option(None, "--out", "-o",
                                            help="Where to write comparison.json (default: <run>/comparison.json)."),
-        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
-        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
-        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
-        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
-        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        resamples: int = stat_option("resamples"),
+        seed: int = stat_option("seed"),
+        holm: bool = stat_option("holm"),
+        adjust: str = stat_option("adjust"),
+        min_n: int = stat_option("min_n"),
+        max_resamples: int = stat_option("max_resamples"),
+        confidence: float = stat_option("confidence"),
         show_all: bool = typer.Option(False, "--all", help="Print every split, not only the test split."),
     ) -> int:
         """Candidate - baseline for every metric and split: paired bootstrap CI, exact McNemar, verdict."""
@@ -55,19 +51,17 @@ def register(app: typer.Typer) -> None:
     def report_command(
         run: Path = typer.Argument(..., help=RUN_HELP),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<run name>)."),
-        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
-        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
-                                                help="Candidate model (default: the only other model)."),
-        against: Optional[Path] = typer.Option(None, "--against",
-                                               help="Take the baseline from this older run or results.json."),
+        baseline: str = stat_option("baseline"),
+        candidate: Optional[str] = stat_option("candidate"),
+        against: Optional[Path] = stat_option("against"),
         fmt: List[str] = typer.Option(["html", "md"], "--format", "-f", help="html and/or md; repeat."),
-        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
-        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
-        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
-        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
-        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        resamples: int = stat_option("resamples"),
+        seed: int = stat_option("seed"),
+        holm: bool = stat_option("holm"),
+        adjust: str = stat_option("adjust"),
+        min_n: int = stat_option("min_n"),
+        max_resamples: int = stat_option("max_resamples"),
+        confidence: float = stat_option("confidence"),
         max_examples: int = typer.Option(25, "--max-examples", min=0, help="Rows in the example tables."),
         log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
                                          "(repeat for both; optional extras, docs/integrations.md)."),
