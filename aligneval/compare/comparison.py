@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,14 @@ class Comparison:
             if r.metric == metric and r.split == split and (suite is None or r.suite == suite):
                 return r
         return None
+
+    def with_typed_rows(self) -> "Comparison":
+        """This comparison with every row a `ComparisonRow`: rows given as dicts (an older comparison's,
+        or one built by hand) are read with `ComparisonRow.from_dict`."""
+        if all(isinstance(r, ComparisonRow) for r in self.records):
+            return self
+        return replace(self, records=[r if isinstance(r, ComparisonRow) else ComparisonRow.from_dict(r)
+                                      for r in self.records])
 
     def to_doc(self) -> dict[str, Any]:
         doc = dict(getattr(self.results, "doc", {}) or {})

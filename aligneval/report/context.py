@@ -11,7 +11,6 @@ run): each twin gets its own headline, and the figures overlay every model.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from aligneval.compare import ComparisonRow
@@ -97,15 +96,12 @@ def _slug(text: str) -> str:
 
 
 def as_comparisons(comp) -> list:
-    """A Comparison, a list of them or a {name: Comparison} dict -> a non-empty list, every row typed
-    (rows given as dicts, e.g. from an older comparison, are read with `ComparisonRow.from_dict`)."""
+    """A Comparison, a list of them or a {name: Comparison} dict -> a non-empty list, rows typed."""
     comps = list(comp.values()) if isinstance(comp, dict) else list(comp) if isinstance(comp, (list, tuple)) \
         else [comp]
     if not comps:
         raise ValueError("no comparison to report")
-    return [c if all(isinstance(r, ComparisonRow) for r in c.records) else
-            replace(c, records=[r if isinstance(r, ComparisonRow) else ComparisonRow.from_dict(r) for r in c.records])
-            for c in comps]
+    return [c.with_typed_rows() for c in comps]
 
 
 # ----------------------------------------------------------------------------------------------
