@@ -98,3 +98,15 @@ def test_compare_imports_nothing_from_later_stages():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             bad = [n for n in names if n.startswith(later)]
             assert not bad, f"{file.name} imports {bad}"
+
+
+def test_every_public_name_is_what_it_says_not_a_submodule():
+    import importlib
+    import types
+
+    for module in ("bases", "comparison", "compute", "models", "options", "planning", "refine", "rows", "runs",
+                   "stored", "stats", "resampling", "multiplicity", "seeds", "single"):
+        importlib.import_module(f"aligneval.compare.{module}")  # loading a submodule must not shadow a name
+    for name in compare_pkg.__all__:
+        assert not isinstance(getattr(compare_pkg, name), types.ModuleType), name
+    assert callable(compare_pkg.plan) and callable(compare_pkg.compare) and callable(compare_pkg.comparisons)

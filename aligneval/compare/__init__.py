@@ -14,29 +14,42 @@ The one way to get a run's comparisons, fresh from comparison.json or computed:
 (`ComparisonRow`); the report and the gate read their attributes. Nothing here imports the report or
 the gate: data flows align -> predict -> score -> compare -> report / gate.
 
-Modules: runs (reading runs), models (seed groups, twin names and λ), plan (settings and models),
+Modules: runs (reading runs), models (seed groups, twin names and λ), planning (settings and models),
 bases (record bases and their pairing), single / seeds (the computation), refine (adaptive p),
 rows (the typed row), comparison (the result and comparison.json), stored (freshness, `comparisons`),
-stats, resampling, multiplicity.
+stats, resampling, multiplicity, options (the statistics settings and flags, declared once).
 """
 
-from aligneval.compare.bases import BASES, RecordBasis, attack_correct_after, per_example_values
-from aligneval.compare.comparison import COMPARISON_VERSION, Comparison, jsonable
-from aligneval.compare.compute import SINGLE_SEED_NOTE, compare, run_plan
-from aligneval.compare.models import (find_twins, group_of, lambda_in_name, lambdas, model_groups, pick_group, seed_of,
-                                      twin_lambda, twin_name)
-from aligneval.compare.plan import DEFAULT_RESAMPLES, MAX_RESAMPLES, Plan, plan
-from aligneval.compare.refine import REFINE_BUDGET, REFINE_Z
-from aligneval.compare.rows import ComparisonRow
-from aligneval.compare.runs import (declared_primary, input_fingerprints, load, models_of, run_label, split_info,
-                                    split_role)
-from aligneval.compare.stored import FILE, comparisons, load_or_compare, read_fresh, read_sections, staleness
+import importlib
 
-__all__ = [
-    "BASES", "COMPARISON_VERSION", "Comparison", "ComparisonRow", "DEFAULT_RESAMPLES", "FILE", "MAX_RESAMPLES",
-    "Plan", "REFINE_BUDGET", "REFINE_Z", "RecordBasis", "SINGLE_SEED_NOTE", "attack_correct_after", "compare",
-    "comparisons", "declared_primary", "find_twins", "group_of", "input_fingerprints", "jsonable",
-    "lambda_in_name", "lambdas", "load", "load_or_compare", "model_groups", "models_of", "per_example_values",
-    "pick_group", "plan", "read_fresh", "read_sections", "run_label", "run_plan", "seed_of", "split_info",
-    "split_role", "staleness", "twin_lambda", "twin_name",
-]
+
+# The names below load on first use (PEP 562), so that importing one light module of the package (the
+# CLI's `aligneval.compare.options`) does not load scipy, pyarrow and the whole comparison.
+_EXPORTS = {
+    "bases": ("BASES", "RecordBasis", "attack_correct_after", "per_example_values"),
+    "comparison": ("COMPARISON_VERSION", "Comparison", "jsonable"),
+    "compute": ("SINGLE_SEED_NOTE", "compare", "run_plan"),
+    "models": ("find_twins", "group_of", "lambda_in_name", "lambdas", "model_groups", "pick_group", "seed_of",
+               "twin_lambda", "twin_name"),
+    "options": ("DEFAULT_ADJUST", "DEFAULT_MIN_N", "DEFAULT_RESAMPLES", "MAX_RESAMPLES", "STAT_OPTIONS"),
+    "planning": ("Plan", "plan"),
+    "refine": ("REFINE_BUDGET", "REFINE_Z"),
+    "rows": ("ComparisonRow",),
+    "runs": ("declared_primary", "input_fingerprints", "load", "models_of", "run_label", "split_info", "split_role"),
+    "stored": ("FILE", "comparisons", "load_or_compare", "read_fresh", "read_sections", "staleness"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aligneval.compare' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"aligneval.compare.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

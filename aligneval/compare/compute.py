@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aligneval.compare.multiplicity as multiplicity
 from aligneval.compare.comparison import Comparison
-from aligneval.compare.plan import DEFAULT_RESAMPLES, Plan, plan
+from aligneval.compare.planning import DEFAULT_RESAMPLES, Plan, plan
 from aligneval.compare.refine import Boot, refine
 from aligneval.compare.rows import freeze
 from aligneval.compare.seeds import compare_seeds

@@ -21,12 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from aligneval.compare.options import DEFAULT_ADJUST, DEFAULT_MIN_N
 from aligneval.compare.stats import verdict
 from aligneval.registry import Registry
 
 PRIMARY, EXPLORATORY = "primary", "exploratory"
-DEFAULT_ADJUST = "holm"
-DEFAULT_MIN_N = 30
 
 ADJUSTMENTS: Registry[Callable[[np.ndarray], np.ndarray]] = Registry("p-value adjustment")
 

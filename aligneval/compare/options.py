@@ -1,6 +1,7 @@
 """The comparison's statistics options, declared once: `aligneval compare`, `aligneval report` and
 `aligneval gate` build their flags from this table, and rules.toml's [gate] table takes the same names.
 
+This module imports nothing, so the CLI can build its flags without loading the comparison.
 `help` is the text of compare and report (whose defaults are explicit); `gate_help` the gate's, whose
 options default to None so that a rules.toml [gate] setting can fill them (the text names the default).
 """
@@ -10,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aligneval.compare.multiplicity import DEFAULT_ADJUST, DEFAULT_MIN_N
-from aligneval.compare.plan import DEFAULT_RESAMPLES, MAX_RESAMPLES
+DEFAULT_RESAMPLES = 1000
+MAX_RESAMPLES = 20_000  # cap of the adaptive refinement
+DEFAULT_ADJUST = "holm"
+DEFAULT_MIN_N = 30
 
 
 @dataclass(frozen=True)

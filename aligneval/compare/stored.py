@@ -22,7 +22,7 @@ from aligneval.artifacts import read_json
 from aligneval.compare.comparison import COMPARISON_VERSION, Comparison
 from aligneval.compare.compute import run_plan
 from aligneval.compare.models import find_twins
-from aligneval.compare.plan import Plan, plan
+from aligneval.compare.planning import Plan, plan
 from aligneval.compare.rows import ComparisonRow
 from aligneval.compare.runs import load
 from aligneval.errors import ArtifactError

@@ -8,11 +8,10 @@ from typing import Any
 
 import aligneval.compare.multiplicity as multiplicity
 from aligneval.compare.models import model_groups, pick_group
+from aligneval.compare.options import DEFAULT_RESAMPLES, MAX_RESAMPLES
 from aligneval.compare.runs import declared_primary, input_fingerprints, load, models_of, run_label
 from aligneval.errors import UsageError
 
-DEFAULT_RESAMPLES = 1000
-MAX_RESAMPLES = 20_000  # cap of the adaptive refinement
 
 
 @dataclass
