@@ -132,7 +132,7 @@ def eval_results(results, model: CardModel, comparisons: list[StoredComparison])
     by_key: dict[tuple[str, str, str], dict[str, float]] = {}
     sizes: dict[tuple[str, str, str], int] = {}
     for r in results.records:
-        if r.model in model.members and r.value is not None and not A.is_detail(r.to_dict()):
+        if r.model in model.members and r.value is not None and not A.is_detail(r):
             key = (r.suite, r.split, r.metric)
             by_key.setdefault(key, {})[r.model] = float(r.value)
             sizes[key] = r.n

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aligneval import comparison_file
+from aligneval.compare import stored as comparison_file
 from aligneval.compare import Comparison, input_fingerprints, load
 from aligneval.errors import ArtifactError
 from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p

@@ -14,7 +14,7 @@ Key: `[suite/]metric [split]` (split may use * and ?). Value forms:
                                           direction (direction from the metric's metadata), using the
                                           comparison's adjusted p unless the rule says (raw p)
 The numbers come from the same comparison the report shows: a fresh comparison.json is read, and only
-a missing or stale one is recomputed (aligneval.comparison_file). A significance rule on a row below
+a missing or stale one is recomputed (aligneval.compare.comparisons). A significance rule on a row below
 the minimum size has no verdict: it is reported as "insufficient" (a JUnit error, exit 4 unless a rule
 found a regression). An optional [gate] table sets baseline, candidate, resamples, seed, adjust, min_n,
 max_resamples. Exit codes: 0 pass, 1 regression, 2 usage or rules error (naming the line), 3 missing or
@@ -27,13 +27,22 @@ import fnmatch
 import operator
 import os
 import re
+import socket
 import time
+import tomllib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from aligneval.compare import ComparisonRow, comparisons, multiplicity, plan, run_label
+from aligneval.compare.options import GATE_SETTINGS
 from aligneval.errors import EXIT_OK, EXIT_REGRESSION, ArtifactError, DataError, UsageError
-from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p
+from aligneval.formatting import esc, fmt, fmt_ci, fmt_delta, fmt_p
+from aligneval.metrics import base_metric_name, get_metric, metric_names
+from aligneval.paths import check_output_file
+from aligneval.registry import did_you_mean
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge,
                                                   ">": operator.gt}
@@ -43,8 +52,8 @@ RELATIVE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*baseline\s*(?:(?P<s
 ABSOLUTE_RE = re.compile(rf"^candidate\s*(?P<op><=|>=|<|>)\s*(?P<neg>-)?\s*(?P<x>{NUM})\s*(?P<unit>pt)?$")
 SIGNIFICANCE_RE = re.compile(rf"^no\s+significant\s+(?:drop|regression)\s+at\s+(?P<alpha>{NUM})"
                              r"(?P<raw>\s*\(\s*raw(?:\s+p)?\s*\))?$")
-SETTINGS = {"baseline": str, "candidate": str, "resamples": int, "seed": int, "adjust": str, "min_n": int,
-            "max_resamples": int}
+SETTINGS = GATE_SETTINGS  # the [gate] table: the statistics options the gate takes
+PLAN_SETTINGS = ("resamples", "seed", "adjust", "min_n", "max_resamples", "primary", "confidence", "alpha")
 FORMS = ('"candidate <= baseline + 0.01"', '"candidate >= 0.80"', '"no significant drop at 0.05"',
          '"no significant drop at 0.05 (raw p)"')
 
@@ -179,8 +188,6 @@ def parse_rule(key: str, value: Any, line: int, path: str = "rules.toml") -> Rul
 
 def load_rules(path: str | Path) -> tuple[list[Rule], dict[str, Any]]:
     """Rules and [gate] settings from a TOML file; every problem is a UsageError naming the line."""
-    import tomllib
-
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"rules file not found: {path}")
@@ -205,10 +212,8 @@ def load_rules(path: str | Path) -> tuple[list[Rule], dict[str, Any]]:
         if not isinstance(v, SETTINGS[k]) or isinstance(v, bool):
             raise UsageError(f"{path}:{line}: [gate] {k} must be a {SETTINGS[k].__name__}")
         if k == "adjust":
-            from aligneval.multiplicity import check_method
-
             try:
-                check_method(v)
+                multiplicity.check_method(v)
             except UsageError as err:
                 raise UsageError(f"{path}:{line}: [gate] adjust: {err.message}") from None
         settings[k] = v
@@ -236,10 +241,8 @@ def _records(results, model: str):
 
 def _known_metric(metric: str) -> bool:
     """A metric name the registry knows (with any prefix): a rule on it may just lack its suite's records."""
-    from aligneval.stats import base_name, get_metric
-
     try:
-        get_metric(base_name(metric))
+        get_metric(base_metric_name(metric))
     except UsageError:
         return False
     return True
@@ -247,8 +250,6 @@ def _known_metric(metric: str) -> bool:
 
 def _expand(rule: Rule, records, path: str) -> list[tuple[str, Any]]:
     """(split, candidate record) pairs the rule applies to; missing ones -> ArtifactError / UsageError."""
-    from aligneval.registry import did_you_mean
-
     matches = [r for r in records if r.metric == rule.metric and (rule.suite is None or r.suite == rule.suite)]
     if not matches:
         target = f"{rule.suite}/{rule.metric}" if rule.suite else rule.metric
@@ -258,8 +259,6 @@ def _expand(rule: Rule, records, path: str) -> list[tuple[str, Any]]:
             raise UsageError(f"{rule.where(path)}: no records for '{target}'{did_you_mean(target, known)}; "
                              f"'{rule.metric}' is recorded by {', '.join(known)}")
         if not _known_metric(rule.metric) or ":" in rule.metric:
-            from aligneval.metrics import metric_names
-
             hint = did_you_mean(rule.metric, recorded) or did_you_mean(rule.metric, list(metric_names()))
             raise UsageError(f"{rule.where(path)}: unknown metric '{rule.metric}'{hint}; the run records "
                              f"{', '.join(recorded) or 'nothing'}")
@@ -277,45 +276,45 @@ def _expand(rule: Rule, records, path: str) -> list[tuple[str, Any]]:
     return out
 
 
-def _p_text(row: dict, raw: bool) -> str:
+def _p_text(row: ComparisonRow, raw: bool) -> str:
     """The p a rule used, as the report prints it ("< 0.002" at the bootstrap floor)."""
-    floor = bool(row.get("p_floor"))
+    floor = bool(row.p_floor)
     if raw:
-        return f"raw p = {fmt_p(row.get('p_value_raw'), floor=floor)}"
-    p = row.get("p_value")
-    adjusted = row.get("adjust") not in (None, "none")
-    label = f"{row['adjust']}-adjusted p" if adjusted else "p"
-    text = fmt_p(p, floor=floor and not adjusted, bound=floor and adjusted)
+        return f"raw p = {fmt_p(row.p_value_raw, floor=floor)}"
+    adjusted = row.adjust not in (None, "none")
+    label = f"{row.adjust}-adjusted p" if adjusted else "p"
+    text = fmt_p(row.p_value, floor=floor and not adjusted, bound=floor and adjusted)
     return f"{label} {text if text[:1] in '<≤' else '= ' + text}"
 
 
-def evaluate(rule: Rule, split: str, cand_rec, row: dict | None, path: str) -> Outcome:
+def evaluate(rule: Rule, split: str, cand_rec, row: ComparisonRow | None, path: str) -> Outcome:
     """Pass/fail for one rule on one split, with a one-line explanation. Values come from the
     comparison row when there is one (the numbers the report shows), else from the record."""
-    value = row["candidate"] if row is not None and row.get("candidate") is not None else cand_rec.value
+    value = row.candidate if row is not None and row.candidate is not None else cand_rec.value
     if value is None:
         return Outcome(rule, split, False, f"{rule.metric} [{split}] is undefined (no value) for the candidate")
     if rule.kind == "absolute":
         ok = OPS[rule.op](value, rule.threshold)
-        paired = row if row is not None and row.get("baseline") is not None else {}  # Δ for the annotations
-        return Outcome(rule, split, ok, f"candidate {fmt(value)} {rule.op} {fmt(rule.threshold)}: "
-                       f"{'holds' if ok else 'violated'}", paired.get("baseline"), value, paired.get("delta"),
-                       paired.get("p_value"), (paired.get("ci_low"), paired.get("ci_high")))
-    if row is None or row.get("baseline") is None:
+        paired = row if row is not None and row.baseline is not None else None  # Δ for the annotations
+        text = f"candidate {fmt(value)} {rule.op} {fmt(rule.threshold)}: {'holds' if ok else 'violated'}"
+        if paired is None:
+            return Outcome(rule, split, ok, text, None, value, None, None, (None, None))
+        return Outcome(rule, split, ok, text, paired.baseline, value, paired.delta, paired.p_value,
+                       (paired.ci_low, paired.ci_high))
+    if row is None or row.baseline is None:
         raise ArtifactError(f"{rule.where(path)}: no baseline value for {rule.metric} [{split}] to compare with")
-    base, delta = row["baseline"], row["delta"]
+    base, delta = row.baseline, row.delta
+    ci = (row.ci_low, row.ci_high)
     if rule.kind == "relative":
         bound = base * (1 + rule.margin / 100) if rule.relative_margin else base + rule.margin
         ok = OPS[rule.op](value, bound)
         return Outcome(rule, split, ok, f"candidate {fmt(value)} {rule.op} {fmt(bound)} "
                        f"(baseline {fmt(base)}{'' if not rule.margin else f' {fmt_delta(rule.margin)}' + ('%' if rule.relative_margin else '')}): "
-                       f"{'holds' if ok else 'violated'}", base, value, delta, row.get("p_value"),
-                       (row.get("ci_low"), row.get("ci_high")))
-    p = row.get("p_value_raw", row.get("p_value")) if rule.raw else row.get("p_value")
-    hib = row.get("higher_is_better")
-    ci = (row.get("ci_low"), row.get("ci_high"))
-    if row.get("verdict") == "insufficient":
-        why = row.get("verdict_reason") or "too few examples"
+                       f"{'holds' if ok else 'violated'}", base, value, delta, row.p_value, ci)
+    p = row.p_value_raw if rule.raw else row.p_value
+    hib = row.higher_is_better
+    if row.verdict == "insufficient":
+        why = row.verdict_reason or "too few examples"
         return Outcome(rule, split, False, f"no verdict: {why} (--min-n); a significance rule cannot pass "
                        "on too little data", base, value, delta, p, ci, status=INSUFFICIENT)
     if p is None or hib is None:
@@ -350,14 +349,9 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
     `comparison`: the comparison.json to read (default: `default_comparisons(run)`); it is used when
     fresh for these settings, else the comparison is recomputed (never written: the gate's only
     outputs are the JUnit XML and the summary)."""
-    from aligneval import comparison_file, multiplicity
-    from aligneval.compare import plan
-
     start = time.perf_counter()
     rules_path = str(rules)
     rule_list, settings = load_rules(rules)
-    from aligneval.paths import check_output_file
-
     for flag, out in (("--junit", junit), ("--summary", summary),
                       ("$GITHUB_STEP_SUMMARY", None if summary else os.environ.get("GITHUB_STEP_SUMMARY"))):
         if out:
@@ -375,15 +369,13 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
     paths = [Path(comparison)] if comparison is not None else default_comparisons(run)
     if comparison is not None and not Path(comparison).is_file():
         raise ArtifactError(f"comparison not found: {comparison}")
-    comp = None
-    if any(rule.kind != "absolute" for rule, _, _ in expanded) or len(p.cand_models) > 1:
-        comp = comparison_file.load_or_compare(p, paths)
-    else:  # thresholds alone need no comparison, but use a fresh one so the values match the report
-        for path in paths:
-            comp = comparison_file.read_fresh(path, p)[0]
-            if comp is not None:
-                break
-    rows = {(r["suite"], r["split"], r["metric"]): r for r in comp.records} if comp is not None else {}
+    # thresholds alone need no comparison, but use a fresh stored one so the values match the report
+    needed = any(rule.kind != "absolute" for rule, _, _ in expanded) or len(p.cand_models) > 1
+    found = comparisons(p.cand_res, baseline=p.settings["baseline"], candidate=p.settings["candidate"],
+                        against=p.base_res if p.against else None, stored=paths, every_twin=False, compute=needed,
+                        **{k: p.settings[k] for k in PLAN_SETTINGS})
+    comp = found[0] if found else None
+    rows = {r.key: r for r in comp.records} if comp is not None else {}
     outcomes = [evaluate(rule, split, rec, rows.get((rec.suite, split, rule.metric)), rules_path)
                 for rule, split, rec in expanded]
     base_res = p.base_res
@@ -402,12 +394,6 @@ def gate(run, rules, *, against=None, baseline: str | None = None, candidate: st
     return result
 
 
-def run_label(results) -> str:
-    from aligneval.compare import run_label as label
-
-    return label(results)
-
-
 # ----------------------------------------------------------------------------------------------
 # outputs
 
@@ -415,10 +401,6 @@ def run_label(results) -> str:
 def junit_xml(result: GateResult, rules_path: str = "rules.toml") -> str:
     """JUnit XML (Jenkins junit schema): one <testcase> per rule and split, <failure> for a regression,
     <error> for a significance rule without a verdict (too few examples)."""
-    import socket
-    import xml.etree.ElementTree as ET
-    from datetime import datetime, timezone
-
     n, f, e = len(result.outcomes), len(result.failures), len(result.insufficient)
     secs = f"{result.seconds:.3f}"
     root = ET.Element("testsuites", name="aligneval gate", tests=str(n), failures=str(f), errors=str(e), time=secs)
@@ -466,8 +448,6 @@ def headline(result: GateResult) -> str:
 
 
 def markdown_summary(result: GateResult) -> str:
-    from aligneval.formatting import esc
-
     mark = "❌" if result.failures else ("⚠️" if result.insufficient else "✅")
     lines = [f"### aligneval gate: {mark} {headline(result)}", "",
              f"candidate `{result.candidate}`" + (f" ({esc(result.run)})" if result.run else "")

@@ -14,9 +14,11 @@ class Record:
     """One metric value. `metric` carries its variant in the name: `ece@15`, `ts:ece@15` (after
     temperature scaling), `deepwordbug:accuracy_under_attack`.
 
-    `basis` says how the value can be recomputed per example for paired statistics:
-    "predictions" -> `aligneval.metrics.get_metric(base_name)(probs, labels)` on the stored predictions
-    (with `temperature` applied when set); "attack" -> from the attack outcome log; None -> not resamplable.
+    `basis` says how the value can be recomputed per example for paired statistics (the registry of
+    bases: `aligneval.compare.bases.BASES`): "predictions" -> `aligneval.metrics.get_metric(base_name)(probs,
+    labels)` on the stored predictions (with `temperature` applied when set); "attack" -> from the attack
+    outcome log; "per_example" -> the mean of per-example values in the parquet `extra["values"]` (column
+    `extra["column"]`, default the metric name); None -> not resamplable (shown as point values).
     """
 
     suite: str

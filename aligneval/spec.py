@@ -75,7 +75,7 @@ class Spec:
     suites: dict[str, SuiteSpec] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
-    primary: tuple[str, ...] = ()  # the confirmatory family: "metric" or "split/metric" (aligneval.multiplicity)
+    primary: tuple[str, ...] = ()  # the confirmatory family: "metric" or "split/metric" (aligneval.compare.multiplicity)
     task: str = "sequence-classification"  # aligneval.tasks: which head the models have, how splits read
 
     def where(self, key: str = "") -> str:
@@ -199,8 +199,7 @@ def parse_primary(entries: list | None, where: str, splits: dict[str, SplitSpec]
     """`primary = ["accuracy", "test/ece@15"]`: metric names, optionally `split/metric`. A bare metric
     must be a known metric; prefixed ones (`ts:nll`, `deepwordbug:accuracy_under_attack`) are checked
     against the records when compared."""
-    from aligneval.metrics import metric_names
-    from aligneval.stats import base_name, get_metric
+    from aligneval.metrics import base_metric_name as base_name, get_metric, metric_names
 
     out = []
     for entry in entries or []:

@@ -105,9 +105,9 @@ def score(root: Path, models, splits, examples, suites: tuple[str, ...] = SUITES
 
 def plain_vs_fast(run_dir: Path, comp, resamples: int, split: str = "test") -> dict:
     """Seconds for the vectorized statistics and for the metric called per resample, same resamples."""
-    from aligneval import resampling
+    from aligneval.compare import resampling
     from aligneval.results import load_results
-    from aligneval.stats import apply_temperature, base_name, get_metric
+    from aligneval.metrics import base_metric_name as base_name, get_metric, scale_probs as apply_temperature
 
     res = load_results(run_dir)
     rows = [r for r in comp.records if r["split"] == split and r.get("resamples")]

@@ -38,7 +38,7 @@ def synthetic_probs(n: int, k: int, rng, skill: float = 1.0, round_to: int | Non
 
 
 def get_metric(name: str):
-    from aligneval.stats import get_metric as _get
+    from aligneval.metrics import get_metric as _get
 
     return _get(name)
 

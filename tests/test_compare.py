@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from aligneval import resampling, stats
+from aligneval.compare import resampling, stats
+from aligneval.metrics import base_metric_name, get_metric, scale_probs
 from aligneval.cli import main
 from aligneval.compare import compare, load
 from aligneval.errors import DataError
@@ -57,8 +58,8 @@ def test_interval_equals_a_plain_bootstrap_of_the_metric(run, comp):
         tb = next(r.temperature for r in res.records if r.model == "aligned" and r.metric == metric and r.split == split)
         _, labels, pa, _ = _preds(run, "baseline", split)
         _, _, pb, _ = _preds(run, "aligned", split)
-        pa, pb = stats.apply_temperature(pa, ta), stats.apply_temperature(pb, tb)
-        fn = stats.get_metric(stats.base_name(metric)).fn
+        pa, pb = scale_probs(pa, ta), scale_probs(pb, tb)
+        fn = get_metric(base_metric_name(metric)).fn
         deltas = []
         for w in resampling.count_chunks(len(labels), 200, resampling.split_rng(0, split)):
             for wr in w:
@@ -150,7 +151,7 @@ def test_seeds_are_aggregated_with_seed_and_test_set_variance_combined(tmp_path)
     d = np.array([val[f"aligned@{s}"] - val[f"baseline@{s}"] for s in seeds])
     assert row["delta"] == pytest.approx(d.mean())
     assert row["seeds"]["baseline_mean"] == pytest.approx(np.mean([val[f"baseline@{s}"] for s in seeds]))
-    fn = stats.get_metric("brier").fn
+    fn = get_metric("brier").fn
     preds = {f"{m}@{s}": _preds(run, f"{m}@{s}", "test") for m in ("baseline", "aligned") for s in seeds}
     labels = preds["baseline@13"][1]
     reps = []

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from aligneval import comparison_file
+from aligneval.compare import stored as comparison_file
 from aligneval.cli import main
 from aligneval.compare import compare, plan
 from aligneval.gate import gate

@@ -327,7 +327,7 @@ def _with(comp, records, settings=None):
 
 def test_raw_and_adjusted_p_floors_reasons_and_families_are_rendered(single):
     _, comp, _ = single
-    records = copy.deepcopy(comp.records)
+    records = [r.to_dict() for r in comp.records]  # typed rows are frozen: edit their dict form
     acc = next(r for r in records if r["metric"] == "accuracy" and r["split"] == "test")
     nll = next(r for r in records if r["metric"] == "nll" and r["split"] == "test")
     brier = next(r for r in records if r["metric"] == "brier" and r["split"] == "test")
@@ -351,7 +351,7 @@ def test_raw_and_adjusted_p_floors_reasons_and_families_are_rendered(single):
 
 def test_an_old_comparison_without_the_new_fields_still_renders(single):
     _, comp, _ = single
-    records = copy.deepcopy(comp.records)
+    records = [r.to_dict() for r in comp.records]  # typed rows are frozen: edit their dict form
     for r in records:
         for key in ("p_value_raw", "adjust", "family", "p_floor", "verdict_reason", "min_n_ok", "note"):
             r.pop(key, None)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aligneval import resampling
-from aligneval.stats import apply_temperature, get_metric
+from aligneval.compare import resampling
+from aligneval.metrics import get_metric, scale_probs
 from tests.fixtures_results import synthetic_probs
 
 FAST_METRICS = ["accuracy", "macro_f1", "brier", "nll", "ece@15", "ece@10", "mce@15", "aurc", "auroc_error", "ace@15"]
@@ -43,7 +43,7 @@ def test_statistics_sharing_one_sorted_view_and_cache_stay_exact(k):
     for w in chunks:
         cache = {"scratch": work}
         for (metric, t), stat in stats.items():
-            ref = _reference(metric, apply_temperature(probs, t), labels, w)
+            ref = _reference(metric, scale_probs(probs, t), labels, w)
             np.testing.assert_allclose(stat(w, cache), ref, rtol=1e-10, atol=1e-12, err_msg=f"{metric} T={t}")
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aligneval import stats
+from aligneval.compare import multiplicity, stats
 from aligneval.errors import DataError
 from tests.fixtures_results import synthetic_probs
 
 
-def test_temperature_matches_the_metrics_package():
+def test_temperature_scaling_of_stored_probabilities_equals_scipy_softmax():
+    # the one temperature function (aligneval.metrics.scale_probs) that scoring and comparison share
+    from scipy.special import softmax
+
     from aligneval.metrics import scale_probs
 
     probs, _ = synthetic_probs(40, 3, np.random.default_rng(0))
-    np.testing.assert_allclose(stats.apply_temperature(probs, 1.7), scale_probs(probs, 1.7), rtol=1e-12)
-    assert stats.apply_temperature(probs, None) is probs
+    np.testing.assert_allclose(scale_probs(probs, 1.7), softmax(np.log(probs) / 1.7, axis=1), rtol=1e-12)
+    assert scale_probs(probs, None) is probs and scale_probs(probs, 1.0) is probs
 
 
 @pytest.mark.parametrize("b,c", [(1, 9), (5, 5), (0, 7), (12, 30), (3, 0), (40, 25)])
@@ -45,8 +48,8 @@ def test_holm_equals_statsmodels():
 
     p = [0.01, 0.04, 0.03, 0.2, 0.005, 0.5]
     ref = multipletests(p, method="holm")[1]
-    np.testing.assert_allclose(stats.holm(p), ref, rtol=1e-12)
-    assert stats.holm([0.01, None, 0.02]) == [pytest.approx(0.02), None, pytest.approx(0.02)]
+    np.testing.assert_allclose(multiplicity.adjust(p, "holm"), ref, rtol=1e-12)
+    assert multiplicity.adjust([0.01, None, 0.02], "holm") == [pytest.approx(0.02), None, pytest.approx(0.02)]
 
 
 def test_seed_summary_paired_equals_statsmodels_t_interval():
@@ -108,7 +111,7 @@ def _seed_simulation(reps: int, n_seeds: int, seed: int, n: int = 200, resamples
     Per example x and training seed s the candidate - baseline difference is
     0.02 + a_s (seed effect, sd 0.012) + e_x (example effect, sd 0.1) + noise (sd 0.05): the
     crossed design of a real run, where every seed is scored on the same test set."""
-    from aligneval import resampling
+    from aligneval.compare import resampling
 
     rng = np.random.default_rng(seed)
     covered = {"combined": 0, "examples only": 0, "seeds only": 0}

@@ -7,10 +7,13 @@ Exit codes: 0 every rule passes, 1 a regression, 2 usage or rules error, 3 missi
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from aligneval.commands.stat_options import stat_option
 
 
 def register(app: typer.Typer) -> None:
@@ -18,25 +21,17 @@ def register(app: typer.Typer) -> None:
     def gate_command(
         run: Path = typer.Argument(..., help="The new run folder (runs/<name>) or its results.json."),
         rules: Path = typer.Option(..., "--rules", "-r", help="rules.toml: one rule per line."),
-        against: Optional[Path] = typer.Option(None, "--against",
-                                               help="An older run or results.json whose baseline model is the "
-                                                    "reference (e.g. the last release)."),
-        baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Baseline model (default 'baseline')."),
-        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
-                                                help="Candidate model (default: the only other model)."),
+        against: Optional[Path] = stat_option("against", gate=True),
+        baseline: Optional[str] = stat_option("baseline", gate=True),
+        candidate: Optional[str] = stat_option("candidate", gate=True),
         junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML, one test case per rule."),
         summary: Optional[Path] = typer.Option(None, "--summary",
                                                help="Append a markdown summary here (default $GITHUB_STEP_SUMMARY)."),
-        resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples (default 1000)."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 0)."),
-        adjust: Optional[str] = typer.Option(None, "--adjust",
-                                             help="Multiple-comparison adjustment of p-values within each family: "
-                                                  "holm (default), bh or none."),
-        min_n: Optional[int] = typer.Option(None, "--min-n",
-                                            help="Fewest examples (attacked examples for attacks) for a verdict "
-                                                 "(default 30)."),
-        max_resamples: Optional[int] = typer.Option(None, "--max-resamples",
-                                                    help="Cap of the adaptive resampling (default 20000)."),
+        resamples: Optional[int] = stat_option("resamples", gate=True),
+        seed: Optional[int] = stat_option("seed", gate=True),
+        adjust: Optional[str] = stat_option("adjust", gate=True),
+        min_n: Optional[int] = stat_option("min_n", gate=True),
+        max_resamples: Optional[int] = stat_option("max_resamples", gate=True),
         comparison: Optional[Path] = typer.Option(None, "--comparison",
                                                   help="The comparison.json to read when fresh (default: "
                                                        "<run>/comparison.json, then reports/<run name>/, then the run folder's parent)."),
@@ -87,8 +82,6 @@ def _print(result) -> None:
 
 def _console():
     """Rich console; at least 120 columns when writing to a pipe or CI log (rich assumes 80)."""
-    import sys
-
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=140)

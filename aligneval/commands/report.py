@@ -3,36 +3,33 @@ results. Both read files only (results.json, cached predictions); neither loads 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from aligneval.commands.stat_options import stat_option
+
 RUN_HELP = "A run folder (runs/<name>) or its results.json."
-ADJUST_HELP = ("Multiple-comparison adjustment of p-values within each family (the spec's `primary` metrics, "
-               "the rest): holm (default), bh (Benjamini-Hochberg) or none.")
-MIN_N_HELP = "Fewest examples (attacked examples for attacks) for a verdict; below it: 'insufficient'."
-MAX_RESAMPLES_HELP = "Cap of the adaptive resampling of p-values near a decision (default 20000)."
 
 
 def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_command(
         run: Path = typer.Argument(..., help=RUN_HELP),
-        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
-        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
-                                                help="Candidate model (default: the only other model)."),
-        against: Optional[Path] = typer.Option(None, "--against",
-                                               help="Take the baseline from this older run or results.json."),
+        baseline: str = stat_option("baseline"),
+        candidate: Optional[str] = stat_option("candidate"),
+        against: Optional[Path] = stat_option("against"),
         out: Optional[Path] = typer.Option(None, "--out", "-o",
                                            help="Where to write comparison.json (default: <run>/comparison.json)."),
-        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
-        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
-        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
-        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
-        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        resamples: int = stat_option("resamples"),
+        seed: int = stat_option("seed"),
+        holm: bool = stat_option("holm"),
+        adjust: str = stat_option("adjust"),
+        min_n: int = stat_option("min_n"),
+        max_resamples: int = stat_option("max_resamples"),
+        confidence: float = stat_option("confidence"),
         show_all: bool = typer.Option(False, "--all", help="Print every split, not only the test split."),
     ) -> int:
         """Candidate - baseline for every metric and split: paired bootstrap CI, exact McNemar, verdict."""
@@ -54,19 +51,17 @@ def register(app: typer.Typer) -> None:
     def report_command(
         run: Path = typer.Argument(..., help=RUN_HELP),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<run name>)."),
-        baseline: str = typer.Option("baseline", "--baseline", "-b", help="Baseline model (name or seed group)."),
-        candidate: Optional[str] = typer.Option(None, "--candidate", "-c",
-                                                help="Candidate model (default: the only other model)."),
-        against: Optional[Path] = typer.Option(None, "--against",
-                                               help="Take the baseline from this older run or results.json."),
+        baseline: str = stat_option("baseline"),
+        candidate: Optional[str] = stat_option("candidate"),
+        against: Optional[Path] = stat_option("against"),
         fmt: List[str] = typer.Option(["html", "md"], "--format", "-f", help="html and/or md; repeat."),
-        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        holm: bool = typer.Option(False, "--holm", help="Same as --adjust holm (the default; kept for old scripts)."),
-        adjust: str = typer.Option("holm", "--adjust", help=ADJUST_HELP),
-        min_n: int = typer.Option(30, "--min-n", help=MIN_N_HELP),
-        max_resamples: int = typer.Option(20000, "--max-resamples", help=MAX_RESAMPLES_HELP),
-        confidence: float = typer.Option(0.95, "--confidence", help="Interval level."),
+        resamples: int = stat_option("resamples"),
+        seed: int = stat_option("seed"),
+        holm: bool = stat_option("holm"),
+        adjust: str = stat_option("adjust"),
+        min_n: int = stat_option("min_n"),
+        max_resamples: int = stat_option("max_resamples"),
+        confidence: float = stat_option("confidence"),
         max_examples: int = typer.Option(25, "--max-examples", min=0, help="Rows in the example tables."),
         log_to: List[str] = typer.Option([], "--log-to", help="Also log to an experiment tracker: mlflow | wandb "
                                          "(repeat for both; optional extras, docs/integrations.md)."),
@@ -76,7 +71,8 @@ def register(app: typer.Typer) -> None:
         """Write report.html (one self-contained file), report.md + plots/ and comparison.json.
         A comparison.json already in the report folder is reused when it is fresh (same results, same
         settings), so the report and `aligneval gate` always show the same comparison."""
-        from aligneval import comparison_file, tracking
+        from aligneval import tracking
+        from aligneval.compare import comparisons
         from aligneval.errors import UsageError
         from aligneval.paths import check_output_dir
         from aligneval.report import FORMATS, build_report, check_out
@@ -88,10 +84,9 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
         check_out(target)  # before the bootstrap
-        comps = comparison_file.for_report(run, target / "comparison.json", baseline=baseline, candidate=candidate,
-                                           against=against, resamples=resamples, seed=seed, holm=holm,
-                                           adjust=adjust, min_n=min_n, max_resamples=max_resamples,
-                                           confidence=confidence)
+        comps = comparisons(run, baseline=baseline, candidate=candidate, against=against,
+                            stored=[target / "comparison.json"], resamples=resamples, seed=seed, holm=holm,
+                            adjust=adjust, min_n=min_n, max_resamples=max_resamples, confidence=confidence)
         paths = build_report(run, target, baseline=baseline, candidate=candidate, against=against,
                              comparison=comps, max_examples=max_examples, formats=tuple(fmt))
         for c in comps:
@@ -117,16 +112,16 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
     from aligneval.report.context import comparison_row, metric_rank
 
     colors = {"better": "green", "worse": "red", "no-difference": "dim", "n/a": "dim", "insufficient": "yellow"}
-    rows = sorted(comp.records, key=lambda r: (r["split"], metric_rank(r["metric"])))
-    splits = sorted({r["split"] for r in rows})
+    rows = sorted(comp.records, key=lambda r: (r.split, metric_rank(r.metric)))
+    splits = sorted({r.split for r in rows})
     roles = {s: ((getattr(comp.results, "doc", {}) or {}).get("data", {}).get(s) or {}).get("role") for s in splits}
     tests = [s for s in splits if roles.get(s) == "test"]
     if not show_all and tests:
-        rows = [r for r in rows if r["split"] in tests]
+        rows = [r for r in rows if r.split in tests]
     if metrics is not None:
         order = {m: i for i, m in enumerate(metrics)}
-        rows = sorted((r for r in rows if r["metric"] in order),
-                      key=lambda r: (roles.get(r["split"]) != "test", r["split"], order[r["metric"]]))
+        rows = sorted((r for r in rows if r.metric in order),
+                      key=lambda r: (roles.get(r.split) != "test", r.split, order[r.metric]))
     conf = f"{comp.settings.get('confidence', 0.95):.0%}"
     table = Table(title=escape(f"{comp.candidate} vs {comp.baseline}"))
     for col, just in (("split", "left"), ("metric", "left"), (escape(comp.baseline), "right"), (escape(comp.candidate), "right"),
@@ -134,12 +129,12 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
         table.add_column(col, justify=just)
     seen = set()
     for r in rows:
-        if (r["split"], r["metric"]) in seen:
+        if (r.split, r.metric) in seen:
             continue
-        seen.add((r["split"], r["metric"]))
+        seen.add((r.split, r.metric))
         c = comparison_row(r)
-        table.add_row(escape(r["split"]), escape(f"{r['metric']} {c['direction']}"), c["baseline"], c["candidate"],
-                      c["delta"], escape(c["ci"]), c["p"], f"[{colors.get(r['verdict'], 'dim')}]{c['verdict_text']}[/]")
+        table.add_row(escape(r.split), escape(f"{r.metric} {c['direction']}"), c["baseline"], c["candidate"],
+                      c["delta"], escape(c["ci"]), c["p"], f"[{colors.get(r.verdict, 'dim')}]{c['verdict_text']}[/]")
     _console().print(table)
     for w in comp.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -147,8 +142,6 @@ def print_comparison(comp, show_all: bool = False, metrics: tuple[str, ...] | No
 
 def _console():
     """Rich console; at least 120 columns when writing to a pipe or CI log (rich assumes 80)."""
-    import sys
-
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=140)

@@ -33,8 +33,11 @@ def logits_from_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, None))
 
 
-def scale_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Apply a fitted temperature to stored probabilities."""
+def scale_probs(probs: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Apply a fitted temperature to stored probabilities: softmax(log p / T). No temperature (None or
+    1) returns `probs` itself."""
+    if temperature is None or temperature == 1.0:
+        return probs
     return softmax(logits_from_probs(probs) / float(temperature))
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aligneval.artifacts import write_json_atomic
+from aligneval.compare import comparisons, jsonable, lambdas
 from aligneval.errors import UsageError
 from aligneval.paths import check_output_dir, check_output_file
 from aligneval.report.build import build_context
@@ -58,8 +60,8 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
     out = Path(out)
     check_out(out)
     if comparison is None:
-        comparison = _compare_all(run_or_results, baseline, candidate, against, resamples=resamples, seed=seed,
-                                  holm=holm, confidence=confidence, alpha=alpha)
+        comparison = comparisons(run_or_results, baseline=baseline, candidate=candidate, against=against,
+                                 resamples=resamples, seed=seed, holm=holm, confidence=confidence, alpha=alpha)
     comps = as_comparisons(comparison)
     out.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(out, write_comparisons(comps, out / "comparison.json"))
@@ -72,34 +74,13 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
     return paths
 
 
-def _compare_all(run_or_results, baseline: str, candidate, against, **settings) -> list:
-    from aligneval.compare import compare, load
-
-    if isinstance(candidate, (list, tuple)):
-        names = list(candidate)
-    elif candidate is None and against is None:
-        from aligneval.report.dose import find_twins
-
-        results = load(run_or_results)
-        run_or_results = results
-        twins = find_twins(results, baseline)
-        names = twins if len(twins) > 1 else [None]
-    else:
-        names = [candidate]
-    return [compare(run_or_results, baseline, name, against=against, **settings) for name in names]
-
-
 def write_comparisons(comps: list, path: Path) -> Path:
     """comparison.json. One twin: the results document plus its "comparison" section (as `aligneval
     compare` writes it). Several twins: "comparison" is the first twin's (lowest λ) and "comparisons"
     holds every twin's section, each with its "lambda", in λ order."""
     if len(comps) == 1:
         return comps[0].write(path)
-    from aligneval.compare import _jsonable
-    from aligneval.report.dose import lambdas
-    from aligneval.artifacts import write_json_atomic
-
     lam = lambdas(comps)
     doc = comps[0].to_doc()
     doc["comparisons"] = [{**c.to_doc()["comparison"], "lambda": lam.get(c.candidate)} for c in comps]
-    return write_json_atomic(path, _jsonable(doc))
+    return write_json_atomic(path, jsonable(doc))

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from aligneval.compare import ComparisonRow
 from aligneval.formatting import fmt, fmt_delta, fmt_ratio, sig_digits
+from aligneval.records import Record
 
 SUITE = "alignment"
 FAMILIES = {"kq_mmd2": "K–Q MMD²", "kq_probe_acc": "K-vs-Q probe accuracy", "attn_entropy": "attention entropy"}
@@ -39,17 +41,17 @@ def parse(metric: str) -> tuple[str, int | None, int | None]:
     return m["family"], int(m["layer"]), None if head is None else int(head)
 
 
-def is_alignment(row: dict) -> bool:
-    return row.get("suite") == SUITE or parse(row["metric"])[0] in FAMILIES
+def is_alignment(row: ComparisonRow | Record) -> bool:
+    return row.suite == SUITE or parse(row.metric)[0] in FAMILIES
 
 
-def is_detail(row: dict) -> bool:
+def is_detail(row: ComparisonRow | Record) -> bool:
     """A per-layer or per-head alignment row: shown in the Alignment section only."""
-    return is_alignment(row) and parse(row["metric"])[1] is not None
+    return is_alignment(row) and parse(row.metric)[1] is not None
 
 
-def in_headline(row: dict) -> bool:
-    return row["metric"] in HEADLINE
+def in_headline(row: ComparisonRow) -> bool:
+    return row.metric in HEADLINE
 
 
 def label(metric: str) -> str:
@@ -60,16 +62,16 @@ def label(metric: str) -> str:
     return f"{name} · layer {layer}" + ("" if head is None else f" head {head}")
 
 
-def split_of(rows: list[dict], primary: str | None) -> str | None:
+def split_of(rows: list[ComparisonRow], primary: str | None) -> str | None:
     """The split the alignment diagnostics were recorded on: the primary split if it has them."""
-    splits = [r["split"] for r in rows if is_alignment(r) and r["metric"] == GAP]
-    splits = splits or [r["split"] for r in rows if is_alignment(r)]
+    splits = [r.split for r in rows if is_alignment(r) and r.metric == GAP]
+    splits = splits or [r.split for r in rows if is_alignment(r)]
     if not splits:
         return None
     return primary if primary in splits else splits[0]
 
 
-def shape(results, split: str, family: str, rows: list[dict]) -> tuple[int, int]:
+def shape(results, split: str, family: str, rows: list[ComparisonRow]) -> tuple[int, int]:
     """(layers, heads): the records' `n_layers` / `n_heads`, else the largest index seen + 1."""
     n_layers = n_heads = 0
     for r in getattr(results, "records", []) or []:
@@ -79,8 +81,8 @@ def shape(results, split: str, family: str, rows: list[dict]) -> tuple[int, int]
             n_layers = max(n_layers, int(extra.get("n_layers") or 0), layer + 1)
             n_heads = max(n_heads, int(extra.get("n_heads") or 0), (head + 1) if head is not None else 0)
     for r in rows:
-        fam, layer, head = parse(r["metric"])
-        if r["split"] == split and fam == family and layer is not None:
+        fam, layer, head = parse(r.metric)
+        if r.split == split and fam == family and layer is not None:
             n_layers = max(n_layers, layer + 1)
             n_heads = max(n_heads, (head + 1) if head is not None else 0)
     return n_layers, n_heads
@@ -111,28 +113,28 @@ def _value(v: Any) -> float:
     return np.nan if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
 
 
-def grid(rows: list[dict], split: str, family: str, dims: tuple[int, ...]) -> Grid:
+def grid(rows: list[ComparisonRow], split: str, family: str, dims: tuple[int, ...]) -> Grid:
     """Comparison rows of `family` on `split` placed on a grid of `dims` ((layers, heads) for heads,
     (layers,) for layers); cells without a row are NaN."""
     arrays = {k: np.full(dims, np.nan) for k in ("baseline", "candidate", "delta", "ci_low", "ci_high")}
     per_head = len(dims) == 2
     for r in rows:
-        fam, layer, head = parse(r["metric"])
-        if r["split"] != split or fam != family or layer is None or (head is not None) != per_head:
+        fam, layer, head = parse(r.metric)
+        if r.split != split or fam != family or layer is None or (head is not None) != per_head:
             continue
         idx = (layer, head) if per_head else (layer,)
         if any(i >= d for i, d in zip(idx, dims)):
             continue
         for k, a in arrays.items():
-            a[idx] = _value(r.get(k))
+            a[idx] = _value(getattr(r, k))
     return Grid(**arrays)
 
 
-def overall(rows: list[dict], split: str | None, family: str = GAP) -> dict | None:
-    return next((r for r in rows if r["split"] == split and r["metric"] == family), None)
+def overall(rows: list[ComparisonRow], split: str | None, family: str = GAP) -> ComparisonRow | None:
+    return next((r for r in rows if r.split == split and r.metric == family), None)
 
 
-def headline_sentence(rows: list[dict], split: str | None, confidence: float, twin: str | None = None,
+def headline_sentence(rows: list[ComparisonRow], split: str | None, confidence: float, twin: str | None = None,
                       recorded_for: list[str] | None = None) -> str:
     """'Alignment: the twin's K–Q MMD² is 0.62× the baseline's (0.031 vs 0.050; Δ −0.019, 95% CI [...])'.
     `recorded_for`: the models that have alignment records (for the sentence when the pair has none)."""
@@ -143,20 +145,20 @@ def headline_sentence(rows: list[dict], split: str | None, confidence: float, tw
             return (f"{who}: only {', '.join(recorded_for)} has alignment diagnostics, so the K–Q gap of the pair "
                     "cannot be compared; run the alignment suite on both models.")
         return NO_DIAGNOSTICS
-    base, cand = gap.get("baseline"), gap.get("candidate")
+    base, cand = gap.baseline, gap.candidate
     if base is None or cand is None:
         return f"{who}: the K–Q MMD² is undefined for {'the baseline' if base is None else 'the twin'}."
     digits = sig_digits([base, cand], 2)
     ratio = f"{fmt_ratio(cand / base)} the baseline's" if base > 0 else "compared with the baseline's"
-    lo, hi = gap.get("ci_low"), gap.get("ci_high")
-    interval = (f"Δ {fmt_delta(gap.get('delta'), digits)}, {confidence:.0%} CI [{fmt_delta(lo, digits)}, "
+    lo, hi = gap.ci_low, gap.ci_high
+    interval = (f"Δ {fmt_delta(gap.delta, digits)}, {confidence:.0%} CI [{fmt_delta(lo, digits)}, "
                 f"{fmt_delta(hi, digits)}]") if lo is not None and hi is not None else \
-        f"Δ {fmt_delta(gap.get('delta'), digits)}, no interval (no per-example values)"
+        f"Δ {fmt_delta(gap.delta, digits)}, no interval (no per-example values)"
     text = f"{who}: the twin's K–Q MMD² is {ratio} ({fmt(cand, digits)} vs {fmt(base, digits)}; {interval})"
     probe = overall(rows, split, "kq_probe_acc")
-    if probe and probe.get("baseline") is not None and probe.get("candidate") is not None:
-        text += (f"; a linear probe tells its keys from its queries with accuracy {probe['candidate']:.2f} vs "
-                 f"{probe['baseline']:.2f} (0.5 = indistinguishable)")
+    if probe is not None and probe.baseline is not None and probe.candidate is not None:
+        text += (f"; a linear probe tells its keys from its queries with accuracy {probe.candidate:.2f} vs "
+                 f"{probe.baseline:.2f} (0.5 = indistinguishable)")
     if lo is not None and hi is not None:
         if hi < 0:
             text += ": the twin's keys are measurably closer to its queries"

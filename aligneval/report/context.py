@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aligneval.compare import ComparisonRow
 from aligneval.formatting import fmt, fmt_ci, fmt_delta, fmt_p, fmt_ratio
 from aligneval.metrics import UNRANKED, find_metric
 from aligneval.report import alignment as A
@@ -51,30 +52,28 @@ def metric_rank(metric: str) -> tuple[int, float, str]:
     return (1 if prefix else 0, order, metric)
 
 
-def _two_p(r: dict) -> bool:
+def _two_p(r: ComparisonRow) -> bool:
     """Raw and adjusted p differ in meaning for this row (an adjustment was applied)."""
-    return r.get("p_value_raw") is not None and r.get("adjust", "holm") not in (None, "none")
+    return r.p_value_raw is not None and r.adjust not in (None, "none")
 
 
-def comparison_row(r: dict, families: bool = True) -> dict[str, Any]:
-    """One comparison record as display strings (every number formatted by aligneval.formatting).
+def comparison_row(r: ComparisonRow, families: bool = True) -> dict[str, Any]:
+    """One comparison row as display strings (every number formatted by aligneval.formatting).
     `families`: the comparison has a primary family, so "exploratory" is worth saying on a row."""
-    floor, two = bool(r.get("p_floor")), _two_p(r)
-    verdict = r["verdict"]
+    floor, two = bool(r.p_floor), _two_p(r)
+    verdict = r.verdict
     text = VERDICT_SYMBOL.get(verdict, "– " + verdict)
-    reason = r.get("verdict_reason") or ("" if r.get("min_n_ok", True) is not False
-                                         else "sample below the minimum size: no verdict")
     return {
-        "metric": r["metric"], "label": metric_label(r["metric"]), "split": r["split"], "suite": r["suite"],
-        "baseline": fmt(r["baseline"]), "candidate": fmt(r["candidate"]), "delta": fmt_delta(r["delta"]),
-        "ci": fmt_ci(r["ci_low"], r["ci_high"]),
-        "p": fmt_p(r["p_value"], floor=floor and not two, bound=floor and two),
-        "p_raw": fmt_p(r.get("p_value_raw"), floor=floor) if two else "",
+        "metric": r.metric, "label": metric_label(r.metric), "split": r.split, "suite": r.suite,
+        "baseline": fmt(r.baseline), "candidate": fmt(r.candidate), "delta": fmt_delta(r.delta),
+        "ci": fmt_ci(r.ci_low, r.ci_high),
+        "p": fmt_p(r.p_value, floor=floor and not two, bound=floor and two),
+        "p_raw": fmt_p(r.p_value_raw, floor=floor) if two else "",
         "verdict": verdict, "verdict_text": VERDICT_SYMBOL.get(verdict, verdict),
         "verdict_symbol": text.split(" ", 1)[0], "verdict_word": text.split(" ", 1)[1],
-        "reason": str(reason), "exploratory": families and r.get("family") == "exploratory", "n": fmt(r["n"]),
-        "direction": "↑" if r["higher_is_better"] else ("↓" if r["higher_is_better"] is False else ""),
-        "method": r.get("method", ""),
+        "reason": str(r.verdict_reason or ""), "exploratory": families and r.family == "exploratory", "n": fmt(r.n),
+        "direction": "↑" if r.higher_is_better else ("↓" if r.higher_is_better is False else ""),
+        "method": r.method,
     }
 
 
@@ -93,21 +92,21 @@ def slug(text: str) -> str:
 
 
 def as_comparisons(comp) -> list:
-    """A Comparison, a list of them or a {name: Comparison} dict -> a non-empty list."""
+    """A Comparison, a list of them or a {name: Comparison} dict -> a non-empty list, rows typed."""
     comps = list(comp.values()) if isinstance(comp, dict) else list(comp) if isinstance(comp, (list, tuple)) \
         else [comp]
     if not comps:
         raise ValueError("no comparison to report")
-    return comps
+    return [c.with_typed_rows() for c in comps]
 
 
 # ----------------------------------------------------------------------------------------------
 # statistics settings, read defensively (older and newer comparison.json files differ)
 
 
-def stats_settings(comps: list, rows: list[dict]) -> dict[str, Any]:
+def stats_settings(comps: list, rows: list[ComparisonRow]) -> dict[str, Any]:
     s = comps[0].settings or {}
-    adjust = (s.get("adjust") or next((r.get("adjust") for r in rows if r.get("adjust")), None)
+    adjust = (s.get("adjust") or next((r.adjust for r in rows if r.adjust), None)
               or ("holm" if s.get("holm") else "none"))
     return {"confidence": s.get("confidence", 0.95), "resamples": s.get("resamples"), "seed": s.get("seed"),
             "alpha": s.get("alpha", 0.05), "ci": s.get("ci", "percentile bootstrap over example ids (paired)"),

@@ -505,21 +505,22 @@ class DoseResponseDisplay:
         comparisons = sorted(comparisons, key=lambda c: c[1])
         panels = []
         for metric, split, label in metrics:
-            found = [next((r for r in rows if r["metric"] == metric and r["split"] == split), None)
+            found = [next((r for r in rows if r.metric == metric and r.split == split), None)
                      for _, _, rows in comparisons]
-            if not any(f is not None and f.get("delta") is not None for f in found):
+            if not any(f is not None and f.delta is not None for f in found):
                 continue
 
             def col(key, found=found):
-                return np.array([np.nan if f is None or f.get(key) is None else float(f[key]) for f in found])
+                return np.array([np.nan if f is None or getattr(f, key) is None else float(getattr(f, key))
+                                 for f in found])
 
             base, cand = col("baseline"), col("candidate")
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(base > 0, cand / base, np.nan)
-            hib = next((f.get("higher_is_better") for f in found if f is not None), None)
+            hib = next((f.higher_is_better for f in found if f is not None), None)
             panels.append({"metric": metric, "split": split, "label": label, "delta": col("delta"),
                            "ci_low": col("ci_low"), "ci_high": col("ci_high"), "higher_is_better": hib,
-                           "verdict": [f["verdict"] if f else "n/a" for f in found], "ratio": ratio})
+                           "verdict": [f.verdict if f is not None else "n/a" for f in found], "ratio": ratio})
         return cls(np.array([c[1] for c in comparisons], float), [c[0] for c in comparisons], panels, confidence)
 
     def plot(self, axes=None, ratio_for: tuple[str, ...] = ("kq_mmd2",)):

@@ -5,6 +5,7 @@ The first section of the report; its numbers are sorted and named by `aligneval.
 
 from __future__ import annotations
 
+from aligneval.compare import ComparisonRow
 from aligneval.report import displays as D
 from aligneval.report.alignment import FAMILIES, HEATMAPS, INTRO, SUITE, is_alignment, label, parse, shape
 from aligneval.report.context import comparison_row
@@ -12,10 +13,10 @@ from aligneval.report.parts import Section, plot_of
 from aligneval.report.sections.base import ReportInput, register_section
 
 
-def _has(rows: list[dict], split: str, family: str, per_head: bool) -> bool:
+def _has(rows: list[ComparisonRow], split: str, family: str, per_head: bool) -> bool:
     for r in rows:
-        fam, layer, head = parse(r["metric"])
-        if r["split"] == split and fam == family and layer is not None and (head is not None) == per_head:
+        fam, layer, head = parse(r.metric)
+        if r.split == split and fam == family and layer is not None and (head is not None) == per_head:
             return True
     return False
 
@@ -54,12 +55,12 @@ def section(report: ReportInput) -> list[Section]:
                              f"{label(family)} per layer for {', '.join(disp.values)}, and each difference"))
     rows = []
     for t, _ in chosen:
-        detail = [r for r in t["records"] if r["split"] == split and is_alignment(r) and parse(r["metric"])[2] is None]
+        detail = [r for r in t["records"] if r.split == split and is_alignment(r) and parse(r.metric)[2] is None]
         order = list(FAMILIES)
-        detail.sort(key=lambda r: (order.index(parse(r["metric"])[0]) if parse(r["metric"])[0] in order else 99,
-                                   -1 if parse(r["metric"])[1] is None else parse(r["metric"])[1]))
+        detail.sort(key=lambda r: (order.index(parse(r.metric)[0]) if parse(r.metric)[0] in order else 99,
+                                   -1 if parse(r.metric)[1] is None else parse(r.metric)[1]))
         for r in detail:
-            family, layer, _ = parse(r["metric"])
+            family, layer, _ = parse(r.metric)
             c = comparison_row(r)
             rows.append(([t["name"]] if multi else []) + [FAMILIES.get(family, family), "all" if layer is None
                                                           else str(layer), c["baseline"], c["candidate"],

@@ -1,11 +1,11 @@
 """Paired statistics for "is the candidate better than the baseline on the same examples?".
 
 * Pairing two runs' predictions by example id, refusing splits whose ids or data differ.
-* Percentile intervals and bootstrap p-values (the resampling itself: aligneval.resampling).
+* Percentile intervals and bootstrap p-values (the resampling itself: aligneval.compare.resampling).
 * Exact McNemar for accuracy (`scipy.stats.binomtest`; b + c = 0 -> p = 1, no difference).
 * Several training seeds: per-seed values, mean +- sd, a seed-level t interval, and the combined
   interval (seed variance + test-set variance from the example bootstrap) the comparison reports.
-* Multiple comparisons live in aligneval.multiplicity (Holm, Benjamini-Hochberg, families).
+* Multiple comparisons live in aligneval.compare.multiplicity (Holm, Benjamini-Hochberg, families).
 """
 
 from __future__ import annotations
@@ -15,30 +15,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy import stats as st
 
 from aligneval.errors import DataError
-
-
-def get_metric(name: str):
-    """`aligneval.metrics.get_metric`, imported on first use so this module stays light."""
-    from aligneval.metrics import get_metric as _get
-
-    return _get(name)
-
-
-def base_name(metric: str) -> str:
-    """`ts:ece@15` -> `ece@15`; `deepwordbug:accuracy_under_attack` -> `accuracy_under_attack`."""
-    return metric.rsplit(":", 1)[-1]
-
-
-def apply_temperature(probs: np.ndarray, temperature: float | None) -> np.ndarray:
-    """Softmax(log p / T): temperature scaling applied to stored probabilities."""
-    if temperature is None or temperature == 1.0:
-        return probs
-    z = np.log(np.clip(probs, 1e-300, 1.0)) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,14 +108,12 @@ class McNemar:
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     """Exact McNemar test on paired correctness: binomial test of b out of b + c at 1/2."""
-    from scipy.stats import binomtest
-
     a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     b = int(np.sum(a & ~b_))
     c = int(np.sum(~a & b_))
     if b + c == 0:
         return McNemar(0, 0, 1.0)
-    return McNemar(b, c, float(min(1.0, binomtest(b, b + c, 0.5).pvalue)))
+    return McNemar(b, c, float(min(1.0, st.binomtest(b, b + c, 0.5).pvalue)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,8 +143,6 @@ def _sd(v: np.ndarray) -> float | None:
 
 def seed_summary(baseline: dict[str, float], candidate: dict[str, float], confidence: float = 0.95) -> SeedSummary:
     """Seed-level comparison: paired t over seeds both models share, else Welch's t over the means."""
-    from scipy import stats as st
-
     a = np.array(list(baseline.values()), float)
     b = np.array(list(candidate.values()), float)
     delta = float(b.mean() - a.mean())
@@ -210,8 +185,6 @@ def seed_example_interval(baseline: dict[str, float], candidate: dict[str, float
     The seed x example interaction enters both parts, which makes the interval slightly conservative.
     When a side has a single seed the seed variance cannot be estimated: the interval is then the
     example bootstrap's percentile interval, and `extra["note"]` says so."""
-    from scipy import stats as st
-
     s = seed_summary(baseline, candidate, confidence)
     delta = s.interval.delta
     ex = np.asarray(example_deltas, float)
@@ -244,17 +217,6 @@ def seed_example_interval(baseline: dict[str, float], candidate: dict[str, float
     tail = st.t.sf(abs(delta) / se, df) if math.isfinite(df) else st.norm.sf(abs(delta) / se)
     extra["df"] = df if math.isfinite(df) else None
     return Interval(delta, delta - q * se, delta + q * se, float(min(1.0, 2 * tail)), method, len(ex), extra)
-
-
-# ----------------------------------------------------------------------------------------------
-# multiple comparisons (kept for callers of the old name; see aligneval.multiplicity)
-
-
-def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None stays None)."""
-    from aligneval.multiplicity import adjust
-
-    return adjust(p_values, "holm")
 
 
 def verdict(delta: float | None, p_value: float | None, higher_is_better: bool | None, alpha: float = 0.05,

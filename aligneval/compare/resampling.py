@@ -12,6 +12,7 @@ the resampled rows. Each fast path is tested against the metric itself.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from aligneval.errors import DataError
-from aligneval.metrics import confidence, correct
+from aligneval.compare.stats import Interval, percentile_interval
+from aligneval.metrics import base_metric_name, confidence, correct, get_metric, scale_probs
 from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
-from aligneval.stats import Interval, apply_temperature, base_name, get_metric, percentile_interval
 
 CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (8 MB of int64: cache-friendly)
 AHEAD = 2  # chunks drawn ahead of the slower model's statistics
@@ -372,10 +373,10 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
     """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
     `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
     one sorted view."""
-    name = base_name(metric)
+    name = base_metric_name(metric)
     m = get_metric(name)
     family, _, param = name.partition("@")
-    scaled = apply_temperature(np.asarray(probs, dtype=np.float64), temperature)
+    scaled = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
     labels = np.asarray(labels, dtype=np.int64)
     if family in FAST:
         kwargs = {"bins": int(param)} if param else dict(m.params or {})
@@ -404,8 +405,6 @@ def _single_thread_blas():
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        import contextlib
-
         return contextlib.nullcontext()
     if not _BLAS:
         _BLAS.append(ThreadpoolController())
@@ -474,10 +473,10 @@ def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labe
                      temperature_a: float | None = None, temperature_b: float | None = None,
                      split: str = "") -> Interval:
     """CI of metric(b) - metric(a) over resamples of the same example ids (rows already aligned)."""
-    m = get_metric(base_name(metric))
+    m = get_metric(base_metric_name(metric))
     labels = np.asarray(labels, dtype=np.int64)
-    delta = (m.fn(apply_temperature(np.asarray(probs_b, float), temperature_b), labels)
-             - m.fn(apply_temperature(np.asarray(probs_a, float), temperature_a), labels))
+    delta = (m.fn(scale_probs(np.asarray(probs_b, float), temperature_b), labels)
+             - m.fn(scale_probs(np.asarray(probs_a, float), temperature_a), labels))
     sa = {metric: statistic(metric, probs_a, labels, temperature_a)}
     sb = {metric: statistic(metric, probs_b, labels, temperature_b)}
     va, vb = bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)[metric]

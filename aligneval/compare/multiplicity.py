@@ -21,11 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from aligneval.compare.options import DEFAULT_ADJUST, DEFAULT_MIN_N
+from aligneval.compare.stats import verdict
 from aligneval.registry import Registry
 
 PRIMARY, EXPLORATORY = "primary", "exploratory"
-DEFAULT_ADJUST = "holm"
-DEFAULT_MIN_N = 30
 
 ADJUSTMENTS: Registry[Callable[[np.ndarray], np.ndarray]] = Registry("p-value adjustment")
 
@@ -103,8 +103,6 @@ def apply(rows: list[dict[str, Any]], *, method: str = DEFAULT_ADJUST, alpha: fl
           primary: Sequence[str] | None = None, min_n: int = DEFAULT_MIN_N) -> None:
     """Set `p_value_raw`, `p_value` (adjusted), `adjust`, `family`, `verdict` and `verdict_reason` on
     every row, in place. Rows must hold their raw p in `p_value_raw` (or `p_value` on the first call)."""
-    from aligneval.stats import verdict
-
     check_method(method)
     wanted = parse_primary(primary)
     for r in rows:

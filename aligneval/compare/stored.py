@@ -1,4 +1,4 @@
-"""comparison.json: one comparison, written once, read by `report` and `gate` alike.
+"""Stored comparisons (comparison.json): one comparison, written once, read by `report` and `gate` alike.
 
 `aligneval report` writes `<out>/comparison.json`. `aligneval gate` (and a re-run of `report`) reads
 a stored comparison when it is *fresh* and computes one only when none is fresh, so the report and
@@ -9,6 +9,8 @@ the gate can never disagree about a number or a verdict. Fresh means all of:
   (size and mtime are stored too, for people; the content decides);
 * the same settings: baseline, candidate, resamples, max_resamples, seed, adjust, primary, min_n,
   confidence, alpha, only.
+
+`comparisons()` is the one way to get a run's comparisons (fresh from a stored file, or computed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from aligneval.artifacts import read_json
+from aligneval.compare.comparison import COMPARISON_VERSION, Comparison
+from aligneval.compare.compute import run_plan
+from aligneval.compare.models import find_twins
+from aligneval.compare.planning import Plan, plan
+from aligneval.compare.rows import ComparisonRow
+from aligneval.compare.runs import load
 from aligneval.errors import ArtifactError
 
 FILE = "comparison.json"
@@ -41,10 +49,8 @@ def read_sections(path: str | Path) -> list[dict[str, Any]]:
     return good
 
 
-def staleness(section: dict[str, Any], plan) -> str | None:
-    """Why a stored comparison does not match `plan` (aligneval.compare.Plan), or None when fresh."""
-    from aligneval.compare import COMPARISON_VERSION
-
+def staleness(section: dict[str, Any], plan: Plan) -> str | None:
+    """Why a stored comparison does not match `plan`, or None when fresh."""
     if section.get("version") != COMPARISON_VERSION:
         return f"format {section.get('version')!r}, this aligneval writes {COMPARISON_VERSION!r}"
     stored = section.get("settings") or {}
@@ -70,10 +76,8 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def read_fresh(path: str | Path, plan) -> tuple[Any | None, str]:
+def read_fresh(path: str | Path, plan: Plan) -> tuple[Comparison | None, str]:
     """(Comparison, "") when `path` holds a fresh comparison for `plan`, else (None, why not)."""
-    from aligneval.compare import Comparison
-
     path = Path(path)
     if not path.is_file():
         return None, f"{path}: not found"
@@ -89,17 +93,23 @@ def read_fresh(path: str | Path, plan) -> tuple[Any | None, str]:
     if why:
         return None, f"{path}: stale ({why})"
     section = mine[0]
-    comp = Comparison(s["baseline"], s["candidate"], list(section["records"]), plan.cand_res, plan.base_res,
+    try:
+        rows = [ComparisonRow.from_dict(r) if isinstance(r, dict) else _bad_row(path) for r in section["records"]]
+    except ArtifactError as err:
+        return None, f"{path}: {err.message}"
+    comp = Comparison(s["baseline"], s["candidate"], rows, plan.cand_res, plan.base_res,
                       dict(section.get("settings") or {}), list(section.get("warnings") or []),
                       dict(section.get("inputs") or {}), source=str(path))
     return comp, ""
 
 
-def load_or_compare(plan, paths: Iterable[str | Path] = (), progress=None):
+def _bad_row(path) -> ComparisonRow:
+    raise ArtifactError(f"{path}: corrupt comparison document (a record is not an object)")
+
+
+def load_or_compare(plan: Plan, paths: Iterable[str | Path] = (), progress=None) -> Comparison:
     """The first fresh stored comparison among `paths`, else a new one (`comp.source == "computed"`,
     `comp.stale` lists why each stored file was not used)."""
-    from aligneval.compare import run_plan
-
     reasons = []
     for path in paths:
         comp, why = read_fresh(path, plan)
@@ -111,18 +121,39 @@ def load_or_compare(plan, paths: Iterable[str | Path] = (), progress=None):
     return comp
 
 
-def for_report(run, out_file: str | Path, *, baseline: str = "baseline", candidate: str | None = None, against=None,
-               progress=None, **settings) -> list:
-    """The comparisons a report shows: one per candidate (every twin of the baseline when no candidate
-    is named and the run holds several), each read from `out_file` when fresh, else computed."""
-    from aligneval.compare import load, plan
+def comparisons(run, *, baseline: str = "baseline", candidate: str | list[str] | None = None, against=None,
+                stored: Iterable[str | Path] = (), every_twin: bool = True, compute: bool = True, progress=None,
+                **settings) -> list[Comparison]:
+    """The one way to get a run's comparisons, fresh or from comparison.json.
 
+    One comparison per candidate: `candidate` (a name or a list of names), or, when it is None and
+    `every_twin`, every twin of the baseline if the run holds several (else the only other model).
+    Each is read from the first fresh file among `stored` (`comp.source` names it), else computed
+    (`comp.source == "computed"`, `comp.stale` says why each stored file was passed over); with
+    `compute=False` a comparison without a fresh stored file is left out. `settings`: those of
+    `aligneval.compare.plan` (resamples, seed, adjust, min_n, max_resamples, confidence, alpha, ...).
+    """
     results = load(run)
-    names: list[str | None] = [candidate]
-    if candidate is None and against is None:
-        from aligneval.report.dose import find_twins
-
+    if isinstance(candidate, (list, tuple)):
+        names: list[str | None] = list(candidate)
+    elif candidate is None and against is None and every_twin:
         twins = find_twins(results, baseline)
         names = list(twins) if len(twins) > 1 else [None]
-    return [load_or_compare(plan(results, baseline, name, against=against, **settings), [out_file], progress)
-            for name in names]
+    else:
+        names = [candidate]
+    paths = list(stored)
+    out = []
+    for name in names:
+        p = plan(results, baseline, name, against=against, **settings)
+        comp = load_or_compare(p, paths, progress) if compute else _first_fresh(p, paths)
+        if comp is not None:
+            out.append(comp)
+    return out
+
+
+def _first_fresh(plan, paths) -> Comparison | None:
+    for path in paths:
+        comp = read_fresh(path, plan)[0]
+        if comp is not None:
+            return comp
+    return None
