@@ -18,11 +18,7 @@ from aligneval.data import Examples
 from aligneval.errors import UsageError
 from aligneval.paths import check_output_dir
 from aligneval.tasks import MULTIPLE_CHOICE
-
-
-def twin_folder_name(lam: float, grid: bool) -> str:
-    """`aligned` for a single λ; `aligned-lam<λ>` (λ in %g form) for each twin of a grid."""
-    return f"aligned-lam{format(lam, 'g')}" if grid else "aligned"
+from aligneval.twins import twin_name
 
 
 def check_seeds(seeds) -> tuple[int, ...]:
@@ -130,7 +126,7 @@ def plan_folders(out: Path, seeds: tuple[int, ...], lams: tuple[float, ...], key
     plan = []
     for seed, folder in _targets(out, seeds):
         folders = {"baseline": folder / "baseline"}
-        folders.update({v: folder / twin_folder_name(v, len(lams) > 1) for v in lams})
+        folders.update({v: folder / twin_name(v, len(lams) > 1) for v in lams})
         roles = []
         for role, target in folders.items():
             if not target.exists():

@@ -1,24 +1,19 @@
-"""Model groups and the twin naming contract, written and parsed here only.
-
-Seeds: `baseline@13`, `baseline@42` form the group `baseline` (the part before '@').
-Twins of a λ grid (`aligneval align --lambda 0.01,0.1,1`): `aligned-lam0.01`, `aligned-lam0.1`, ...
-(`twin_name`: λ printed with `format(lam, "g")`), seeds as `aligned-lam0.1@13`. A twin's λ is read
-from its model card (`lambda`) and, for models without a card, from its name (`lambda_in_name`).
+"""Model groups and twins of a run. The names themselves (seeds, `aligned-lam<λ>`) are written and
+parsed in `aligneval.twins`; a twin's λ is read from its model card (`lambda`) and, for models without
+a card, from its name (`lambda_in_name`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from aligneval.compare.runs import models_of
 from aligneval.errors import UsageError
 from aligneval.registry import did_you_mean
-
-SEED_SEPARATOR = "@"
-TWIN_PREFIX = "aligned"
-LAMBDA_IN_NAME = re.compile(r"-lam(?P<lam>[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)$")
+# the naming contract is aligneval.twins'; its names are part of this module's public surface
+from aligneval.twins import (LAMBDA_IN_NAME, SEED_SEPARATOR, TWIN_PREFIX, group_of,  # noqa: F401
+                             lambda_in_name, seed_of, twin_name)
 
 
 def model_groups(models) -> dict[str, list[str]]:
@@ -27,16 +22,6 @@ def model_groups(models) -> dict[str, list[str]]:
     for m in models:
         groups.setdefault(group_of(m), []).append(m)
     return groups
-
-
-def group_of(model: str) -> str:
-    """`aligned-lam0.1@13` -> `aligned-lam0.1`."""
-    return model.split(SEED_SEPARATOR, 1)[0]
-
-
-def seed_of(model: str) -> str:
-    """`baseline@13` -> `13`; a model without a seed is its own seed."""
-    return model.split(SEED_SEPARATOR, 1)[1] if SEED_SEPARATOR in model else model
 
 
 def pick_group(groups: dict[str, list[str]], name: str, where: str) -> list[str]:
@@ -48,22 +33,6 @@ def pick_group(groups: dict[str, list[str]], name: str, where: str) -> list[str]
             return [name]
     raise UsageError(f"no model '{name}' in {where}{did_you_mean(name, list(groups))}; "
                      f"models: {', '.join(sorted(groups)) or 'none'}")
-
-
-def twin_name(lam: float, grid: bool = True) -> str:
-    """The name of the twin trained with λ: `aligned` for a single λ, `aligned-lam<λ>` in a grid."""
-    return f"{TWIN_PREFIX}-lam{format(lam, 'g')}" if grid else TWIN_PREFIX
-
-
-def lambda_in_name(name: str) -> float | None:
-    """The λ a twin's name carries (`aligned-lam0.1` -> 0.1), None when it carries none."""
-    match = LAMBDA_IN_NAME.search(group_of(name))
-    if not match:
-        return None
-    try:
-        return float(match["lam"])
-    except ValueError:
-        return None
 
 
 def _card(results, model: str) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     colors = D.model_colors(pair if same_run else labels)
     roles = {s: (v or {}).get("role", "test") for s, v in data.items()}
     all_rows = [r for c in comps for r in c.records]
-    tests = [s for s, r in roles.items() if r == "test"] or sorted({r["split"] for r in all_rows})[:1]
+    tests = [s for s, r in roles.items() if r == "test"] or sorted({r.split for r in all_rows})[:1]
     primary = tests[0] if tests else None
     oods = [s for s, r in roles.items() if r == "ood"]
     st = stats_settings(comps, all_rows)
@@ -73,7 +73,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     twins = [twin_context(c, primary, lams.get(c.candidate), multi, {*base_models, *cand_models[c.candidate]})
              for c in comps]
     n_seeds = seed_count(first, base_models, cand_models[first.candidate])
-    seeds = n_seeds > 1 or any(r.get("seeds") for r in all_rows)
+    seeds = n_seeds > 1 or any(r.seeds for r in all_rows)
     notes = [SINGLE_SEED] if n_seeds == 1 and not seeds else []
     if any(t["floor"] for t in twins):
         notes.append("“p < x”: no bootstrap resample crossed zero, so p is only known to lie below x, the "
@@ -85,7 +85,7 @@ def build_context(comp, *, max_examples: int = 25, plots: bool = True) -> dict[s
     elif st["two_p"]:
         notes.append("The spec declares no primary metrics, so every tested row is adjusted within one "
                      "exploratory family.")
-    if any(r.get("verdict_reason") for r in all_rows):
+    if any(r.verdict_reason for r in all_rows):
         notes.append("“no verdict”: the row's sample is below the minimum size for a verdict; the reason is "
                      "printed under it.")
     alignment_lines = list(dict.fromkeys(t["alignment_line"] for t in twins))

@@ -77,12 +77,12 @@ def comparison_row(r: ComparisonRow, families: bool = True) -> dict[str, Any]:
     }
 
 
-def _dedupe(records: list[dict]) -> list[dict]:
+def _dedupe(records: list[ComparisonRow]) -> list[ComparisonRow]:
     """One row per (split, metric): suites may record the same metric on the same split (ood + accuracy)."""
     seen, out = set(), []
     for r in records:
-        if (r["split"], r["metric"]) not in seen:
-            seen.add((r["split"], r["metric"]))
+        if (r.split, r.metric) not in seen:
+            seen.add((r.split, r.metric))
             out.append(r)
     return out
 
@@ -147,10 +147,10 @@ def method_note(st: dict, seeds: bool, conf_pct: str, n_rows: int) -> str:
 # one twin (candidate) against the baseline
 
 
-def in_headline(r: dict, primary: str | None, align_split: str | None) -> bool:
+def in_headline(r: ComparisonRow, primary: str | None, align_split: str | None) -> bool:
     if A.is_alignment(r):
-        return A.in_headline(r) and r["split"] == align_split
-    return r["split"] == primary and ":" not in r["metric"] and r["metric"] != "temperature"
+        return A.in_headline(r) and r.split == align_split
+    return r.split == primary and ":" not in r.metric and r.metric != "temperature"
 
 
 def _with_diagnostics(comp, models: set[str]) -> list[str]:
@@ -162,15 +162,15 @@ def _with_diagnostics(comp, models: set[str]) -> list[str]:
 def twin_context(comp, primary: str | None, lam: float | None, multi: bool, models: set[str] = frozenset()) -> dict:
     """Headline, counts, bottom line, alignment sentence and all-comparisons tables of one comparison.
     `models`: the baseline's and this twin's model names (for saying which of them has diagnostics)."""
-    records = sorted(_dedupe(comp.records), key=lambda r: (r["split"] != primary, r["split"], metric_rank(r["metric"])))
+    records = sorted(_dedupe(comp.records), key=lambda r: (r.split != primary, r.split, metric_rank(r.metric)))
     align_split = A.split_of(records, primary)
-    families = any(r.get("family") == "primary" for r in records)
+    families = any(r.family == "primary" for r in records)
     headline = []
     for r in records:
         if in_headline(r, primary, align_split):
             row = comparison_row(r, families)
-            if r["split"] != primary:
-                row["label"] += f" ({r['split']})"
+            if r.split != primary:
+                row["label"] += f" ({r.split})"
             headline.append(row)
     counts = {v: sum(1 for r in headline if r["verdict"] == v) for v in ("better", "worse", "no-difference")}
     better = [r["label"] for r in headline if r["verdict"] == "better"]
@@ -193,9 +193,9 @@ def twin_context(comp, primary: str | None, lam: float | None, multi: bool, mode
     by_split: dict[str, list] = {}
     for r in records:
         if not A.is_detail(r):
-            by_split.setdefault(r["split"], []).append(comparison_row(r, families))
+            by_split.setdefault(r.split, []).append(comparison_row(r, families))
     confidence = (comp.settings or {}).get("confidence", 0.95)
-    gap = A.overall(records, align_split)
+    gap = A.overall(records, align_split)  # a ComparisonRow or None
     return {
         "name": comp.candidate, "comp": comp, "lam": lam, "lam_text": "–" if lam is None else format(lam, "g"),
         "slug": slug(comp.candidate), "records": records, "align_split": align_split,
@@ -203,8 +203,8 @@ def twin_context(comp, primary: str | None, lam: float | None, multi: bool, mode
         "alignment_line": A.headline_sentence(records, align_split, confidence, comp.candidate if multi else None,
                                               _with_diagnostics(comp, models)),
         "has_alignment": gap is not None,
-        "gap_ratio": fmt_ratio(gap["candidate"] / gap["baseline"]) if gap and gap.get("baseline")
-        and gap.get("candidate") is not None and gap["baseline"] > 0 else "–",
-        "floor": any(r.get("p_floor") for r in records), "families": families,
+        "gap_ratio": fmt_ratio(gap.candidate / gap.baseline) if gap and gap.baseline
+        and gap.candidate is not None and gap.baseline > 0 else "–",
+        "floor": any(r.p_floor for r in records), "families": families,
         "detail_rows": sum(1 for r in records if A.is_detail(r)),
     }
