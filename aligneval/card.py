@@ -112,12 +112,12 @@ def _spec_split(results, split: str) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def _comparison_args(finding, side: str) -> dict[str, Any]:
+def _comparison_args(finding, side: str, confidence: float) -> dict[str, Any]:
     """The paired comparison of one row, as the card's metric args state it."""
     out = {"baseline": finding.baseline_model.split("@", 1)[0], "candidate": finding.candidate_model.split("@", 1)[0],
            "this_model": side, "baseline_value": finding.baseline, "candidate_value": finding.candidate,
            "delta": finding.delta, "ci_low": finding.ci_low, "ci_high": finding.ci_high,
-           "confidence": finding.confidence, "p_value": finding.p_value, "verdict": finding.verdict,
+           "confidence": confidence, "p_value": finding.p_value, "verdict": finding.verdict,
            "method": finding.method}
     if finding.adjust not in (None, "none"):
         out.update(p_value_raw=finding.p_value_raw, adjust=finding.adjust)
@@ -151,7 +151,7 @@ def eval_results(results, model: CardModel, comparisons: list[StoredComparison])
             args["seeds"] = {m.split("@", 1)[1]: v for m, v in values.items()}
         if pairs:
             args["comparisons"] = [_comparison_args(f, "candidate" if c.candidate.split("@", 1)[0] == model.name
-                                                    else "baseline") for c, f in pairs]
+                                                    else "baseline", c.confidence) for c, f in pairs]
         out.append(EvalResult(task_type=task, task_name=TASKS.get(task, task), metric_type=metric,
                               metric_value=value, metric_name=_metric_name(metric_label(metric), suite),
                               metric_args=args, **_dataset(results, split)))

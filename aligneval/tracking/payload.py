@@ -128,7 +128,7 @@ def comparison_metrics(comparisons: list[StoredComparison]) -> tuple[list[Metric
             tags[f"{base}/verdict"] = f.verdict
             rows.append({"candidate": c.candidate, "baseline": c.baseline, "suite": f.suite, "split": f.split,
                          "metric": f.metric, "baseline_value": f.baseline, "candidate_value": f.candidate,
-                         "delta": f.delta, "ci_low": f.ci_low, "ci_high": f.ci_high, "confidence": f.confidence,
+                         "delta": f.delta, "ci_low": f.ci_low, "ci_high": f.ci_high, "confidence": c.confidence,
                          "p_value": f.p_value, "n": f.n, "verdict": f.verdict})
     _check_unique(metrics)
     return metrics, tags, rows
