@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any, Sequence, TypeVar
 
 from aligneval.errors import UsageError
+from aligneval.registry import did_you_mean
 
 T = TypeVar("T")
 
@@ -67,8 +68,6 @@ def check_device(name: str | None) -> str:
     is a usage error, found before any work. Only cuda/mps requests import torch."""
     value = "auto" if name is None else str(name).strip().lower()
     if value not in DEVICES:
-        from aligneval.registry import did_you_mean
-
         if value.split(":")[0] in DEVICES:
             hint = " (pick the GPU with CUDA_VISIBLE_DEVICES; under a launcher each process takes its local rank's GPU)"
         else:
@@ -86,8 +85,6 @@ def check_mixed_precision(precision: str | None, device: str) -> str:
     such as 'cpu', 'cuda:0', 'mps'). fp16 autocast needs a GPU; bf16 needs hardware support on CUDA."""
     value = "no" if precision is None else str(precision).strip().lower()
     if value not in PRECISIONS:
-        from aligneval.registry import did_you_mean
-
         raise UsageError(f"unknown --mixed-precision '{precision}'{did_you_mean(value, list(PRECISIONS))}; "
                          f"choose one of {', '.join(PRECISIONS)}")
     kind = device.split(":")[0]

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from aligneval.artifacts import (ModelInfo, Predictions, SplitInfo, read_json, read_predictions,  # noqa: F401
                                  write_json_atomic)
 from aligneval.errors import ArtifactError
+from aligneval.paths import inside
 from aligneval.records import Curve, Record
 
 SCHEMA_VERSION = "1.0"
@@ -107,8 +108,6 @@ class Results:
 
     def predictions_path(self, model: str, split: str) -> Path:
         """The parquet of (model, split); names from a results.json are untrusted: never outside the run."""
-        from aligneval.paths import inside
-
         return inside(self.run_dir / "predictions", model, f"{split}.parquet", what=f"{self.path}: predictions file")
 
     def predictions(self, model: str, split: str) -> Predictions:

@@ -13,14 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from aligneval import __version__, distributed
 from aligneval.data import Examples, load_examples
 from aligneval.errors import AlignevalError, UsageError
 from aligneval.paths import SAFE_NAME, check_name, check_output_dir
+from aligneval.predict import ModelLoader, inspect_model, predict_split
 from aligneval.records import SuiteOutput
 from aligneval.results import RESULTS_FILE, SCHEMA_VERSION, Results, load_results, write_results
 from aligneval.spec import Spec, SuiteSpec, load_spec, parse_suites
+from aligneval.suites import get_suite
 from aligneval.suites.base import ModelInfo, SplitInfo, SuiteContext
 from aligneval.tasks import check_suites
+from aligneval.versions import package_versions
 
 MODEL_NAME = SAFE_NAME  # model names become folder names (predictions/<model>/)
 ENV_PACKAGES = ("aligneval", "torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "netcal",
@@ -54,8 +58,6 @@ def select_suites(spec: Spec, names: Iterable[str] | None) -> dict[str, SuiteSpe
     A name that is no suite is the command line's mistake, so the message blames --suite, not the spec."""
     if not names:
         return dict(spec.suites)
-    from aligneval.suites import get_suite
-
     chosen: dict[str, SuiteSpec] = {}
     for name in names:
         if name in spec.suites:
@@ -74,8 +76,6 @@ def select_suites(spec: Spec, names: Iterable[str] | None) -> dict[str, SuiteSpe
 
 
 def environment(seed: int, device: str | None, threads: int | None) -> dict[str, Any]:
-    from aligneval.versions import package_versions
-
     packages = package_versions(ENV_PACKAGES)
     return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages,
             "device": device or "cpu", "torch_threads": threads, "seed": seed}
@@ -83,8 +83,6 @@ def environment(seed: int, device: str | None, threads: int | None) -> dict[str,
 
 def _torch_runtime() -> tuple[str, int]:
     import torch
-
-    from aligneval import distributed
 
     return distributed.state().device(), torch.get_num_threads()
 
@@ -111,9 +109,6 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
     `extra` is stored as is under the document's `extra` key (e.g. the demo's profile).
     Under several processes (docs/scaling.md) every rank predicts its share and joins the sharded
     suites; only the main process scores, writes and returns the results, the others return None."""
-    from aligneval import distributed
-    from aligneval.predict import ModelLoader, inspect_model, predict_split
-
     rt = distributed.configure(device)  # --device checked before any work
 
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
@@ -166,8 +161,6 @@ def run(spec: str | Path | Spec, models: Mapping[str, str] | Iterable[str] | Non
                                      "model_paths": {n: str(a.path) for n, a in artifacts.items()}})
     output = SuiteOutput()
     for sname, suite_spec in chosen.items():
-        from aligneval.suites import get_suite
-
         info = get_suite(sname)
         # a sharded suite (`register_suite(..., sharded=True)`) deals examples to every rank itself; all
         # other suites are pure functions of the gathered predictions and run on the main process only
@@ -223,6 +216,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _version() -> str:
-    from aligneval import __version__
-
     return __version__

@@ -27,8 +27,10 @@ from typing import Any
 
 from aligneval.data import LOCAL_SUFFIXES, ON_EMPTY_CHOICES, DataSource
 from aligneval.errors import ArtifactError, UsageError
+from aligneval.metrics import base_metric_name as base_name, get_metric, metric_names
 from aligneval.paths import check_name
 from aligneval.registry import did_you_mean
+from aligneval.suites import get_suite
 from aligneval.tasks import check_suites, data_columns, get_task
 
 SPLIT_ROLES = ("train", "dev", "test", "ood")
@@ -199,8 +201,6 @@ def parse_primary(entries: list | None, where: str, splits: dict[str, SplitSpec]
     """`primary = ["accuracy", "test/ece@15"]`: metric names, optionally `split/metric`. A bare metric
     must be a known metric; prefixed ones (`ts:nll`, `deepwordbug:accuracy_under_attack`) are checked
     against the records when compared."""
-    from aligneval.metrics import base_metric_name as base_name, get_metric, metric_names
-
     out = []
     for entry in entries or []:
         if not isinstance(entry, str) or not entry.strip():
@@ -222,8 +222,6 @@ def parse_primary(entries: list | None, where: str, splits: dict[str, SplitSpec]
 
 def parse_suites(table: dict[str, Any] | None, where: str, splits: dict[str, SplitSpec]) -> dict[str, SuiteSpec]:
     """Suite tables validated against each suite's declared defaults (unknown key -> did you mean)."""
-    from aligneval.suites import get_suite
-
     if table is None:
         names = list(DEFAULT_SUITES) + (["ood"] if any(s.role == "ood" for s in splits.values()) else [])
         table = {n: {} for n in names}

@@ -244,12 +244,14 @@ def _bad_cases(models, root: Path):
     from transformers import AutoModelForSequenceClassification
 
     import torch  # transformers 5 ignores safe_serialization=False: pickle by hand
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # transformers 5's "Loading weights" bar would precede the errors read below
-    torch.save(AutoModelForSequenceClassification.from_pretrained(models["baseline"]).state_dict(),
-               pickled / "pytorch_model.bin")
-    hf_logging.enable_progress_bar()
+    from aligneval.quiet import transformers_bars_off
+
+    with transformers_bars_off():  # transformers 5's "Loading weights" bar would precede the errors read below;
+        # the bars are put back as they were (conftest's HF_HUB_DISABLE_PROGRESS_BARS leaves them off), so
+        # later tests' one-line errors are not preceded by "Writing model shards" either
+        torch.save(AutoModelForSequenceClassification.from_pretrained(models["baseline"]).state_dict(),
+                   pickled / "pytorch_model.bin")
     cases.append(("bin-only checkpoint", spec, ["--model", f"x={pickled}"], 3, r"pickled: only a pickled checkpoint"))
     cases.append(("missing model folder", spec, ["--model", f"x={root}/no/such/model"], 3, r"model folder not found"))
     cases.append(("bad --model", spec, ["--model", "justapath"], 2, r"expected NAME=PATH"))

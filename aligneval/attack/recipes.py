@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from aligneval.attack import resources
+from aligneval.attack.loader import (INSTALL_ATTACK, INSTALL_FLAIR, load_textattack, missing_attack_modules,
+                                    no_nltk_downloads, real_flair_installed)
 from aligneval.errors import ResourceError
 from aligneval.registry import Registry
 
@@ -105,8 +107,6 @@ def flair_model_cached(model: str) -> bool:
 
 
 def _flair_reason(name: str, model: str) -> str | None:
-    from aligneval.attack.loader import INSTALL_FLAIR, real_flair_installed
-
     if not real_flair_installed():
         return f"{name} needs flair's '{model}' tagger, and flair is not installed: {INSTALL_FLAIR}"
     if not flair_model_cached(model) and not network_available():
@@ -117,8 +117,6 @@ def _flair_reason(name: str, model: str) -> str | None:
 
 
 def _textattack_reason(name: str) -> str | None:
-    from aligneval.attack.loader import INSTALL_ATTACK, missing_attack_modules
-
     missing = missing_attack_modules()
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
@@ -165,8 +163,6 @@ def prepare(name: str) -> RecipeInfo:
 
 def build(name: str, model_wrapper: Any) -> Any:
     """TextAttack's `Attack` for recipe `name` around `model_wrapper` (TextAttack imported lazily here)."""
-    from aligneval.attack.loader import load_textattack, no_nltk_downloads
-
     info = prepare(name)
     load_textattack()
     module, cls = info.target.split(":")

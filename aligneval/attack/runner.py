@@ -28,8 +28,12 @@ import numpy as np
 
 from aligneval import distributed
 from aligneval.attack import checkpoint, goals, recipes, selection, summary
-from aligneval.errors import DataError, ResourceError, UsageError
+from aligneval.attack.loader import load_textattack
+from aligneval.attack.wrapper import BatchedClassifier, load_classifier, weights_sha256
+from aligneval.data import DataSource, load_examples
+from aligneval.errors import ArtifactError, DataError, ResourceError, UsageError
 from aligneval.records import SuiteOutput
+from aligneval.registry import did_you_mean
 
 log = logging.getLogger("aligneval.attack")
 UNBOUNDED_BATCH = 1 << 30  # the goal function hands the wrapper a whole search step at once
@@ -60,8 +64,6 @@ class AttackSettings:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
-            from aligneval.registry import did_you_mean
-
             raise UsageError(f"unknown adversarial setting '{unknown[0]}'{did_you_mean(unknown[0], sorted(known))}")
         d = dict(d)
         if isinstance(d.get("recipes"), str):
@@ -110,16 +112,12 @@ class ModelHandle:
     @property
     def sha256(self) -> str:
         if self._sha is None:
-            from aligneval.attack.wrapper import weights_sha256
-
             self._sha = weights_sha256(self.path)
         return self._sha
 
     @property
     def wrapper(self):
         if self._wrapper is None:
-            from aligneval.attack.wrapper import BatchedClassifier, load_classifier
-
             model, tokenizer = load_classifier(self.path, device=self.device)
             self._wrapper = BatchedClassifier(model, tokenizer, self.max_length, self.batch_size)
         return self._wrapper
@@ -180,8 +178,6 @@ def attack_model(handle: ModelHandle, recipe: str, items: Sequence[Item], settin
     if advance:
         advance(len(items) - len(todo))
     if todo:  # every rank builds the attack when any work is left, so a missing resource fails them all alike
-        from aligneval.attack.loader import load_textattack
-
         ta = load_textattack()
         wrapper = handle.wrapper
         attack = recipes.build(recipe, wrapper)
@@ -230,8 +226,6 @@ def correct_masks(handles: Mapping[str, ModelHandle], examples: Any,
             pos = {i: k for k, i in enumerate(pred.ids)}
             missing = [i for i in examples.ids if i not in pos]
             if missing:
-                from aligneval.errors import ArtifactError
-
                 raise ArtifactError(f"predictions of '{name}' lack example id '{missing[0]}'")
             idx = [pos[i] for i in examples.ids]
             out[name] = np.asarray(pred.probs)[idx].argmax(axis=1) == np.asarray(examples.labels)
@@ -336,8 +330,6 @@ def attack(models: Mapping[str, str], data: str, out: str | Path, *, recipes: Se
            id_column: str | None = None, text_pair_column: str | None = None) -> SuiteOutput:
     """One-off attack (`aligneval attack`): models by name -> folder, one data file; writes
     `<out>/attacks/<model>/<recipe>.jsonl` and `<out>/attack_results.json`."""
-    from aligneval.data import DataSource, load_examples
-
     settings = AttackSettings(recipes=tuple(recipes), num_examples=num_examples, seed=seed,
                               query_budget=query_budget, time_budget_s=time_budget_s, examples=examples,
                               max_length=max_length, batch_size=batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aligneval.attack.runner import AttackSettings, ModelHandle, run_attacks
 from aligneval.errors import UsageError
 from aligneval.records import SuiteOutput
 from aligneval.registry import did_you_mean
@@ -43,8 +44,6 @@ def _split(ctx: SuiteContext, wanted: str | None) -> str:
 
 def validate(settings: dict[str, Any], roles: dict[str, str]) -> None:
     """Spec-time checks: recipe names, modes, budgets, the split (no model is loaded)."""
-    from aligneval.attack.runner import AttackSettings
-
     merged = {**DEFAULTS, **settings}
     split = merged.pop("split")
     merged.pop("seed")
@@ -59,8 +58,6 @@ def validate(settings: dict[str, Any], roles: dict[str, str]) -> None:
                 "accuracy under attack, success rate, perturbation, queries",
                 defaults=DEFAULTS, needs_models=True, validate=validate, sharded=True)
 def adversarial(ctx: SuiteContext, settings: dict[str, Any]) -> SuiteOutput:
-    from aligneval.attack.runner import AttackSettings, ModelHandle, run_attacks
-
     merged = {**DEFAULTS, **settings}
     split = _split(ctx, merged.pop("split"))
     seed = merged.pop("seed")

@@ -34,12 +34,18 @@ from typing import Any
 
 import numpy as np
 
+from aligneval import diagnostics
+from aligneval.align.hooks import QK_PATTERN_OPTION, attach, parse_qk_pattern
 from aligneval.artifacts import read_table, write_float_table
+from aligneval.choices import diagnosis_model
 from aligneval.errors import ArtifactError, UsageError
 from aligneval.padding import fit_tokenizer
+from aligneval.predict import (TOKENIZER_FILES, _progress, load_model, model_inputs, padded_batch, sha256_files,
+                               weight_files)
 from aligneval.records import Record, SuiteOutput
 from aligneval.registry import did_you_mean
 from aligneval.suites.base import ModelInfo, SuiteContext, register_suite
+from aligneval.versions import package_versions
 
 SUITE = "alignment"
 VALUES_DIR = "alignment"
@@ -97,8 +103,6 @@ class AlignmentSettings:
         if m["qk_pattern"] is not None:
             if not isinstance(m["qk_pattern"], str):
                 raise UsageError(f"qk_pattern must be a string 'QUERY,KEY' or 'fused=QKV', not {m['qk_pattern']!r}")
-            from aligneval.align.hooks import parse_qk_pattern
-
             parse_qk_pattern(m["qk_pattern"])
         if not isinstance(m["per_head"], bool):
             raise UsageError(f"per_head must be true or false, not {m['per_head']!r}")
@@ -205,8 +209,6 @@ def _sha256_json(obj: Any) -> str:
 def cache_payload(info: ModelInfo, weights_sha256: str, st: AlignmentSettings, qk_pattern: str | None, seed: int,
                   max_length: int, ids: list[str], train: np.ndarray, texts: list, pairs: list | None) -> dict:
     """Everything the stored numbers depend on; its sha256 is the cache key."""
-    from aligneval.predict import TOKENIZER_FILES, sha256_files
-
     folder = Path(info.path)
     tok_files = [folder / f for f in TOKENIZER_FILES if (folder / f).is_file()]
     config = folder / "config.json"
@@ -226,8 +228,6 @@ def cache_payload(info: ModelInfo, weights_sha256: str, st: AlignmentSettings, q
 def runtime_versions() -> dict[str, str | None]:
     """Versions of the libraries that compute the numbers (package metadata, no import): an upgrade
     can change tokenization, kernels or the probe's solver, so it must not reuse stored values."""
-    from aligneval.versions import package_versions
-
     return package_versions(RUNTIME_PACKAGES)
 
 
@@ -269,10 +269,6 @@ def _cached(path: Path, key: str, ids: list[str]):
 
 def load(info: ModelInfo, allow_pickle: bool, trust_remote_code: bool):
     """Model + tokenizer in eval mode, safetensors unless the run allowed pickle (a seam for tests)."""
-    from aligneval.predict import load_model, weight_files
-
-    from aligneval.choices import diagnosis_model
-
     _, pickled = weight_files(Path(info.path), allow_pickle)
     model, tokenizer = load_model(Path(info.path), use_safetensors=not pickled, trust_remote_code=trust_remote_code)
     return diagnosis_model(model), tokenizer  # a multiple-choice model's encoder: its head wants [B, C, L]
@@ -284,9 +280,6 @@ def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | Non
     """{metric: [n, layers, heads]} for one model: eval-mode forwards with the q/k capture attached,
     batches sorted by length and padded to their own longest example."""
     import torch
-
-    from aligneval import diagnostics
-    from aligneval.predict import _progress, model_inputs, padded_batch
 
     n = len(texts)
     padding = fit_tokenizer(tokenizer, model)  # the prediction path's rule: same pad id and side
@@ -348,8 +341,6 @@ def measure(model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | Non
 
 def _attach(model: Any, qk_pattern: str | None):
     """The q/k capture; an architecture outside the registry is told about this suite's setting."""
-    from aligneval.align.hooks import QK_PATTERN_OPTION, attach
-
     try:
         return attach(model, qk_pattern)
     except UsageError as err:
@@ -367,8 +358,6 @@ def model_values(info: ModelInfo, examples: Any, split: str, st: AlignmentSettin
                  run: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, int, str]:
     """Per-example columns for one model: from run_dir/alignment/<model>/<split>.parquet when its key
     matches, else measured (the model is loaded only then) and stored."""
-    from aligneval.predict import sha256_files, weight_files
-
     positions, train = sample(len(examples.ids), st.num_examples, seed)
     ids = [str(examples.ids[i]) for i in positions]
     texts = [examples.texts[i] for i in positions]
