@@ -158,6 +158,10 @@ GAME = dict(max_steps=80, batch_size=16, lr=1e-3, warmup_ratio=0.0, progress=Fal
 #   combine   λ = 0.1: 0.09, −0.00, −0.04  λ = 1: 0.10, 0.01, 0.02
 #   mmd       λ = 0.1: −0.60, −0.33, −0.70 λ = 1: −0.62, −0.34, −0.71
 #   sinkhorn  λ = 0.1: −0.08, −0.05, −0.10 λ = 1: −0.05, −0.05, −0.08
+# With 2 torch threads instead of 1 (benchmarks/thread_spread.py, results/thread_spread-2026-12-06.json: the
+# same sweep side by side), the largest change of any cell was gan 0.024, ct 0.050, ct-heads 0.118, combine
+# 0.047, mmd and sinkhorn 0.000; the worst cell over both thread counts: gan 0.17, ct 0.02, ct-heads 0.68,
+# combine 0.10 (each below its bound by at least 0.17).
 # The same in float64 (other rounding, a different trajectory): gan (1 update) 0.10, 0.06, 0.08 / 0.08, 0.01, −0.01;
 # ct −0.01, −0.04, −0.07 / 0.03, −0.04, −0.10; ct-heads 0.34, 0.11, 0.38 / 0.37, 0.14, 0.74 (its worst case:
 # ct-heads is chaotic, 0.47 → 0.74 on one model from rounding alone, hence its wider bound).
