@@ -206,7 +206,7 @@ def test_dose_response_plots_the_comparison_deltas_against_the_cards_lambda(dose
 
 
 def test_twins_are_found_by_card_or_name_and_build_report_takes_a_dict(tmp_path, dose_run):
-    from aligneval.report.dose import find_twins, twin_lambda
+    from aligneval.compare.models import find_twins, twin_lambda
 
     run = make_dose_run(tmp_path / "names", lambdas=(1.0, 0.01, 0.1), n=40, attacks=False, alignment=False,
                         names_only=True, splits={"test": "test"})

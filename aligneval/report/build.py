@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aligneval.compare import model_groups, run_label
+from aligneval.compare import lambdas, model_groups, run_label
 from aligneval.formatting import fmt, truncate
 from aligneval.report import displays as D
 from aligneval.report.context import SINGLE_SEED, as_comparisons, method_note, seed_count, stats_settings, twin_context
-from aligneval.report.dose import lambdas
 from aligneval.report.examples import adversarial_examples, disagreements
 from aligneval.report.overview import dose_section, forest_section
 from aligneval.report.parts import Section
