@@ -480,6 +480,54 @@ def test_gan_r1_subsamples_rows_without_replacement_from_its_own_stream(monkeypa
     assert not torch.equal(aligner._r1_penalty(q, mask), first)  # the stream moves on
 
 
+def _loop_subsample_reference(aligner: GanAligner, k, q, mask, picks):
+    """The discriminator's loss on the given valid rows only, each weighted as in the full token mean
+    and scaled by total/limit, by plain autograd over each layer's own modules (independent of the
+    fused chunks and of `sample_rows`)."""
+    d = aligner.disc
+    out = []
+    for n in range(k.shape[0]):
+        hw, l1, l2 = d.highway.lin.layer(n), d.hidden.layer(n), d.out.layer(n)
+        total = 0.0
+        for x, sign, pick in ((k, -1.0, picks[0]), (q, 1.0, picks[1])):
+            rows = [(b, h, i) for b in range(x.shape[1]) for h in range(x.shape[2]) for i in range(int(mask[b].sum()))]
+            scale = len(rows) / len(pick)
+            for r in pick:
+                b, h, i = rows[r]
+                weight = 1.0 / (int(mask[b].sum()) * x.shape[2] * x.shape[1])
+                total = total + scale * weight * F.softplus(sign * l2(F.relu(l1(_highway(hw, x[n, b, h, i]))))).sum()
+        out.append(total)
+    return torch.stack(out)
+
+
+def test_gan_discriminator_updates_train_on_a_seeded_row_subsample(monkeypatch):
+    # With more valid rows than aux_rows, each update's loss is the full token mean's estimate on aux_rows
+    # rows drawn without replacement from the aligner's own stream (weights scaled by total/limit, so it
+    # is unbiased); with enough room nothing is drawn and the loss is the full mean.
+    k, q, mask = _inputs(seed=24)  # 3 examples × 2 heads, 6 + 4 + 2 valid tokens: 24 rows per layer
+    full = _aligner("gan", seed=3, r1=0.0)
+    sampled = _aligner("gan", seed=3, r1=0.0, aux_rows=5)
+    roomy = _aligner("gan", seed=3, r1=0.0, aux_rows=24)
+    for a in (sampled, roomy):
+        a.seed(9)
+    before = torch.get_rng_state()
+    assert torch.equal(roomy.aux_loss(k, q, mask)[0], full.aux_loss(k, q, mask)[0])
+    seed = 9 + 1  # the stream after the discriminator's dropout (`Aligner.seed`)
+    assert torch.equal(roomy.draws.generator.get_state(), torch.Generator().manual_seed(seed).get_state())
+    value = sampled.aux_loss(k, q, mask)[0]
+    assert torch.equal(torch.get_rng_state(), before)  # the backbone's stream is untouched
+    stream = torch.Generator().manual_seed(seed)
+    picks = [torch.randperm(24, generator=stream)[:5].sort().values.tolist() for _ in range(2)]
+    assert all(len(set(p)) == 5 for p in picks)
+    assert torch.allclose(value, _loop_subsample_reference(sampled, k, q, mask, picks), atol=1e-12)
+    sampled.seed(9)
+    assert torch.equal(sampled.aux_loss(k, q, mask)[0], value)  # seeded: the same rows again
+    assert not torch.equal(sampled.aux_loss(k, q, mask)[0], value)  # the stream moves on
+    # unbiased: the mean over many draws approaches the full mean
+    draws = torch.stack([sampled.aux_loss(k, q, mask)[0] for _ in range(3000)]).mean(0)
+    assert torch.allclose(draws, full.aux_loss(k, q, mask)[0], rtol=0.02)
+
+
 def test_spectral_projection_bounds_every_layers_operator_norm():
     torch.manual_seed(0)
     lin = blocks.StackedLinear(3, 8, 5)
@@ -510,7 +558,8 @@ def test_gan_instance_noise_comes_from_its_own_stream():
     assert torch.equal(noisy.aux_loss(k, q, mask)[0], value)
 
 
-@pytest.mark.parametrize("option", [{"r1": -1}, {"lipschitz": float("nan")}, {"noise": "a"}, {"r1": True}])
+@pytest.mark.parametrize("option", [{"r1": -1}, {"lipschitz": float("nan")}, {"noise": "a"}, {"r1": True},
+                                    {"aux_rows": -1}, {"aux_rows": 1.5}])
 def test_bad_gan_stabiliser_options_are_refused(option):
     with pytest.raises(UsageError, match="gan"):
         build_aligner("gan", 1, 4, **option)

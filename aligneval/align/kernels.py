@@ -113,17 +113,30 @@ class _DiscLoss(torch.autograd.Function):
         return (None, *inputs, *params)
 
 
-def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None):
+def sample_rows(weight: torch.Tensor, index: torch.Tensor | None, total: int, limit: int, generator):
+    """At most `limit` of a part's `total` valid rows, drawn without replacement from `generator`, with
+    their weights scaled by total/limit: an unbiased estimate of the full weighted sum (and of its
+    gradient) at limit/total of the cost. Nothing is drawn when every row fits. -> (weight, index)."""
+    if not limit or total <= limit:
+        return weight, index
+    pick = torch.randperm(total, generator=generator, device=weight.device)[:limit].sort().values
+    return weight * (total / limit), pick if index is None else index[pick]
+
+
+def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None, limit: int = 0, generator=None):
     """Per-layer Σ_parts coeff·token_mean(softplus(sign·D(x))) over each part (x [N, B, H, L, d], mask,
     coeff, sign) and Σ_parts token_mean([sign·D(x) < 0]), through `_DiscLoss` (no [N, T, H, d] copy
     of x, no autograd graph over the discriminator). Equal to the plain modules' autograd result,
-    except that the dropout masks are drawn chunk by chunk (same rate, same seeded generator)."""
+    except that the dropout masks are drawn chunk by chunk (same rate, same seeded generator).
+    `limit` > 0 takes the mean on at most that many rows per part and layer (`sample_rows`)."""
     params = (disc.highway.lin.weight, disc.highway.lin.bias, disc.hidden.weight, disc.hidden.bias,
               disc.out.weight, disc.out.bias)
     grad_on = torch.is_grad_enabled()
     xs, meta = [], []
     for x, mask, coeff, sign in parts:
         rows, weight, index = token_rows(x, mask)
+        weight, index = sample_rows(weight, index, rows.shape[1] if index is None else index.numel(), limit,
+                                    generator)
         rows, off = full_precision(rows, params[0].dtype)
         xs.append(rows)
         meta.append((weight.to(rows.dtype), index, float(coeff), float(sign), grad_on and x.requires_grad))

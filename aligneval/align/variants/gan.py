@@ -20,10 +20,13 @@ GENERATOR_FORMS = ("non-saturating", "saturating")
 GAN_R1 = 1.0
 GAN_DISC_STEPS = 5
 R1_ROWS = 512  # query rows per layer the gradient penalty is taken on, each auxiliary update
+# key and query rows per layer each discriminator update trains on (0: all): a fresh draw per update, so the five
+# updates see different tokens and cost a fraction of a pass over the batch (docs/align.md, "gan's overhead")
+GAN_AUX_ROWS = 4096
 
 
 @register_variant("gan", help="a discriminator tells keys from queries; keys learn to pass for queries "
-                  "(options: generator, lipschitz, r1, noise).")
+                  "(options: generator, lipschitz, r1, noise, aux_rows).")
 class GanAligner(Aligner):
     """gan: D_l = BCE(D(GR(k)), 1) + BCE(D(stopgrad(q)), 0), per valid token, mean over tokens/heads.
 
@@ -39,13 +42,17 @@ class GanAligner(Aligner):
     aux_steps = GAN_DISC_STEPS
 
     def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1,
-                 generator: str = "non-saturating", lipschitz: float = 0.0, r1: float = GAN_R1, noise: float = 0.0):
+                 generator: str = "non-saturating", lipschitz: float = 0.0, r1: float = GAN_R1, noise: float = 0.0,
+                 aux_rows: int = GAN_AUX_ROWS):
         super().__init__()
         if generator not in GENERATOR_FORMS:
             raise UsageError(f"gan generator must be one of {', '.join(GENERATOR_FORMS)}, not '{generator}'")
         for name, value in (("lipschitz", lipschitz), ("r1", r1), ("noise", noise)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise UsageError(f"gan {name} must be a number >= 0 (0: off), not {value!r}")
+        if not isinstance(aux_rows, int) or isinstance(aux_rows, bool) or aux_rows < 0:
+            raise UsageError(f"gan aux_rows must be a whole number >= 0 (0: every row), not {aux_rows!r}")
+        self.aux_rows = aux_rows
         self.disc = Discriminator(n_layers, d_head, width, dropout)
         self.generator_form = generator
         self.lipschitz, self.r1, self.noise = float(lipschitz), float(r1), float(noise)
@@ -99,7 +106,8 @@ class GanAligner(Aligner):
         if self.noise:
             scale = q.float().square().mean((1, 2, 3, 4)).sqrt().to(q.dtype)  # per layer: the queries' RMS
             k, q = self._noisy(k, scale), self._noisy(q, scale)
-        value, hits = discriminator_loss(self.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)])
+        value, hits = discriminator_loss(self.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)],
+                                         limit=self.aux_rows, generator=self.draws.on(q.device))
         if self.r1:
             value = value + self.r1 * self._r1_penalty(q, mask)
         return value, hits / 2
