@@ -323,6 +323,10 @@ def test_gan_equals_loop_with_torch_bce():
     k, q, mask = _inputs(seed=5)
     aligner = _aligner("gan")
     assert np.allclose(aligner(k, q, mask).detach().numpy(), _loop_gan(aligner, k, q, mask), atol=1e-10)
+    per_head = _aligner("gan", per_head=True)
+    per_head.fit_heads(2)
+    per_head.double()
+    assert torch.allclose(per_head(k, q, mask), _loop_gan_players(per_head, k, q, mask)["aux"], atol=1e-10)
 
 
 def _loop_gan_players(aligner: GanAligner, k, q, mask):
@@ -333,20 +337,22 @@ def _loop_gan_players(aligner: GanAligner, k, q, mask):
     d = aligner.disc
     bce = F.binary_cross_entropy_with_logits
     out = {"aux": [], "accuracy": [], "encoder": [], "saturating": []}
+    heads = k.shape[2]
     for n in range(k.shape[0]):
-        def lin(stacked, v):
-            return v @ stacked.weight[n] + stacked.bias[n, 0]
+        def lin(stacked, v, s):
+            return v @ stacked.weight[s] + stacked.bias[s, 0]
 
-        def disc(v):
-            h = lin(d.highway.lin, v)
-            highway = torch.sigmoid(h) * F.relu(h) + (1 - torch.sigmoid(h)) * v
-            return lin(d.out, F.relu(lin(d.hidden, highway))).squeeze(-1)
+        def disc(v, h):
+            s = n * heads + h if aligner.per_head else n  # per_head: the stack of layer n, head h
+            pre = lin(d.highway.lin, v, s)
+            highway = torch.sigmoid(pre) * F.relu(pre) + (1 - torch.sigmoid(pre)) * v
+            return lin(d.out, F.relu(lin(d.hidden, highway, s)), s).squeeze(-1)
 
         rows = {key: [] for key in out}
         for b in range(k.shape[1]):
             length = int(mask[b].sum())
             for h in range(k.shape[2]):
-                real, fake = disc(k[n, b, h, :length]), disc(q[n, b, h, :length])
+                real, fake = disc(k[n, b, h, :length], h), disc(q[n, b, h, :length], h)
                 rows["aux"].append(bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake)))
                 rows["accuracy"].append(((real > 0).double().mean() + (fake < 0).double().mean()) / 2)
                 rows["encoder"].append(bce(real, torch.zeros_like(real)))
@@ -356,9 +362,10 @@ def _loop_gan_players(aligner: GanAligner, k, q, mask):
     return {key: torch.stack(values) for key, values in out.items()}
 
 
+@pytest.mark.parametrize("per_head", [False, True])
 @pytest.mark.parametrize("layout", ["heads-major", "tokens-major"])
 @pytest.mark.parametrize("padded", [True, False])
-def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded):
+def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded, per_head):
     # The fused discriminator loss (chunks of 5 rows, gradient by hand) against autograd through
     # plain loops: both values, the accuracy, the discriminator's parameter gradients from its own
     # loss and the keys' gradient from the encoder's loss; padding with garbage, two memory layouts.
@@ -370,13 +377,17 @@ def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded):
     if layout == "tokens-major":  # as the capture stacks the projections: [N, B, L, H, d] in memory
         k, q = k.transpose(2, 3).contiguous().transpose(2, 3), q.transpose(2, 3).contiguous().transpose(2, 3)
         assert k.transpose(2, 3).is_contiguous() and not k.is_contiguous()
-    aligner = _aligner("gan", n=2, d=4, seed=12, r1=0.0)  # the penalty has its own test below
+    aligner = _aligner("gan", n=2, d=4, seed=12, r1=0.0, per_head=per_head)  # the penalty has its own test below
+    aligner.fit_heads(2)
+    aligner.double()
+    assert aligner.disc.out.weight.shape[0] == (4 if per_head else 2)  # a stack per (layer, head) or per layer
     params = list(aligner.parameters())
     ref = _loop_gan_players(aligner, k, q, mask)
     ref_aux, ref_acc, ref_enc = ref["aux"], ref["accuracy"], ref["encoder"]
     ref_param_grads = torch.autograd.grad(ref_aux.sum(), params)
 
-    value, accuracy = kernels.discriminator_loss(aligner.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)], chunk=5)
+    value, accuracy = kernels.discriminator_loss(aligner.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)], chunk=5,
+                                                 per_head=per_head)
     assert torch.allclose(value, ref_aux, atol=1e-12) and torch.allclose(accuracy / 2, ref_acc, atol=1e-12)
     ours_aux, ours_acc = aligner.aux_loss(k, q, mask)
     assert torch.allclose(ours_aux, ref_aux, atol=1e-12) and torch.allclose(ours_acc, ref_acc, atol=1e-12)
@@ -438,10 +449,11 @@ def _loop_r1(aligner: GanAligner, q, mask):
     d = aligner.disc
     out = []
     for n in range(q.shape[0]):
-        hw, l1, l2 = d.highway.lin.layer(n), d.hidden.layer(n), d.out.layer(n)
         norms = []
         for b in range(q.shape[1]):
             for h in range(q.shape[2]):
+                s = n * q.shape[2] + h if aligner.per_head else n
+                hw, l1, l2 = d.highway.lin.layer(s), d.hidden.layer(s), d.out.layer(s)
                 for i in range(int(mask[b].sum())):
                     x = q[n, b, h, i].clone().requires_grad_(True)
                     (g,) = torch.autograd.grad(l2(F.relu(l1(_highway(hw, x)))).sum(), x)
@@ -467,6 +479,18 @@ def test_gan_r1_penalty_equals_a_per_row_reference_and_reaches_only_the_discrimi
     assert any(g is not None and float(g.abs().sum()) > 0 for g in grads)
     # the encoder's side does not see it
     assert torch.allclose(penalised.encoder_loss(k, q, mask), plain.encoder_loss(k, q, mask))
+
+
+def test_gan_r1_per_head_takes_each_heads_own_discriminator():
+    k, q, mask = _inputs(seed=21)
+    plain, penalised = _aligner("gan", seed=3, r1=0.0, per_head=True), _aligner("gan", seed=3, r1=2.5, per_head=True)
+    for a in (plain, penalised):
+        torch.manual_seed(4)  # the per-head stacks are drawn afresh: the same draw for both
+        a.fit_heads(2)
+        a.double()
+    value, _ = penalised.aux_loss(k, q, mask)
+    expected = plain.aux_loss(k, q, mask)[0].detach().numpy() + 2.5 * _loop_r1(plain, q, mask)
+    assert np.allclose(value.detach().numpy(), expected, atol=1e-10)
 
 
 def test_gan_r1_subsamples_rows_without_replacement_from_its_own_stream(monkeypatch):

@@ -272,3 +272,17 @@ def token_rows(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch
         weight = per_example[:, None, None].expand(b, h, length).reshape(-1)
     index = None if bool(row_valid.all()) else row_valid.nonzero().squeeze(-1)
     return rows, weight, index
+
+
+def head_rows(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """[N, B, H, L, d] -> (rows [N, H, B·L, d], weight per position [B·L], index of the valid positions or
+    None if all are): each head's vectors apart, for players with one network per head. A view when x's
+    memory is (b, l, h) ordered (the projections' layout), else one copy. The weight 1/(n_b·H·B) makes
+    the sum over heads and valid positions the same mean as `token_rows`'s."""
+    n, b, h, length, d = x.shape
+    valid = mask.bool()
+    per_example = 1.0 / (valid.sum(-1).clamp_min(1).to(x.dtype) * (h * b))
+    rows = x.permute(0, 2, 1, 3, 4).reshape(n, h, b * length, d)
+    flat = valid.reshape(-1)
+    index = None if bool(flat.all()) else flat.nonzero().squeeze(-1)
+    return rows, per_example[:, None].expand(b, length).reshape(-1), index

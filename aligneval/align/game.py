@@ -159,6 +159,7 @@ def build_aligner_for(model, capture, batch: dict, variant: str, options: dict, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         aligner = build_aligner(variant, len(layers), d_head, **options)
+        aligner.fit_heads(layers[0][0].shape[1])
     aligner.seed(seed + 2)
     return aligner.to(device).train(), len(layers)
 

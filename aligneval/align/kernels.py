@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aligneval.align.blocks import Discriminator, full_precision, token_rows
+from aligneval.align.blocks import Discriminator, full_precision, head_rows, token_rows
 
 DISC_CHUNK_ROWS = 1024  # rows (one head at one token) per layer per chunk: the intermediates stay in cache
 
@@ -67,48 +67,54 @@ def _disc_rows(params, x, keep, gain, sign: float, want_params: bool, want_input
 class _DiscLoss(torch.autograd.Function):
     """Σ over parts and valid rows of gain·softplus(sign·D(row)) per layer, with its gradient computed
     chunk by chunk in the forward pass (`_disc_rows`): every intermediate of a chunk is used while it
-    is still in cache, and only [N, R, d] input gradients and the parameters' gradients are kept.
+    is still in cache, and only the input gradients and the parameters' gradients are kept.
+    Each x is [N, G, R, d]: G groups per layer (1, or one per head), each with its own stack of the
+    discriminator's parameters (N·G stacks), the rows of every group at the same R positions.
     Also returns Σ weight·[sign·D(row) < 0] per layer (rows D assigns to the side `sign` penalizes)."""
 
     @staticmethod
     def forward(ctx, spec, *tensors):
         parts, dropout, chunk, want_params = spec
         xs, params = tensors[: len(parts)], tensors[len(parts):]
-        n = xs[0].shape[0]
-        value, hits = xs[0].new_zeros(n), xs[0].new_zeros(n)
+        n, groups, _, d = xs[0].shape
+        value, hits = xs[0].new_zeros(n * groups), xs[0].new_zeros(n * groups)
         grads = [torch.zeros_like(p) for p in params] if want_params else None
+        chunk = max(1, chunk // groups)  # rows per group: a chunk holds about the same number of vectors
         saved = []
         for x, (weight, index, coeff, sign, want_input) in zip(xs, parts):
             gx = torch.zeros_like(x) if want_input else None
-            total = x.shape[1] if index is None else index.numel()
+            total = x.shape[2] if index is None else index.numel()
             for start in range(0, total, chunk):
                 if index is None:
                     rows = slice(start, start + chunk)
-                    xc, wc = x[:, rows], weight[rows]
+                    xc, wc = x[:, :, rows], weight[rows]
                 else:
                     rows = index[start : start + chunk]
-                    xc, wc = x.index_select(1, rows), weight.index_select(0, rows)
+                    xc, wc = x.index_select(2, rows), weight.index_select(0, rows)
+                xc = xc.reshape(n * groups, -1, d)
                 keep = dropout.mask(xc.shape, xc.dtype, xc.device) if dropout is not None else None
                 v, u, g = _disc_rows(params, xc, keep, wc * coeff, sign, want_params, want_input, grads)
                 value += v
                 hits += (wc * (u < 0)).sum(-1)
                 if g is not None:
+                    g = g.view(n, groups, -1, d)
                     if index is None:
-                        gx[:, rows] = g
+                        gx[:, :, rows] = g
                     else:
-                        gx.index_copy_(1, rows, g)
+                        gx.index_copy_(2, rows, g)
             saved.append(gx)
         ctx.has = [g is not None for g in saved]
         ctx.save_for_backward(*[g for g in saved if g is not None], *(grads or []))
-        ctx.want_params = want_params
+        ctx.want_params, ctx.groups = want_params, groups
+        hits = hits.view(n, groups).sum(1)
         ctx.mark_non_differentiable(hits)
-        return value, hits
+        return value.view(n, groups).sum(1), hits
 
     @staticmethod
     def backward(ctx, grad, _hits):
         saved = list(ctx.saved_tensors)
-        g = grad[:, None, None]
-        inputs = [saved.pop(0) * g if has else None for has in ctx.has]
+        inputs = [saved.pop(0) * grad[:, None, None, None] if has else None for has in ctx.has]
+        g = grad.repeat_interleave(ctx.groups)[:, None, None]  # each stack feeds its own layer's value
         params = [p * g for p in saved] if ctx.want_params else [None] * 6
         return (None, *inputs, *params)
 
@@ -123,20 +129,27 @@ def sample_rows(weight: torch.Tensor, index: torch.Tensor | None, total: int, li
     return weight * (total / limit), pick if index is None else index[pick]
 
 
-def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None, limit: int = 0, generator=None):
+def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None, limit: int = 0, generator=None,
+                       per_head: bool = False):
     """Per-layer Σ_parts coeff·token_mean(softplus(sign·D(x))) over each part (x [N, B, H, L, d], mask,
     coeff, sign) and Σ_parts token_mean([sign·D(x) < 0]), through `_DiscLoss` (no [N, T, H, d] copy
     of x, no autograd graph over the discriminator). Equal to the plain modules' autograd result,
     except that the dropout masks are drawn chunk by chunk (same rate, same seeded generator).
+    `per_head`: D has one stack per (layer, head), N·H, and each head's rows go through its own.
     `limit` > 0 takes the mean on at most that many rows per part and layer (`sample_rows`)."""
     params = (disc.highway.lin.weight, disc.highway.lin.bias, disc.hidden.weight, disc.hidden.bias,
               disc.out.weight, disc.out.bias)
     grad_on = torch.is_grad_enabled()
     xs, meta = [], []
     for x, mask, coeff, sign in parts:
-        rows, weight, index = token_rows(x, mask)
-        weight, index = sample_rows(weight, index, rows.shape[1] if index is None else index.numel(), limit,
-                                    generator)
+        if per_head:
+            rows, weight, index = head_rows(x, mask)
+        else:
+            rows, weight, index = token_rows(x, mask)
+            rows = rows.unsqueeze(1)
+        groups = rows.shape[1]
+        weight, index = sample_rows(weight, index, rows.shape[2] if index is None else index.numel(),
+                                    max(1, limit // groups) if limit else 0, generator)
         rows, off = full_precision(rows, params[0].dtype)
         xs.append(rows)
         meta.append((weight.to(rows.dtype), index, float(coeff), float(sign), grad_on and x.requires_grad))

@@ -49,6 +49,10 @@ class Aligner(nn.Module):
         """(loss [N] the auxiliary networks descend, diagnostic [N]) on detached k, q."""
         raise NotImplementedError(f"{type(self).__name__} has no auxiliary networks")
 
+    def fit_heads(self, heads: int) -> None:
+        """Called once with the model's head count, before training (a player with one network per head
+        sizes itself here)."""
+
     def constrain(self) -> None:
         """Called after each update of the auxiliary networks (e.g. to keep them Lipschitz-bounded)."""
 

@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from aligneval.align.blocks import AUX_WIDTH, Discriminator, SeededStream, grad_reverse, project_spectral, \
-    token_rows, valid_tokens, weighted_token_mean
+from aligneval.align.blocks import AUX_WIDTH, Discriminator, SeededStream, grad_reverse, head_rows, \
+    project_spectral, token_rows, valid_tokens, weighted_token_mean
 from aligneval.align.kernels import discriminator_loss
 from aligneval.align.variants import Aligner, register_variant
 from aligneval.errors import UsageError
@@ -23,10 +23,11 @@ R1_ROWS = 512  # query rows per layer the gradient penalty is taken on, each aux
 # key and query rows per layer each discriminator update trains on (0: all): a fresh draw per update, so the five
 # updates see different tokens and cost a fraction of a pass over the batch (docs/align.md, "gan's overhead")
 GAN_AUX_ROWS = 4096
+GAN_PER_HEAD = False  # one discriminator per (layer, head) rather than per layer (`GanAligner.fit_heads`)
 
 
 @register_variant("gan", help="a discriminator tells keys from queries; keys learn to pass for queries "
-                  "(options: generator, lipschitz, r1, noise, aux_rows).")
+                  "(options: generator, lipschitz, r1, noise, aux_rows, per_head).")
 class GanAligner(Aligner):
     """gan: D_l = BCE(D(GR(k)), 1) + BCE(D(stopgrad(q)), 0), per valid token, mean over tokens/heads.
 
@@ -43,7 +44,7 @@ class GanAligner(Aligner):
 
     def __init__(self, n_layers: int, d_head: int, width: int = AUX_WIDTH, dropout: float = 0.1,
                  generator: str = "non-saturating", lipschitz: float = 0.0, r1: float = GAN_R1, noise: float = 0.0,
-                 aux_rows: int = GAN_AUX_ROWS):
+                 aux_rows: int = GAN_AUX_ROWS, per_head: bool = GAN_PER_HEAD):
         super().__init__()
         if generator not in GENERATOR_FORMS:
             raise UsageError(f"gan generator must be one of {', '.join(GENERATOR_FORMS)}, not '{generator}'")
@@ -52,11 +53,32 @@ class GanAligner(Aligner):
                 raise UsageError(f"gan {name} must be a number >= 0 (0: off), not {value!r}")
         if not isinstance(aux_rows, int) or isinstance(aux_rows, bool) or aux_rows < 0:
             raise UsageError(f"gan aux_rows must be a whole number >= 0 (0: every row), not {aux_rows!r}")
-        self.aux_rows = aux_rows
+        if not isinstance(per_head, bool):
+            raise UsageError(f"gan per_head must be true or false, not {per_head!r}")
+        self.aux_rows, self.per_head, self.n_layers = aux_rows, per_head, n_layers
         self.disc = Discriminator(n_layers, d_head, width, dropout)
         self.generator_form = generator
         self.lipschitz, self.r1, self.noise = float(lipschitz), float(r1), float(noise)
         self.draws = SeededStream()
+
+    def fit_heads(self, heads: int) -> None:
+        """per_head: one discriminator per (layer, head), N·H stacks. One per layer, shared by its heads,
+        is satisfied when the keys match the queries pooled over heads, which keys of one head can do by
+        moving towards another head's queries (measured on all-MiniLM-L6-v2: docs/align.md)."""
+        if self.per_head:
+            old = self.disc
+            self.disc = Discriminator(self.n_layers * heads, old.highway.lin.weight.shape[1],
+                                      old.hidden.weight.shape[2], old.dropout.p).to(old.out.weight)
+            self.disc.train(old.training)
+
+    def _stacks(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discriminator's input and the weights: valid tokens [N, T·H, d] (one stack per layer) or
+        [N·H, T, d] (per_head: one stack per layer and head), and 1/n_b per token [T]."""
+        xt, weights = valid_tokens(x, mask)  # [N, T, H, d]
+        n, t, h, d = xt.shape
+        if self.per_head:
+            return xt.permute(0, 2, 1, 3).reshape(n * h, t, d), weights
+        return xt.reshape(n, t * h, d), weights
 
     def constrain(self) -> None:
         if self.lipschitz:
@@ -71,23 +93,32 @@ class GanAligner(Aligner):
         """R1 (Mescheder et al. 2018): ½·E‖∇_x D(x)‖² at the queries (the distribution the keys are to
         match), on up to R1_ROWS valid query rows per layer drawn from the player's own stream: D is
         kept flat where the queries are, so its slope cannot send keys past them. [N]"""
-        rows, _, index = token_rows(q, mask)
-        total = rows.shape[1] if index is None else index.numel()
+        if self.per_head:
+            rows, _, index = head_rows(q, mask)  # [N, H, P, d]: the same positions for every head
+        else:
+            rows, _, index = token_rows(q, mask)
+            rows = rows.unsqueeze(1)
+        n, groups, _, d = rows.shape
+        total = rows.shape[2] if index is None else index.numel()
+        limit = max(1, R1_ROWS // groups)
         pick = torch.arange(total, device=q.device)
-        if total > R1_ROWS:  # a subsample without replacement, from the player's own stream
-            pick = torch.randperm(total, generator=self.draws.on(q.device), device=q.device)[:R1_ROWS]
-        x = rows.index_select(1, pick if index is None else index[pick]).to(self.disc.out.weight.dtype).requires_grad_(True)
+        if total > limit:  # a subsample without replacement, from the player's own stream
+            pick = torch.randperm(total, generator=self.draws.on(q.device), device=q.device)[:limit]
+        x = rows.index_select(2, pick if index is None else index[pick]).reshape(n * groups, -1, d)
+        x = x.to(self.disc.out.weight.dtype).requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self.disc.plain(x).sum(), x, create_graph=True)
-        return 0.5 * grad.square().sum(-1).mean(-1)
+        return 0.5 * grad.square().sum(-1).view(n, -1).mean(-1)
 
     def forward(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kt, weights = valid_tokens(k, mask)  # padding is never computed on
-        qt, _ = valid_tokens(q, mask)
+        kt, weights = self._stacks(k, mask)  # padding is never computed on
+        qt, _ = self._stacks(q, mask)
         logits = self.disc(torch.cat([grad_reverse(kt), qt.detach()], dim=1))  # one pass for both
         real, fake = logits.split(kt.shape[1], dim=1)
         per_token = F.softplus(-real) + F.softplus(fake)  # BCE with targets 1 (keys), 0 (queries)
-        return weighted_token_mean(per_token, weights, mask.shape[0])
+        n, b, h = k.shape[0], mask.shape[0], k.shape[2]
+        per_token = per_token.view(n, h, -1).transpose(1, 2) if self.per_head else per_token.view(n, -1, h)
+        return weighted_token_mean(per_token, weights, b)
 
     # Both players' losses run through `discriminator_loss` (fused, chunked, gradient by hand): the
     # discriminator on every valid token of every head and layer is the whole cost of this variant.
@@ -97,7 +128,7 @@ class GanAligner(Aligner):
             part = (k, mask, 1.0, 1.0)  # softplus(D(k)) = BCE(D(k), 0): keys should be taken for queries
         else:
             part = (k, mask, -1.0, -1.0)  # −softplus(−D(k)) = −BCE(D(k), 1): raise D's log-loss on the keys
-        return discriminator_loss(self.disc, [part])[0]
+        return discriminator_loss(self.disc, [part], per_head=self.per_head)[0]
 
     def aux_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # BCE(D(k), 1) + BCE(D(q), 0) = softplus(−D(k)) + softplus(D(q)); the hits are keys called keys
@@ -107,7 +138,8 @@ class GanAligner(Aligner):
             scale = q.float().square().mean((1, 2, 3, 4)).sqrt().to(q.dtype)  # per layer: the queries' RMS
             k, q = self._noisy(k, scale), self._noisy(q, scale)
         value, hits = discriminator_loss(self.disc, [(k, mask, 1.0, -1.0), (q, mask, 1.0, 1.0)],
-                                         limit=self.aux_rows, generator=self.draws.on(q.device))
+                                         limit=self.aux_rows, generator=self.draws.on(q.device),
+                                         per_head=self.per_head)
         if self.r1:
             value = value + self.r1 * self._r1_penalty(q, mask)
         return value, hits / 2
