@@ -36,20 +36,37 @@ def split_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng(key + [int(stream)] if stream else key)
 
 
-def count_chunks(n: int, resamples: int, rng: np.random.Generator,
-                 cells: int = CELLS_PER_CHUNK) -> Iterator[np.ndarray]:
-    """Yield int64 chunks W [c, n] of bootstrap counts, `resamples` rows in total. Resample-major, so
-    each resample's cumulative sums and gathers run over contiguous memory."""
+def count_dtype(n: int) -> type:
+    """int32 counts whenever every cumulative count fits: integer sums are exact at any width, so the
+    statistics are unchanged, and gathers and sums over half the bytes run 1.5-3x faster."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _draw_chunks(n: int, resamples: int, rng: np.random.Generator, cells: int, dtype,
+                 with_float: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """The one place resamples are drawn: (W [c, n] in `dtype`, W as float64 or None) per chunk."""
     step = max(1, min(resamples, cells // max(n, 1)))
     done = 0
     while done < resamples:
         c = min(step, resamples - done)
         draws = rng.integers(0, n, size=(c, n))
-        w = np.empty((c, n), dtype=np.int64)
+        w = np.empty((c, n), dtype=dtype)
+        wf = np.empty((c, n)) if with_float else None
         for r in range(c):
-            w[r] = np.bincount(draws[r], minlength=n)
-        yield w
+            row = np.bincount(draws[r], minlength=n)
+            w[r] = row
+            if wf is not None:
+                wf[r] = row
+        yield w, wf
         done += c
+
+
+def count_chunks(n: int, resamples: int, rng: np.random.Generator,
+                 cells: int = CELLS_PER_CHUNK) -> Iterator[np.ndarray]:
+    """Yield int64 chunks W [c, n] of bootstrap counts, `resamples` rows in total. Resample-major, so
+    each resample's cumulative sums and gathers run over contiguous memory."""
+    for w, _ in _draw_chunks(n, resamples, rng, cells, np.int64, False):
+        yield w
 
 
 def scratch(cache: dict | None, key, shape: tuple[int, int], dtype) -> np.ndarray:
@@ -65,13 +82,27 @@ def scratch(cache: dict | None, key, shape: tuple[int, int], dtype) -> np.ndarra
 
 
 def as_float(w: np.ndarray, cache: dict | None) -> np.ndarray:
-    """The chunk as float64 for BLAS products, converted once per chunk."""
+    """The chunk as float64 for BLAS products, converted once per chunk (bootstrap_sides converts it
+    once for every side while drawing)."""
     if cache is None:
         return w.astype(np.float64)
     if "float" not in cache:
         cache["float"] = out = scratch(cache, "float", w.shape, np.float64)
         np.copyto(out, w)
     return cache["float"]
+
+
+def as_counts(w: np.ndarray, cache: dict | None) -> np.ndarray:
+    """The chunk in `count_dtype` (int32 for any realistic split), converted at most once per chunk."""
+    dtype = count_dtype(w.shape[1])
+    if w.dtype == dtype:
+        return w
+    if cache is None:
+        return w.astype(dtype)
+    if "counts" not in cache:
+        cache["counts"] = out = scratch(cache, "counts", w.shape, dtype)
+        np.copyto(out, w)
+    return cache["counts"]
 
 
 # A "statistic" maps a counts chunk W [c, n] (and a per-chunk cache shared by the statistics of one
@@ -108,7 +139,7 @@ class Ranked:
         self.ccs = np.clip(self.cs, PROB_EPS, 1 - PROB_EPS)  # the calibration metrics' clipped confidence
         if np.array_equal(self.ccs, self.cs):
             self.ccs = self.cs
-        self.es = (1 - hit[self.order]).astype(np.int64)
+        self.es = (1 - hit[self.order]).astype(count_dtype(self.n))
         self.ends = np.r_[np.flatnonzero(self.cs[1:] != self.cs[:-1]), self.n - 1]
         self.ties = len(self.ends) < self.n
         # temperature scaling often keeps the confidence order (always for two classes): then the
@@ -119,14 +150,16 @@ class Ranked:
 
     def counts(self, w, cache):
         """(ws, wes, cw, ce) [c, n] in sorted order: counts, error counts and their inclusive cumulative
-        sums, all int64 and exact."""
+        sums, all integers (`count_dtype`) and exact."""
         key = (self.shared, "counts")
         if cache is None or key not in cache:
-            ws, wes, cw, ce = (scratch(cache, (self.shared, name), w.shape, np.int64)
+            small = as_counts(w, cache)
+            dtype = small.dtype
+            ws, wes, cw, ce = (scratch(cache, (self.shared, name), w.shape, dtype)
                                for name in ("ws", "wes", "cw", "ce"))
-            np.take(w, self.order, axis=1, out=ws)
+            np.take(small, self.order, axis=1, out=ws)
             np.multiply(ws, self.es, out=wes)
-            val = (ws, wes, np.cumsum(ws, axis=1, out=cw), np.cumsum(wes, axis=1, out=ce))
+            val = (ws, wes, np.cumsum(ws, axis=1, dtype=dtype, out=cw), np.cumsum(wes, axis=1, dtype=dtype, out=ce))
             if cache is None:
                 return val
             cache[key] = val
@@ -286,13 +319,14 @@ def _aurc(probs, labels, ranked: Ranked | None = None, **_):
     def stat(w, cache=None):
         count, err, cw, ce = r.groups(w, cache)
         n, e_total = cw[:, -1:], ce[:, -1:]
-        kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, np.int64))
+        kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
         kept += count  # everything from this group up
-        errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, np.int64))
+        errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
         errors += err
-        errors *= count
         np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
-        risk = np.divide(errors, kept, out=scratch(cache, "aurc:risk", cw.shape, np.float64))
+        # errors x count (<= n^2 < 2^53) is exact as a float product: the same float as the integer product
+        risk = np.multiply(errors, count, out=scratch(cache, "aurc:risk", cw.shape, np.float64), dtype=np.float64)
+        risk /= kept
         return risk.sum(axis=1) / n[:, 0]
 
     return stat
@@ -304,13 +338,18 @@ def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
     2U = sum over groups of correct x (2 x errors up to the group - errors in the group), in integers."""
     r = ranked or Ranked(probs, labels)
 
+    # sums of pos x errors are at most n_pos x n_neg <= n^2 / 4: in the count type when that fits
+    acc = count_dtype(r.n)
+    if r.n * r.n // 4 >= np.iinfo(acc).max:
+        acc = np.int64
+
     def stat(w, cache=None):
         count, neg, cw, ce = r.groups(w, cache)
-        pos = np.subtract(count, neg, out=scratch(cache, "auroc:pos", cw.shape, np.int64))
-        twice_u = 2 * np.einsum("ij,ij->i", pos, ce)
+        pos = np.subtract(count, neg, out=scratch(cache, "auroc:pos", cw.shape, cw.dtype))
+        twice_u = 2 * np.einsum("ij,ij->i", pos, ce, dtype=acc).astype(np.int64)
         if r.ties:  # without ties a group is all correct or all wrong, so pos x neg = 0
-            twice_u -= np.einsum("ij,ij->i", pos, neg)
-        n_neg = ce[:, -1]
+            twice_u -= np.einsum("ij,ij->i", pos, neg, dtype=acc).astype(np.int64)
+        n_neg = ce[:, -1].astype(np.int64)
         n_pos = cw[:, -1] - n_neg
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
@@ -328,7 +367,7 @@ def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
     h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
     lo = np.floor(h).astype(np.int64)
     frac = h - lo
-    targets = np.r_[lo, np.minimum(lo + 1, n - 1)]  # order statistics needed, 0-based
+    targets = np.r_[lo, np.minimum(lo + 1, n - 1)].astype(count_dtype(n))  # order statistics needed, 0-based
 
     def stat(w, cache=None):
         _, _, cw, ce = r.counts(w, cache)
@@ -372,20 +411,22 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
               ranked: dict | None = None) -> Statistic:
     """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
     `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
-    one sorted view."""
+    one temperature-scaled copy and one sorted view."""
     name = base_metric_name(metric)
     m = get_metric(name)
     family, _, param = name.partition("@")
-    scaled = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
+    views = {} if ranked is None else ranked
+    scaled = views.get(("probs", temperature))
+    if scaled is None:
+        scaled = views[("probs", temperature)] = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
     labels = np.asarray(labels, dtype=np.int64)
     if family in FAST:
         kwargs = {"bins": int(param)} if param else dict(m.params or {})
         if family in RANKED_FAMILIES:
-            if ranked is None:
-                ranked = {}
-            if temperature not in ranked:
-                ranked[temperature] = Ranked(scaled, labels, like=next(iter(ranked.values()), None))
-            kwargs["ranked"] = ranked[temperature]
+            if ("ranked", temperature) not in views:
+                like = next((v for k, v in views.items() if k[0] == "ranked"), None)
+                views[("ranked", temperature)] = Ranked(scaled, labels, like=like)
+            kwargs["ranked"] = views[("ranked", temperature)]
         return FAST[family](scaled, labels, **kwargs)
     if m.fn is None:
         raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
@@ -422,8 +463,8 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
     this thread draws the next chunk; at most `AHEAD` chunks wait per side, so memory stays bounded."""
     out: list[dict[str, list]] = [{k: [] for k in side} for side in sides]
 
-    def run(stats_x, w, work):
-        cache = {"scratch": work}  # per chunk; the work arrays outlive it
+    def run(stats_x, w, wf, work):
+        cache = {"scratch": work, "float": wf}  # per chunk; the work arrays outlive it
         return [stats_x[k](w, cache) for k in stats_x]
 
     def collect(futures):
@@ -432,19 +473,20 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
                 acc[k].append(v)
 
     works: list[dict] = [{} for _ in sides]
+    chunks = _draw_chunks(n, resamples, split_rng(seed, split, stream), CELLS_PER_CHUNK, count_dtype(n), True)
     if n * resamples <= SERIAL_CELLS:  # small: threads cost more than they give
         with _single_thread_blas():
-            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
+            for w, wf in chunks:
                 for side, acc, work in zip(sides, out, works):
-                    for k, v in zip(side, run(side, w, work)):
+                    for k, v in zip(side, run(side, w, wf, work)):
                         acc[k].append(v)
         return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
     pending: deque = deque()
     pools = [ThreadPoolExecutor(1) for _ in sides]
     try:
         with _single_thread_blas():
-            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
-                pending.append([pool.submit(run, side, w, work) for pool, side, work in zip(pools, sides, works)])
+            for w, wf in chunks:
+                pending.append([pool.submit(run, side, w, wf, work) for pool, side, work in zip(pools, sides, works)])
                 if len(pending) > AHEAD:
                     collect(pending.popleft())
             while pending:
