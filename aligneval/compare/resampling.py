@@ -151,15 +151,27 @@ class Ranked:
     def counts(self, w, cache):
         """(ws, wes, cw, ce) [c, n] in sorted order: counts, error counts and their inclusive cumulative
         sums, all integers (`count_dtype`) and exact."""
+        return self._sums(w, cache)[0]
+
+    def exclusive(self, w, cache):
+        """(cwx, cex) [c, n]: the cumulative sums before each sorted position (views of the same
+        buffers as the inclusive ones, one column over)."""
+        return self._sums(w, cache)[1]
+
+    def _sums(self, w, cache):
         key = (self.shared, "counts")
         if cache is None or key not in cache:
             small = as_counts(w, cache)
             dtype = small.dtype
-            ws, wes, cw, ce = (scratch(cache, (self.shared, name), w.shape, dtype)
-                               for name in ("ws", "wes", "cw", "ce"))
+            c, n = w.shape
+            ws, wes = (scratch(cache, (self.shared, name), w.shape, dtype) for name in ("ws", "wes"))
+            cwb, ceb = (scratch(cache, (self.shared, name), (c, n + 1), dtype) for name in ("cw", "ce"))
             np.take(small, self.order, axis=1, out=ws)
             np.multiply(ws, self.es, out=wes)
-            val = (ws, wes, np.cumsum(ws, axis=1, dtype=dtype, out=cw), np.cumsum(wes, axis=1, dtype=dtype, out=ce))
+            cwb[:, 0] = ceb[:, 0] = 0
+            np.cumsum(ws, axis=1, dtype=dtype, out=cwb[:, 1:])
+            np.cumsum(wes, axis=1, dtype=dtype, out=ceb[:, 1:])
+            val = ((ws, wes, cwb[:, 1:], ceb[:, 1:]), (cwb[:, :-1], ceb[:, :-1]))
             if cache is None:
                 return val
             cache[key] = val
@@ -232,8 +244,21 @@ def _mean_of(per_example: np.ndarray) -> Statistic:
 
 
 @fast_path("accuracy")
-def _accuracy(probs, labels, **_):
-    return _mean_of(_conf_hit(probs, labels)[1])
+def _accuracy(probs, labels, views: dict | None = None, temperature=None, **_):
+    """When a sorted view of the same predictions exists (a calibration or uncertainty metric is
+    compared too), the correct count is its total count minus its errors, exact and already summed;
+    otherwise a product with the chunk (exact too: a sum of integers)."""
+    mean = _mean_of(_conf_hit(probs, labels)[1])
+    n = len(labels)
+
+    def stat(w, cache=None):
+        view = (views or {}).get(("ranked", temperature))
+        if view is None:
+            return mean(w, cache)
+        _, _, cw, ce = view.counts(w, cache)
+        return (cw[:, -1] - ce[:, -1]) / n
+
+    return stat
 
 
 @fast_path("brier")
@@ -250,16 +275,20 @@ def _nll(probs, labels, **_):
 
 @fast_path("macro_f1")
 def _macro_f1(probs, labels, **_):
-    k = probs.shape[1]
+    """Counts per class (true positives, predicted, true) from one product with the chunk; the last
+    class's predicted and true counts are n minus the others' (every resample has n rows). Integer
+    sums: exact in any order."""
+    k, n = probs.shape[1], len(labels)
     pred = probs.argmax(axis=1)
-    rows = []
-    for c in range(k):
-        rows += [(pred == c) & (labels == c), pred == c, labels == c]
-    mat = np.stack(rows, axis=1).astype(np.float64)
+    cols = [(pred == c) & (labels == c) for c in range(k)]
+    cols += [pred == c for c in range(k - 1)] + [labels == c for c in range(k - 1)]
+    mat = np.stack(cols, axis=1).astype(np.float64)
 
     def stat(w, cache=None):
-        s = (as_float(w, cache) @ mat).T.reshape(k, 3, w.shape[0])
-        tp, npred, ntrue = s[:, 0], s[:, 1], s[:, 2]
+        s = (as_float(w, cache) @ mat).T
+        tp = s[:k]
+        npred = np.vstack([s[k:2 * k - 1], n - s[k:2 * k - 1].sum(axis=0, keepdims=True)])
+        ntrue = np.vstack([s[2 * k - 1:], n - s[2 * k - 1:].sum(axis=0, keepdims=True)])
         denom = npred + ntrue
         present = denom > 0
         f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
@@ -275,12 +304,17 @@ def _fixed_bins(r: Ranked, bins: int):
     last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
 
     def sums(w, cache):
+        key = (id(r), "bins", bins)  # ECE and MCE of one bin count share them
+        if cache is not None and key in cache:
+            return cache[key]
         _, _, cw, ce = r.counts(w, cache)
         at = np.broadcast_to(last[:, None], (bins, w.shape[0]))
         zero = np.zeros((1, w.shape[0]))
         count = np.diff(_take(cw, at), axis=0, prepend=zero)
         hits = count - np.diff(_take(ce, at), axis=0, prepend=zero)
         mass = np.diff(r.mass_before(w, cache, at, r.ccs), axis=0, prepend=zero)
+        if cache is not None:
+            cache[key] = (count, hits, mass)
         return count, hits, mass
 
     return sums
@@ -319,14 +353,25 @@ def _aurc(probs, labels, ranked: Ranked | None = None, **_):
     def stat(w, cache=None):
         count, err, cw, ce = r.groups(w, cache)
         n, e_total = cw[:, -1:], ce[:, -1:]
-        kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
-        kept += count  # everything from this group up
-        errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
-        errors += err
-        np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
-        # errors x count (<= n^2 < 2^53) is exact as a float product: the same float as the integer product
-        risk = np.multiply(errors, count, out=scratch(cache, "aurc:risk", cw.shape, np.float64), dtype=np.float64)
-        risk /= kept
+        if r.ties:
+            kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
+            kept += count  # everything from this group up
+            errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
+            errors += err
+            np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
+        else:  # every row its own group: the exclusive sums are the counts below
+            cwx, cex = r.exclusive(w, cache)
+            kept = np.subtract(n, cwx, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
+            errors = np.subtract(e_total, cex, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
+            for row, below, total in zip(kept, cwx, n[:, 0]):  # kept = 0 only above the last drawn example
+                row[np.searchsorted(below, total):] = 1  # (where errors x count = 0)
+        risk = scratch(cache, "aurc:risk", cw.shape, np.float64)
+        if int(e_total.max(initial=0)) * int(count.max(initial=0)) <= np.iinfo(errors.dtype).max:
+            errors *= count  # exact integers; divided as floats like the int64 product before
+            np.divide(errors, kept, out=risk)
+        else:  # errors x count (<= n^2 < 2^53) is exact as a float product: the same float
+            np.multiply(errors, count, out=risk, dtype=np.float64)
+            risk /= kept
         return risk.sum(axis=1) / n[:, 0]
 
     return stat
@@ -422,6 +467,8 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
     labels = np.asarray(labels, dtype=np.int64)
     if family in FAST:
         kwargs = {"bins": int(param)} if param else dict(m.params or {})
+        if family == "accuracy":
+            kwargs.update(views=views, temperature=temperature)
         if family in RANKED_FAMILIES:
             if ("ranked", temperature) not in views:
                 like = next((v for k, v in views.items() if k[0] == "ranked"), None)
@@ -505,9 +552,13 @@ def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic]
     return {k: (va[k], vb[k]) for k in stats_a}
 
 
-def observed(stat: Statistic, n: int) -> float:
-    """The statistic on the full sample (every example drawn once): the metric's own value."""
-    return float(stat(np.ones((1, n), dtype=np.int64), None)[0])
+def observed(stat: Statistic, n: int, cache: dict | None = None) -> float:
+    """The statistic on the full sample (every example drawn once): the metric's own value. `cache`:
+    one dict for the statistics of one model (shares their sorted counts)."""
+    if cache is None:
+        return float(stat(np.ones((1, n), dtype=np.int64), None)[0])
+    ones = cache.setdefault("ones", np.ones((1, n), dtype=np.int64))
+    return float(stat(ones, cache)[0])
 
 
 def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, *,

@@ -56,6 +56,8 @@ def compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int,
         sa, sb, obs, stat_of = {}, {}, {}, {}
         ranked_a: dict = {}
         ranked_b: dict = {}
+        full_a: dict = {}  # caches of the full-sample values, one per model
+        full_b: dict = {}
         for k in split_keys:
             ra, rb = recs_a[k], recs_b[k]
             sk = (base_metric_name(rb.metric), ra.temperature, rb.temperature)
@@ -64,7 +66,7 @@ def compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int,
                 continue
             sa[sk] = resampling.statistic(ra.metric, probs_a, labels, ra.temperature, ranked_a)
             sb[sk] = resampling.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
-            obs[sk] = (resampling.observed(sa[sk], len(labels)), resampling.observed(sb[sk], len(labels)))
+            obs[sk] = (resampling.observed(sa[sk], len(labels), full_a), resampling.observed(sb[sk], len(labels), full_b))
         boot = resampling.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
         group = SplitGroup(sa, sb, len(labels), seed, split)
         shared: dict = {}
