@@ -86,7 +86,7 @@ def as_float(w: np.ndarray, cache: dict | None) -> np.ndarray:
     once for every side while drawing)."""
     if cache is None:
         return w.astype(np.float64)
-    if "float" not in cache:
+    if cache.get("float") is None:
         cache["float"] = out = scratch(cache, "float", w.shape, np.float64)
         np.copyto(out, w)
     return cache["float"]
@@ -240,7 +240,13 @@ def _take(m: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 def _mean_of(per_example: np.ndarray) -> Statistic:
     n = len(per_example)
-    return lambda w, cache=None: (as_float(w, cache) @ per_example) / n
+
+    def stat(w, cache=None):
+        return (as_float(w, cache) @ per_example) / n
+
+    # a BLAS product of real values may sum in another order for another number of rows: keep the chunk whole
+    stat.whole_chunk = True
+    return stat
 
 
 @fast_path("accuracy")
@@ -248,8 +254,11 @@ def _accuracy(probs, labels, views: dict | None = None, temperature=None, **_):
     """When a sorted view of the same predictions exists (a calibration or uncertainty metric is
     compared too), the correct count is its total count minus its errors, exact and already summed;
     otherwise a product with the chunk (exact too: a sum of integers)."""
-    mean = _mean_of(_conf_hit(probs, labels)[1])
+    hit = _conf_hit(probs, labels)[1]
     n = len(labels)
+
+    def mean(w, cache):  # a sum of integers: exact for any number of rows
+        return (as_float(w, cache) @ hit) / n
 
     def stat(w, cache=None):
         view = (views or {}).get(("ranked", temperature))
@@ -500,6 +509,32 @@ def _single_thread_blas():
 
 
 SERIAL_CELLS = 4_000_000  # below this many resample x example cells a split runs in this thread
+BLOCK_CELLS = 250_000  # cells of a chunk a side's row-wise statistics take at a time (their work arrays stay in cache)
+
+
+def row_blocks(c: int, n: int) -> list[slice]:
+    """Row blocks of a chunk for the statistics computed row by row: about BLOCK_CELLS cells each, and
+    never one row split off from several (numpy sums a [bins, 1] array in another order than [bins, c])."""
+    step = max(2, BLOCK_CELLS // max(n, 1))
+    if step >= c:
+        return [slice(0, c)]
+    starts = list(range(0, c, step))
+    if c - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [c])]
+
+
+def run_chunk(stats: dict[str, Statistic], w: np.ndarray, wf: np.ndarray | None, work: dict) -> list[np.ndarray]:
+    """One side's statistics on one chunk. Each row's value depends only on that row, so the row-wise
+    statistics go block by block: a dozen work arrays of a 1M-cell chunk (about 40 MB) leave the
+    cache, a block's stay in it. BLAS products of real values (`whole_chunk`) take the chunk at once."""
+    whole = {k: f(w, {"scratch": work, "float": wf}) for k, f in stats.items() if getattr(f, "whole_chunk", False)}
+    parts: dict[str, list] = {k: [] for k in stats if k not in whole}
+    for rows in row_blocks(*w.shape):
+        cache = {"scratch": work, "float": None if wf is None else wf[rows]}  # per block; work arrays outlive it
+        for k in parts:
+            parts[k].append(stats[k](w[rows], cache))
+    return [whole[k] if k in whole else np.concatenate(parts[k]) for k in stats]
 
 
 def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int = 1000, seed: int = 0,
@@ -509,10 +544,6 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
     Each side's statistics run in its own worker thread (numpy releases the GIL in its loops) while
     this thread draws the next chunk; at most `AHEAD` chunks wait per side, so memory stays bounded."""
     out: list[dict[str, list]] = [{k: [] for k in side} for side in sides]
-
-    def run(stats_x, w, wf, work):
-        cache = {"scratch": work, "float": wf}  # per chunk; the work arrays outlive it
-        return [stats_x[k](w, cache) for k in stats_x]
 
     def collect(futures):
         for side, acc, fut in zip(sides, out, futures):
@@ -525,7 +556,7 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
         with _single_thread_blas():
             for w, wf in chunks:
                 for side, acc, work in zip(sides, out, works):
-                    for k, v in zip(side, run(side, w, wf, work)):
+                    for k, v in zip(side, run_chunk(side, w, wf, work)):
                         acc[k].append(v)
         return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
     pending: deque = deque()
@@ -533,7 +564,7 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
     try:
         with _single_thread_blas():
             for w, wf in chunks:
-                pending.append([pool.submit(run, side, w, wf, work) for pool, side, work in zip(pools, sides, works)])
+                pending.append([pool.submit(run_chunk, side, w, wf, work) for pool, side, work in zip(pools, sides, works)])
                 if len(pending) > AHEAD:
                     collect(pending.popleft())
             while pending:
