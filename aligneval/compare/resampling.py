@@ -220,15 +220,24 @@ class Ranked:
         if self.n <= self.SMALL:
             full = self._full(w, cache, values)
             return full[np.arange(full.shape[0]), np.asarray(last) + 1]
-        x, before = self._mass(w, cache, values)
+        return self.mass_at(w, cache, self.partial_blocks(last), values)
+
+    def partial_blocks(self, last):
+        """Where sorted positions 0..last end, in blocks: (whole blocks q, partial-block columns, mask)."""
         b = self.BLOCK
         upto = np.asarray(last) + 1
         q = upto // b
-        rows = np.arange(x.shape[0])
-        out = before[rows, q]
         j = np.arange(b)
         cols = np.minimum(q[..., None] * b + j, self.n - 1)  # the partial block: at most b - 1 positions
-        part = np.where(j < (upto - q * b)[..., None], x[rows[:, None], cols], 0.0)
+        return q, cols, j < (upto - q * b)[..., None]
+
+    def mass_at(self, w, cache, blocks, values):
+        """`mass_before` at positions given as `partial_blocks` (computed once for fixed positions)."""
+        q, cols, mask = blocks
+        x, before = self._mass(w, cache, values)
+        rows = np.arange(x.shape[0])
+        out = before[rows, q]
+        part = np.where(mask, x[rows[:, None], cols], 0.0)
         return out + part.sum(axis=-1)
 
 
@@ -311,17 +320,23 @@ def _fixed_bins(r: Ranked, bins: int):
     read off the cumulative counts at the bins' last positions."""
     idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))  # non-decreasing along the sorted confidences
     last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
+    drawn = (last >= 0)[:, None]
+    at = np.maximum(last, 0)
+    blocks = r.partial_blocks(last[:, None]) if r.n > r.SMALL else None
 
     def sums(w, cache):
         key = (id(r), "bins", bins)  # ECE and MCE of one bin count share them
         if cache is not None and key in cache:
             return cache[key]
         _, _, cw, ce = r.counts(w, cache)
-        at = np.broadcast_to(last[:, None], (bins, w.shape[0]))
         zero = np.zeros((1, w.shape[0]))
-        count = np.diff(_take(cw, at), axis=0, prepend=zero)
-        hits = count - np.diff(_take(ce, at), axis=0, prepend=zero)
-        mass = np.diff(r.mass_before(w, cache, at, r.ccs), axis=0, prepend=zero)
+        count = np.diff(np.where(drawn, cw[:, at].T, 0), axis=0, prepend=zero)  # cw at each bin's last position
+        hits = count - np.diff(np.where(drawn, ce[:, at].T, 0), axis=0, prepend=zero)
+        if blocks is None:
+            cum = r.mass_before(w, cache, np.broadcast_to(last[:, None], (bins, w.shape[0])), r.ccs)
+        else:
+            cum = r.mass_at(w, cache, blocks, r.ccs)
+        mass = np.diff(cum, axis=0, prepend=zero)
         if cache is not None:
             cache[key] = (count, hits, mass)
         return count, hits, mass
@@ -590,6 +605,14 @@ def observed(stat: Statistic, n: int, cache: dict | None = None) -> float:
         return float(stat(np.ones((1, n), dtype=np.int64), None)[0])
     ones = cache.setdefault("ones", np.ones((1, n), dtype=np.int64))
     return float(stat(ones, cache)[0])
+
+
+def observed_all(stats: dict[str, Statistic], n: int) -> dict[str, float]:
+    """`observed` of every statistic of one model, sharing one cache, under one single-thread BLAS
+    limit (a one-row product is no work for threads, and waking them on a busy machine costs ms)."""
+    cache: dict = {}
+    with _single_thread_blas():
+        return {k: observed(stat, n, cache) for k, stat in stats.items()}
 
 
 def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, *,
