@@ -109,31 +109,6 @@ def test_mean_difference_interval_equals_a_plain_bootstrap_of_the_mean():
     assert (iv.ci_low, iv.ci_high) == tuple(pytest.approx(v, abs=1e-12) for v in np.quantile(ref, [0.025, 0.975]))
 
 
-@pytest.mark.parametrize("c,n", [(1, 10), (2, 10), (3, 200_000), (16, 60_000), (50, 20_000), (5, 60_000),
-                                 (1000, 300), (9, 125_000)])
-def test_row_blocks_cover_the_chunk_in_order_without_a_lone_row(c, n):
-    blocks = resampling.row_blocks(c, n)
-    assert [i for b in blocks for i in range(b.start, b.stop)] == list(range(c))
-    assert all(b.stop - b.start >= 2 for b in blocks) or blocks == [slice(0, 1)]
-
-
-@pytest.mark.parametrize("k,round_to", [(2, None), (3, 2)])
-def test_row_blocks_give_the_values_of_the_whole_chunk_bit_for_bit(monkeypatch, k, round_to):
-    """compare takes the row-wise statistics block by block; every value must be the one the whole chunk
-    gives (exactly: the comparison's intervals and p-values must not move)."""
-    probs, labels = synthetic_probs(1500, k, np.random.default_rng(11), round_to=round_to)
-    ranked: dict = {}
-    stats = {(m, t): resampling.statistic(m, probs, labels, t, ranked) for t in (None, 1.7) for m in FAST_METRICS}
-    chunks = list(resampling.count_chunks(len(labels), 23, np.random.default_rng(3), cells=1500 * 22))
-    monkeypatch.setattr(resampling, "BLOCK_CELLS", 1500 * 3)  # 22 rows: blocks of 3, ..., 3 and a last of 4
-    assert [len(w) for w in chunks] == [22, 1]
-    assert [b.stop - b.start for b in resampling.row_blocks(22, 1500)] == [3] * 6 + [4]
-    for w in chunks:
-        blocked = resampling.run_chunk(stats, w, None, {})
-        for (key, stat), got in zip(stats.items(), blocked):
-            assert np.array_equal(got, stat(w), equal_nan=True), key
-
-
 def test_accuracy_from_the_sorted_view_equals_the_product_exactly():
     probs, labels = synthetic_probs(900, 3, np.random.default_rng(5))
     ranked: dict = {}

@@ -7,7 +7,7 @@ confidence order, computed once per chunk in integers (int32 for any realistic s
 cumulative sum is exact and about 8x faster than a float64 one, whose loop is bound by the latency of
 floating-point addition. Anything else falls back to calling the metric on the resampled rows. Each
 fast path is tested against the metric itself; every value depends on its own row only, so a chunk may
-be taken in blocks of rows (aligneval.compare.resampling.run_chunk).
+be taken as any set of rows.
 """
 
 from __future__ import annotations
@@ -218,8 +218,6 @@ def _mean_of(per_example: np.ndarray) -> Statistic:
     def stat(w, cache=None):
         return (as_float(w, cache) @ per_example) / n
 
-    # a BLAS product of real values may sum in another order for another number of rows: keep the chunk whole
-    stat.whole_chunk = True
     return stat
 
 
@@ -347,13 +345,11 @@ def _aurc(probs, labels, ranked: Ranked | None = None, **_):
             kept += count  # everything from this group up
             errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
             errors += err
-            np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
         else:  # every row its own group: the exclusive sums are the counts below
             cwx, cex = r.exclusive(w, cache)
             kept = np.subtract(n, cwx, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
             errors = np.subtract(e_total, cex, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
-            for row, below, total in zip(kept, cwx, n[:, 0]):  # kept = 0 only above the last drawn example
-                row[np.searchsorted(below, total):] = 1  # (where errors x count = 0)
+        np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
         risk = scratch(cache, "aurc:risk", cw.shape, np.float64)
         if int(e_total.max(initial=0)) * int(count.max(initial=0)) <= np.iinfo(errors.dtype).max:
             errors *= count  # exact integers; divided as floats like the int64 product before
@@ -403,11 +399,21 @@ def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
     frac = h - lo
     targets = np.r_[lo, np.minimum(lo + 1, n - 1)].astype(count_dtype(n))  # order statistics needed, 0-based
 
+    def order_stats(cw, cache):
+        """Sorted position of the j-th smallest resampled value: the first position whose count exceeds
+        j; the same for every view sharing these counts (raw and temperature-scaled)."""
+        key = (r.shared, "ace", bins)
+        if cache is not None and key in cache:
+            return cache[key]
+        pos = np.stack([np.searchsorted(row, targets, side="right") for row in cw], axis=1)
+        if cache is not None:
+            cache[key] = pos
+        return pos
+
     def stat(w, cache=None):
         _, _, cw, ce = r.counts(w, cache)
         c = w.shape[0]
-        # sorted position of the j-th smallest resampled value: the first position whose count exceeds j
-        pos = np.stack([np.searchsorted(cw[i], targets, side="right") for i in range(c)], axis=1)
+        pos = order_stats(cw, cache)
         vals = r.cs[pos]
         x_lo, x_hi = vals[: bins + 1], vals[bins + 1:]
         edges = x_lo + frac[:, None] * (x_hi - x_lo)

@@ -72,32 +72,14 @@ def _single_thread_blas():
 
 
 SERIAL_CELLS = 4_000_000  # below this many resample x example cells a split runs in this thread
-BLOCK_CELLS = 250_000  # cells of a chunk a side's row-wise statistics take at a time (their work arrays stay in cache)
-
-
-def row_blocks(c: int, n: int) -> list[slice]:
-    """Row blocks of a chunk for the statistics computed row by row: about BLOCK_CELLS cells each, and
-    never one row split off from several (numpy sums a [bins, 1] array in another order than [bins, c])."""
-    step = max(2, BLOCK_CELLS // max(n, 1))
-    if step >= c:
-        return [slice(0, c)]
-    starts = list(range(0, c, step))
-    if c - starts[-1] == 1:
-        starts.pop()
-    return [slice(a, b) for a, b in zip(starts, starts[1:] + [c])]
 
 
 def run_chunk(stats: dict[str, Statistic], w: np.ndarray, wf: np.ndarray | None, work: dict) -> list[np.ndarray]:
-    """One side's statistics on one chunk. Each row's value depends only on that row, so the row-wise
-    statistics go block by block: a dozen work arrays of a 1M-cell chunk (about 40 MB) leave the
-    cache, a block's stay in it. BLAS products of real values (`whole_chunk`) take the chunk at once."""
-    whole = {k: f(w, {"scratch": work, "float": wf}) for k, f in stats.items() if getattr(f, "whole_chunk", False)}
-    parts: dict[str, list] = {k: [] for k in stats if k not in whole}
-    for rows in row_blocks(*w.shape):
-        cache = {"scratch": work, "float": None if wf is None else wf[rows]}  # per block; work arrays outlive it
-        for k in parts:
-            parts[k].append(stats[k](w[rows], cache))
-    return [whole[k] if k in whole else np.concatenate(parts[k]) for k in stats]
+    """One side's statistics on one chunk, sharing one cache (sorted counts, masses, the float copy
+    `wf`). Each numpy call takes the whole chunk: with two model threads and the drawing thread on
+    two cores, many short calls would spend their time handing the GIL around."""
+    cache = {"scratch": work, "float": wf}  # per chunk; the work arrays outlive it
+    return [f(w, cache) for f in stats.values()]
 
 
 def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int = 1000, seed: int = 0,
