@@ -109,12 +109,15 @@ def test_mean_difference_interval_equals_a_plain_bootstrap_of_the_mean():
     assert (iv.ci_low, iv.ci_high) == tuple(pytest.approx(v, abs=1e-12) for v in np.quantile(ref, [0.025, 0.975]))
 
 
-def test_accuracy_from_the_sorted_view_equals_the_product_exactly():
-    probs, labels = synthetic_probs(900, 3, np.random.default_rng(5))
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_counts_from_the_sorted_view_equal_the_product_exactly(metric, k):
+    """Accuracy and macro-F1 read the correct count off a sorted view when one exists: the same values."""
+    probs, labels = synthetic_probs(900, k, np.random.default_rng(5))
     ranked: dict = {}
     resampling.statistic("aurc", probs, labels, None, ranked)  # a sorted view of these predictions
-    with_view = resampling.statistic("accuracy", probs, labels, None, ranked)
-    alone = resampling.statistic("accuracy", probs, labels)
+    with_view = resampling.statistic(metric, probs, labels, None, ranked)
+    alone = resampling.statistic(metric, probs, labels)
     w = next(resampling.count_chunks(len(labels), 40, np.random.default_rng(6)))
     assert np.array_equal(with_view(w, {}), alone(w))
 

@@ -255,21 +255,30 @@ def _nll(probs, labels, **_):
 
 
 @fast_path("macro_f1")
-def _macro_f1(probs, labels, **_):
+def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
     """Counts per class (true positives, predicted, true) from one product with the chunk; the last
-    class's predicted and true counts are n minus the others' (every resample has n rows). Integer
-    sums: exact in any order."""
+    class's predicted and true counts are n minus the others' (every resample has n rows), and with a
+    sorted view of these predictions its true positives are the correct count minus the others'.
+    Integer sums: exact in any order."""
     k, n = probs.shape[1], len(labels)
     pred = probs.argmax(axis=1)
-    cols = [(pred == c) & (labels == c) for c in range(k)]
-    cols += [pred == c for c in range(k - 1)] + [labels == c for c in range(k - 1)]
-    mat = np.stack(cols, axis=1).astype(np.float64)
+    tp = [(pred == c) & (labels == c) for c in range(k)]
+    rest = [pred == c for c in range(k - 1)] + [labels == c for c in range(k - 1)]
+    full = np.stack(tp + rest, axis=1).astype(np.float64)
+    short = np.stack(tp[:-1] + rest, axis=1).astype(np.float64)
 
     def stat(w, cache=None):
-        s = (as_float(w, cache) @ mat).T
-        tp = s[:k]
-        npred = np.vstack([s[k:2 * k - 1], n - s[k:2 * k - 1].sum(axis=0, keepdims=True)])
-        ntrue = np.vstack([s[2 * k - 1:], n - s[2 * k - 1:].sum(axis=0, keepdims=True)])
+        view = (views or {}).get(("ranked", temperature))
+        if view is None:
+            s = (as_float(w, cache) @ full).T
+            tp, s = s[:k], s[k:]
+        else:
+            _, _, cw, ce = view.counts(w, cache)
+            s = (as_float(w, cache) @ short).T
+            right = (cw[:, -1] - ce[:, -1])[None, :]
+            tp, s = np.vstack([s[:k - 1], right - s[:k - 1].sum(axis=0, keepdims=True)]), s[k - 1:]
+        npred = np.vstack([s[:k - 1], n - s[:k - 1].sum(axis=0, keepdims=True)])
+        ntrue = np.vstack([s[k - 1:], n - s[k - 1:].sum(axis=0, keepdims=True)])
         denom = npred + ntrue
         present = denom > 0
         f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
@@ -351,7 +360,8 @@ def _aurc(probs, labels, ranked: Ranked | None = None, **_):
             errors = np.subtract(e_total, cex, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
         np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
         risk = scratch(cache, "aurc:risk", cw.shape, np.float64)
-        if int(e_total.max(initial=0)) * int(count.max(initial=0)) <= np.iinfo(errors.dtype).max:
+        most = int(e_total.max(initial=0))  # errors x count <= most x (n, or the largest count)
+        if most * r.n <= np.iinfo(errors.dtype).max or most * int(count.max(initial=0)) <= np.iinfo(errors.dtype).max:
             errors *= count  # exact integers; divided as floats like the int64 product before
             np.divide(errors, kept, out=risk)
         else:  # errors x count (<= n^2 < 2^53) is exact as a float product: the same float
@@ -462,7 +472,7 @@ def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: f
     labels = np.asarray(labels, dtype=np.int64)
     if family in FAST:
         kwargs = {"bins": int(param)} if param else dict(m.params or {})
-        if family == "accuracy":
+        if family in ("accuracy", "macro_f1"):  # counts of a sorted view, when one exists
             kwargs.update(views=views, temperature=temperature)
         if family in RANKED_FAMILIES:
             if ("ranked", temperature) not in views:
