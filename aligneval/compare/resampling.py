@@ -22,7 +22,7 @@ from aligneval.compare.chunk_stats import (  # noqa: F401 - the statistics are p
 from aligneval.compare.stats import Interval, percentile_interval
 from aligneval.metrics import base_metric_name, get_metric, scale_probs
 
-CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (8 MB of int64: cache-friendly)
+CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (4 MB of int32 counts)
 AHEAD = 2  # chunks drawn ahead of the slower model's statistics
 
 
