@@ -259,22 +259,27 @@ def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
     """Counts per class (true positives, predicted, true) from one product with the chunk; the last
     class's predicted and true counts are n minus the others' (every resample has n rows), and with a
     sorted view of these predictions its true positives are the correct count minus the others'.
-    Integer sums: exact in any order."""
+    Integer sums: exact in any order, so one BLAS product per column (3x faster than a product with
+    a few-column matrix, which OpenBLAS first copies into its packed layout)."""
     k, n = probs.shape[1], len(labels)
     pred = probs.argmax(axis=1)
     tp = [(pred == c) & (labels == c) for c in range(k)]
     rest = [pred == c for c in range(k - 1)] + [labels == c for c in range(k - 1)]
-    full = np.stack(tp + rest, axis=1).astype(np.float64)
-    short = np.stack(tp[:-1] + rest, axis=1).astype(np.float64)
+    full = np.stack(tp + rest).astype(np.float64)  # one row per column of counts
+    short = np.concatenate([full[:k - 1], full[k:]])
+
+    def sums(w, cache, cols):
+        wf = as_float(w, cache)
+        return np.stack([wf @ col for col in cols]) if len(cols) else np.zeros((0, w.shape[0]))
 
     def stat(w, cache=None):
         view = (views or {}).get(("ranked", temperature))
         if view is None:
-            s = (as_float(w, cache) @ full).T
+            s = sums(w, cache, full)
             tp, s = s[:k], s[k:]
         else:
             _, _, cw, ce = view.counts(w, cache)
-            s = (as_float(w, cache) @ short).T
+            s = sums(w, cache, short)
             right = (cw[:, -1] - ce[:, -1])[None, :]
             tp, s = np.vstack([s[:k - 1], right - s[:k - 1].sum(axis=0, keepdims=True)]), s[k - 1:]
         npred = np.vstack([s[:k - 1], n - s[:k - 1].sum(axis=0, keepdims=True)])
