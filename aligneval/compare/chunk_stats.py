@@ -6,8 +6,8 @@ Metrics that are sums over examples become matrix products (`W @ per_example`). 
 confidence order, computed once per chunk in integers (int32 for any realistic split): an integer
 cumulative sum is exact and about 8x faster than a float64 one, whose loop is bound by the latency of
 floating-point addition. Anything else falls back to calling the metric on the resampled rows. Each
-fast path is tested against the metric itself; every value depends on its own row only, so a chunk may
-be taken as any set of rows.
+fast path is tested against the metric itself. The statistics of one model share a per-chunk cache
+(sorted counts, confidence masses, bin sums), so each is computed once per chunk and model.
 """
 
 from __future__ import annotations
