@@ -133,3 +133,24 @@ def test_aurc_when_errors_times_counts_exceed_32_bits():
     w[0, wrong] = n
     stat = resampling.statistic("aurc", probs, labels)
     np.testing.assert_allclose(stat(w), _reference("aurc", probs, labels, w), rtol=1e-10, atol=1e-12)
+
+
+def test_threaded_bootstrap_equals_the_serial_one_bit_for_bit(monkeypatch):
+    """Above SERIAL_CELLS each model's statistics run in their own thread on shared chunks (one float copy,
+    one cache per model and chunk): the values must be those of the plain serial loop."""
+    probs_a, labels = synthetic_probs(5000, 2, np.random.default_rng(21))
+    probs_b, _ = synthetic_probs(5000, 2, np.random.default_rng(22))
+
+    def sides():
+        out = []
+        for probs in (probs_a, probs_b):
+            ranked: dict = {}
+            out.append({(m, t): resampling.statistic(m, probs, labels, t, ranked) for t in (None, 1.3) for m in FAST_METRICS})
+        return out
+
+    assert 5000 * 1000 > resampling.SERIAL_CELLS
+    threaded = resampling.bootstrap_sides(sides(), 5000, resamples=1000, seed=4, split="test")
+    monkeypatch.setattr(resampling, "SERIAL_CELLS", 10**12)
+    serial = resampling.bootstrap_sides(sides(), 5000, resamples=1000, seed=4, split="test")
+    for a, b in zip(threaded, serial):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
