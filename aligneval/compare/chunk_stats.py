@@ -148,14 +148,9 @@ class Ranked:
         """Count x confidence [c, n] and its block prefix sums [c, blocks + 1], once per chunk."""
         key = (id(values), "mass")
         if cache is None or key not in cache:
-            counts = self.counts(w, cache)[0]
-            if cache is not None:  # converted once for the raw and the temperature-scaled confidences
-                fkey = (self.shared, "float counts")
-                if fkey not in cache:
-                    cache[fkey] = scratch(cache, fkey, w.shape, np.float64)
-                    np.copyto(cache[fkey], counts)
-                counts = cache[fkey]
-            x = np.multiply(counts, values, out=scratch(cache, key, w.shape, np.float64))
+            # int32 counts x float64 values: the same products as through a float copy of the counts,
+            # with a third of the memory traffic (two models' threads share the memory bandwidth)
+            x = np.multiply(self.counts(w, cache)[0], values, out=scratch(cache, key, w.shape, np.float64))
             c, b = x.shape[0], self.BLOCK
             m = (self.n // b) * b
             sums = x[:, :m].reshape(c, -1, b).sum(axis=2)
