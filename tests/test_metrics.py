@@ -247,3 +247,15 @@ def test_metrics_share_the_registry():
         base.register_metric(base.Metric("ece", None, False, (0.0, 1.0)))  # clashes with the ece family
     with pytest.raises(ValueError, match="registered twice"):
         base.register_metric(base.Metric("accuracy", None, True, (0.0, 1.0)))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 9, 20])
+def test_confidence_is_the_row_maximum(k):
+    """confidence() takes maxima column by column for a few classes: the same values as numpy's row max,
+    ties and NaN included."""
+    from aligneval.metrics import confidence
+
+    probs = np.random.default_rng(k).random((500, k))
+    probs[::7] = np.round(probs[::7], 1)
+    probs[3] = np.nan
+    assert np.array_equal(confidence(probs), probs.max(axis=1), equal_nan=True)

@@ -107,3 +107,50 @@ def test_mean_difference_interval_equals_a_plain_bootstrap_of_the_mean():
     w = np.concatenate(list(resampling.count_chunks(80, 300, np.random.default_rng(9))))
     ref = [np.mean(np.repeat(y - x, r)) for r in w]
     assert (iv.ci_low, iv.ci_high) == tuple(pytest.approx(v, abs=1e-12) for v in np.quantile(ref, [0.025, 0.975]))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_counts_from_the_sorted_view_equal_the_product_exactly(metric, k):
+    """Accuracy and macro-F1 read the correct count off a sorted view when one exists: the same values."""
+    probs, labels = synthetic_probs(900, k, np.random.default_rng(5))
+    ranked: dict = {}
+    resampling.statistic("aurc", probs, labels, None, ranked)  # a sorted view of these predictions
+    with_view = resampling.statistic(metric, probs, labels, None, ranked)
+    alone = resampling.statistic(metric, probs, labels)
+    w = next(resampling.count_chunks(len(labels), 40, np.random.default_rng(6)))
+    assert np.array_equal(with_view(w, {}), alone(w))
+
+
+def test_aurc_when_errors_times_counts_exceed_32_bits():
+    """One resample that draws a single wrong example n times: errors x count = n^2 > 2^31, so the
+    statistic takes its float product path; it must still equal the metric on the drawn rows."""
+    n = 50_000
+    probs, labels = synthetic_probs(n, 2, np.random.default_rng(8))
+    wrong = int(np.flatnonzero(probs.argmax(1) != labels)[0])
+    w = next(resampling.count_chunks(n, 2, np.random.default_rng(9)))
+    w[0] = 0
+    w[0, wrong] = n
+    stat = resampling.statistic("aurc", probs, labels)
+    np.testing.assert_allclose(stat(w), _reference("aurc", probs, labels, w), rtol=1e-10, atol=1e-12)
+
+
+def test_threaded_bootstrap_equals_the_serial_one_bit_for_bit(monkeypatch):
+    """Above SERIAL_CELLS each model's statistics run in their own thread on shared chunks (one float copy,
+    one cache per model and chunk): the values must be those of the plain serial loop."""
+    probs_a, labels = synthetic_probs(5000, 2, np.random.default_rng(21))
+    probs_b, _ = synthetic_probs(5000, 2, np.random.default_rng(22))
+
+    def sides():
+        out = []
+        for probs in (probs_a, probs_b):
+            ranked: dict = {}
+            out.append({(m, t): resampling.statistic(m, probs, labels, t, ranked) for t in (None, 1.3) for m in FAST_METRICS})
+        return out
+
+    assert 5000 * 1000 > resampling.SERIAL_CELLS
+    threaded = resampling.bootstrap_sides(sides(), 5000, resamples=1000, seed=4, split="test")
+    monkeypatch.setattr(resampling, "SERIAL_CELLS", 10**12)
+    serial = resampling.bootstrap_sides(sides(), 5000, resamples=1000, seed=4, split="test")
+    for a, b in zip(threaded, serial):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)

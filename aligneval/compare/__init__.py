@@ -17,7 +17,8 @@ the gate: data flows align -> predict -> score -> compare -> report / gate.
 Modules: runs (reading runs), models (seed groups, twin names and λ), planning (settings and models),
 bases (record bases and their pairing), single / seeds (the computation), refine (adaptive p),
 rows (the typed row), comparison (the result and comparison.json), stored (freshness, `comparisons`),
-stats, resampling, multiplicity, options (the statistics settings and flags, declared once).
+stats, resampling (drawing resamples, running both models), chunk_stats (each metric's statistic on a
+chunk of resamples), multiplicity, options (the statistics settings and flags, declared once).
 """
 
 import importlib

@@ -2,12 +2,9 @@
 
 One chunk of integer resample counts W [c, n] (row r says how often each example is drawn in resample
 r; each row sums to n) is shared by both models and every metric of a split, so each resample is the
-same multiset of example ids for both models. Metrics that are sums over examples become matrix
-products (`W @ per_example`). Rank-based metrics (AURC, AUROC, ACE) and binned calibration errors
-(ECE, MCE) read cumulative counts over each model's confidence order, computed once per chunk in
-integers: an int64 cumulative sum is exact and about 8x faster than a float64 one, whose loop is
-bound by the latency of floating-point addition. Anything else falls back to calling the metric on
-the resampled rows. Each fast path is tested against the metric itself.
+same multiset of example ids for both models. The statistics that turn a chunk into metric values live
+in aligneval.compare.chunk_stats; this module draws the chunks and runs the statistics of both models
+on them, each model in its own thread.
 """
 
 from __future__ import annotations
@@ -16,16 +13,16 @@ import contextlib
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from aligneval.errors import DataError
+from aligneval.compare.chunk_stats import (  # noqa: F401 - the statistics are part of resampling's API
+    FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, statistic)
 from aligneval.compare.stats import Interval, percentile_interval
-from aligneval.metrics import base_metric_name, confidence, correct, get_metric, scale_probs
-from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
+from aligneval.metrics import base_metric_name, get_metric, scale_probs
 
-CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (8 MB of int64: cache-friendly)
+CELLS_PER_CHUNK = 1_000_000  # resamples x examples per chunk (4 MB of int32 counts)
 AHEAD = 2  # chunks drawn ahead of the slower model's statistics
 
 
@@ -36,364 +33,27 @@ def split_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng(key + [int(stream)] if stream else key)
 
 
-def count_chunks(n: int, resamples: int, rng: np.random.Generator,
-                 cells: int = CELLS_PER_CHUNK) -> Iterator[np.ndarray]:
-    """Yield int64 chunks W [c, n] of bootstrap counts, `resamples` rows in total. Resample-major, so
-    each resample's cumulative sums and gathers run over contiguous memory."""
+def _draw_chunks(n: int, resamples: int, rng: np.random.Generator, cells: int, dtype,
+                 with_float: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """The one place resamples are drawn: (W [c, n] in `dtype`, W as float64 or None) per chunk."""
     step = max(1, min(resamples, cells // max(n, 1)))
     done = 0
     while done < resamples:
         c = min(step, resamples - done)
         draws = rng.integers(0, n, size=(c, n))
-        w = np.empty((c, n), dtype=np.int64)
+        w = np.empty((c, n), dtype=dtype)
         for r in range(c):
             w[r] = np.bincount(draws[r], minlength=n)
-        yield w
+        yield w, (w.astype(np.float64) if with_float else None)
         done += c
 
 
-def scratch(cache: dict | None, key, shape: tuple[int, int], dtype) -> np.ndarray:
-    """A work array that lives across chunks (cache["scratch"], one per model thread): freshly
-    allocated multi-MB arrays cost a page fault per 4 KB on every chunk, as much as the arithmetic."""
-    if cache is None or "scratch" not in cache:
-        return np.empty(shape, dtype)
-    pool = cache["scratch"]
-    buf = pool.get(key)
-    if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
-        buf = pool[key] = np.empty(shape, dtype)
-    return buf[: shape[0]]
-
-
-def as_float(w: np.ndarray, cache: dict | None) -> np.ndarray:
-    """The chunk as float64 for BLAS products, converted once per chunk."""
-    if cache is None:
-        return w.astype(np.float64)
-    if "float" not in cache:
-        cache["float"] = out = scratch(cache, "float", w.shape, np.float64)
-        np.copyto(out, w)
-    return cache["float"]
-
-
-# A "statistic" maps a counts chunk W [c, n] (and a per-chunk cache shared by the statistics of one
-# model) to the c metric values of the resampled data.
-Statistic = Callable[..., np.ndarray]
-FAST: dict[str, Callable[..., Statistic]] = {}
-
-
-def fast_path(family: str):
-    def decorator(fn):
-        FAST[family] = fn
-        return fn
-
-    return decorator
-
-
-def _conf_hit(probs, labels):
-    return confidence(probs), correct(probs, labels).astype(np.float64)
-
-
-class Ranked:
-    """One model's predictions sorted by confidence (ascending, stable) with tie groups, shared by the
-    statistics that read cumulative counts (AURC, AUROC, ACE, ECE, MCE): each chunk is gathered and
-    summed once per model."""
-
-    BLOCK = 64  # columns per block for prefix sums read at a few positions only
-    SMALL = 1024  # up to this many examples a plain cumulative sum is cheaper
-
-    def __init__(self, probs: np.ndarray, labels: np.ndarray, like: "Ranked | None" = None):
-        conf, hit = _conf_hit(probs, labels)
-        self.n = len(conf)
-        self.order = np.argsort(conf, kind="stable")
-        self.cs = conf[self.order]
-        self.ccs = np.clip(self.cs, PROB_EPS, 1 - PROB_EPS)  # the calibration metrics' clipped confidence
-        if np.array_equal(self.ccs, self.cs):
-            self.ccs = self.cs
-        self.es = (1 - hit[self.order]).astype(np.int64)
-        self.ends = np.r_[np.flatnonzero(self.cs[1:] != self.cs[:-1]), self.n - 1]
-        self.ties = len(self.ends) < self.n
-        # temperature scaling often keeps the confidence order (always for two classes): then the
-        # counts of the unscaled view are reused and only the confidence mass differs
-        same = (like is not None and np.array_equal(like.order, self.order) and np.array_equal(like.es, self.es)
-                and np.array_equal(like.ends, self.ends))
-        self.shared = like.shared if same else id(self)
-
-    def counts(self, w, cache):
-        """(ws, wes, cw, ce) [c, n] in sorted order: counts, error counts and their inclusive cumulative
-        sums, all int64 and exact."""
-        key = (self.shared, "counts")
-        if cache is None or key not in cache:
-            ws, wes, cw, ce = (scratch(cache, (self.shared, name), w.shape, np.int64)
-                               for name in ("ws", "wes", "cw", "ce"))
-            np.take(w, self.order, axis=1, out=ws)
-            np.multiply(ws, self.es, out=wes)
-            val = (ws, wes, np.cumsum(ws, axis=1, out=cw), np.cumsum(wes, axis=1, out=ce))
-            if cache is None:
-                return val
-            cache[key] = val
-        return cache[key]
-
-    def groups(self, w, cache):
-        """Per tie group: (count, errors) [c, G] and their cumulative sums at the group ends."""
-        ws, wes, cw, ce = self.counts(w, cache)
-        if not self.ties:  # every row is its own group
-            return ws, wes, cw, ce
-        cw, ce = cw[:, self.ends], ce[:, self.ends]
-        zero = np.zeros((cw.shape[0], 1), dtype=cw.dtype)
-        return np.diff(cw, axis=1, prepend=zero), np.diff(ce, axis=1, prepend=zero), cw, ce
-
-    def _mass(self, w, cache, values):
-        """Count x confidence [c, n] and its block prefix sums [c, blocks + 1], once per chunk."""
-        key = (id(values), "mass")
-        if cache is None or key not in cache:
-            x = np.multiply(self.counts(w, cache)[0], values, out=scratch(cache, key, w.shape, np.float64))
-            c, b = x.shape[0], self.BLOCK
-            m = (self.n // b) * b
-            sums = x[:, :m].reshape(c, -1, b).sum(axis=2)
-            before = np.hstack([np.zeros((c, 1)), np.cumsum(sums, axis=1)])  # before[:, q] = columns < q * b
-            if cache is None:
-                return x, before
-            cache[key] = (x, before)
-        return cache[key]
-
-    def _full(self, w, cache, values):
-        """Small splits: the plain cumulative sum of count x confidence, [c, n + 1] (0 first)."""
-        key = (id(values), "full")
-        if cache is None or key not in cache:
-            x = self.counts(w, cache)[0] * values
-            full = np.zeros((x.shape[0], self.n + 1))
-            np.cumsum(x, axis=1, out=full[:, 1:])
-            if cache is None:
-                return full
-            cache[key] = full
-        return cache[key]
-
-    def mass_before(self, w, cache, last, values=None):
-        """Sum of count x confidence over sorted positions 0..last (inclusive; -1 = none), `last` [B, c]:
-        block sums plus a partial block, instead of a float cumulative sum over large splits (the
-        partial-block gather costs more than the sum itself below SMALL examples)."""
-        values = self.cs if values is None else values
-        if self.n <= self.SMALL:
-            full = self._full(w, cache, values)
-            return full[np.arange(full.shape[0]), np.asarray(last) + 1]
-        x, before = self._mass(w, cache, values)
-        b = self.BLOCK
-        upto = np.asarray(last) + 1
-        q = upto // b
-        rows = np.arange(x.shape[0])
-        out = before[rows, q]
-        j = np.arange(b)
-        cols = np.minimum(q[..., None] * b + j, self.n - 1)  # the partial block: at most b - 1 positions
-        part = np.where(j < (upto - q * b)[..., None], x[rows[:, None], cols], 0.0)
-        return out + part.sum(axis=-1)
-
-
-def _take(m: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """m[r, last[b, r]] for every bin b and resample r; 0 where last is -1 (nothing yet)."""
-    rows = np.arange(m.shape[0])
-    return np.where(last >= 0, m[rows, np.maximum(last, 0)], 0)
-
-
-def _mean_of(per_example: np.ndarray) -> Statistic:
-    n = len(per_example)
-    return lambda w, cache=None: (as_float(w, cache) @ per_example) / n
-
-
-@fast_path("accuracy")
-def _accuracy(probs, labels, **_):
-    return _mean_of(_conf_hit(probs, labels)[1])
-
-
-@fast_path("brier")
-def _brier(probs, labels, **_):
-    onehot = np.eye(probs.shape[1])[labels]
-    return _mean_of(((probs - onehot) ** 2).sum(axis=1))
-
-
-@fast_path("nll")
-def _nll(probs, labels, **_):
-    p = probs[np.arange(len(labels)), labels]
-    return _mean_of(-np.log(np.clip(p, PROB_EPS, 1 - PROB_EPS)))
-
-
-@fast_path("macro_f1")
-def _macro_f1(probs, labels, **_):
-    k = probs.shape[1]
-    pred = probs.argmax(axis=1)
-    rows = []
-    for c in range(k):
-        rows += [(pred == c) & (labels == c), pred == c, labels == c]
-    mat = np.stack(rows, axis=1).astype(np.float64)
-
-    def stat(w, cache=None):
-        s = (as_float(w, cache) @ mat).T.reshape(k, 3, w.shape[0])
-        tp, npred, ntrue = s[:, 0], s[:, 1], s[:, 2]
-        denom = npred + ntrue
-        present = denom > 0
-        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
-        return f1.sum(axis=0) / present.sum(axis=0)
-
-    return stat
-
-
-def _fixed_bins(r: Ranked, bins: int):
-    """Equal-width bins are runs of the confidence order: per bin (count, hits, confidence mass) [bins, c],
-    read off the cumulative counts at the bins' last positions."""
-    idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))  # non-decreasing along the sorted confidences
-    last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
-
-    def sums(w, cache):
-        _, _, cw, ce = r.counts(w, cache)
-        at = np.broadcast_to(last[:, None], (bins, w.shape[0]))
-        zero = np.zeros((1, w.shape[0]))
-        count = np.diff(_take(cw, at), axis=0, prepend=zero)
-        hits = count - np.diff(_take(ce, at), axis=0, prepend=zero)
-        mass = np.diff(r.mass_before(w, cache, at, r.ccs), axis=0, prepend=zero)
-        return count, hits, mass
-
-    return sums
-
-
-@fast_path("ece")
-def _ece(probs, labels, bins=15, ranked: Ranked | None = None, **_):
-    sums = _fixed_bins(ranked or Ranked(probs, labels), bins)
-    n = len(labels)
-
-    def stat(w, cache=None):
-        _, hits, mass = sums(w, cache)
-        return np.abs(hits - mass).sum(axis=0) / n
-
-    return stat
-
-
-@fast_path("mce")
-def _mce(probs, labels, bins=15, ranked: Ranked | None = None, **_):
-    sums = _fixed_bins(ranked or Ranked(probs, labels), bins)
-
-    def stat(w, cache=None):
-        count, hits, mass = sums(w, cache)
-        full = count > 0
-        return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
-
-    return stat
-
-
-@fast_path("aurc")
-def _aurc(probs, labels, ranked: Ranked | None = None, **_):
-    """Thresholds from high to low confidence: a tie group is kept together with every higher group, so
-    kept = n - (count below the group) and errors likewise; exact integers until the division."""
-    r = ranked or Ranked(probs, labels)
-
-    def stat(w, cache=None):
-        count, err, cw, ce = r.groups(w, cache)
-        n, e_total = cw[:, -1:], ce[:, -1:]
-        kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, np.int64))
-        kept += count  # everything from this group up
-        errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, np.int64))
-        errors += err
-        errors *= count
-        np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
-        risk = np.divide(errors, kept, out=scratch(cache, "aurc:risk", cw.shape, np.float64))
-        return risk.sum(axis=1) / n[:, 0]
-
-    return stat
-
-
-@fast_path("auroc_error")
-def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
-    """Mann-Whitney U of confidence, correct vs wrong, ties counting one half, per resample:
-    2U = sum over groups of correct x (2 x errors up to the group - errors in the group), in integers."""
-    r = ranked or Ranked(probs, labels)
-
-    def stat(w, cache=None):
-        count, neg, cw, ce = r.groups(w, cache)
-        pos = np.subtract(count, neg, out=scratch(cache, "auroc:pos", cw.shape, np.int64))
-        twice_u = 2 * np.einsum("ij,ij->i", pos, ce)
-        if r.ties:  # without ties a group is all correct or all wrong, so pos x neg = 0
-            twice_u -= np.einsum("ij,ij->i", pos, neg)
-        n_neg = ce[:, -1]
-        n_pos = cw[:, -1] - n_neg
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
-
-    return stat
-
-
-@fast_path("ace")
-def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
-    """Equal-mass bins move with each resample: the quantile edges (np.quantile, linear) of the
-    resampled confidences are order statistics found by binary search in the cumulative counts; bin
-    sums are differences of cumulative sums at the bin ends."""
-    r = ranked or Ranked(probs, labels)
-    n = r.n
-    h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
-    lo = np.floor(h).astype(np.int64)
-    frac = h - lo
-    targets = np.r_[lo, np.minimum(lo + 1, n - 1)]  # order statistics needed, 0-based
-
-    def stat(w, cache=None):
-        _, _, cw, ce = r.counts(w, cache)
-        c = w.shape[0]
-        # sorted position of the j-th smallest resampled value: the first position whose count exceeds j
-        pos = np.stack([np.searchsorted(cw[i], targets, side="right") for i in range(c)], axis=1)
-        vals = r.cs[pos]
-        x_lo, x_hi = vals[: bins + 1], vals[bins + 1:]
-        edges = x_lo + frac[:, None] * (x_hi - x_lo)
-        cut = np.searchsorted(r.cs, edges[1:-1].ravel(), side="left").reshape(bins - 1, c)
-        last = np.vstack([cut, np.full((1, c), n)]) - 1  # last sorted position of each bin (-1: none)
-        zero = np.zeros((1, c))
-        count = np.diff(_take(cw, last), axis=0, prepend=zero)
-        s_conf = np.diff(r.mass_before(w, cache, last), axis=0, prepend=zero)
-        s_hit = count - np.diff(_take(ce, last), axis=0, prepend=zero)
-        full = count > 0
-        gap = np.where(full, np.abs(s_hit - s_conf) / np.where(full, count, 1.0), 0.0)
-        return gap.sum(axis=0) / full.sum(axis=0)
-
-    return stat
-
-
-RANKED_FAMILIES = {"aurc", "auroc_error", "ace", "ece", "mce"}
-
-
-def generic_statistic(metric_fn, probs, labels) -> Statistic:
-    """Fallback: call the metric on the rows each resample draws (slow, exact for any metric)."""
-    ar = np.arange(len(labels))
-
-    def stat(w, cache=None):
-        out = np.empty(w.shape[0])
-        for i, row in enumerate(w):
-            idx = np.repeat(ar, row)
-            out[i] = metric_fn(probs[idx], labels[idx])
-        return out
-
-    return stat
-
-
-def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,
-              ranked: dict | None = None) -> Statistic:
-    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
-    `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
-    one sorted view."""
-    name = base_metric_name(metric)
-    m = get_metric(name)
-    family, _, param = name.partition("@")
-    scaled = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
-    labels = np.asarray(labels, dtype=np.int64)
-    if family in FAST:
-        kwargs = {"bins": int(param)} if param else dict(m.params or {})
-        if family in RANKED_FAMILIES:
-            if ranked is None:
-                ranked = {}
-            if temperature not in ranked:
-                ranked[temperature] = Ranked(scaled, labels, like=next(iter(ranked.values()), None))
-            kwargs["ranked"] = ranked[temperature]
-        return FAST[family](scaled, labels, **kwargs)
-    if m.fn is None:
-        raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
-    return generic_statistic(m.fn, scaled, labels)
-
-
-# ----------------------------------------------------------------------------------------------
-# running the bootstrap
+def count_chunks(n: int, resamples: int, rng: np.random.Generator,
+                 cells: int = CELLS_PER_CHUNK) -> Iterator[np.ndarray]:
+    """Yield int64 chunks W [c, n] of bootstrap counts, `resamples` rows in total. Resample-major, so
+    each resample's cumulative sums and gathers run over contiguous memory."""
+    for w, _ in _draw_chunks(n, resamples, rng, cells, np.int64, False):
+        yield w
 
 
 _BLAS: list = []  # one threadpoolctl controller per process: finding the BLAS libraries reads /proc maps
@@ -414,6 +74,14 @@ def _single_thread_blas():
 SERIAL_CELLS = 4_000_000  # below this many resample x example cells a split runs in this thread
 
 
+def run_chunk(stats: dict[str, Statistic], w: np.ndarray, wf: np.ndarray | None, work: dict) -> list[np.ndarray]:
+    """One side's statistics on one chunk, sharing one cache (sorted counts, masses, the float copy
+    `wf`). Each numpy call takes the whole chunk: with two model threads and the drawing thread on
+    two cores, many short calls would spend their time handing the GIL around."""
+    cache = {"scratch": work, "float": wf}  # per chunk; the work arrays outlive it
+    return [f(w, cache) for f in stats.values()]
+
+
 def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int = 1000, seed: int = 0,
                     split: str = "", stream: int = 0) -> list[dict[str, np.ndarray]]:
     """Resampled values of every statistic of every side (model) over the same resamples of one split.
@@ -422,29 +90,26 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
     this thread draws the next chunk; at most `AHEAD` chunks wait per side, so memory stays bounded."""
     out: list[dict[str, list]] = [{k: [] for k in side} for side in sides]
 
-    def run(stats_x, w, work):
-        cache = {"scratch": work}  # per chunk; the work arrays outlive it
-        return [stats_x[k](w, cache) for k in stats_x]
-
     def collect(futures):
         for side, acc, fut in zip(sides, out, futures):
             for k, v in zip(side, fut.result()):
                 acc[k].append(v)
 
     works: list[dict] = [{} for _ in sides]
+    chunks = _draw_chunks(n, resamples, split_rng(seed, split, stream), CELLS_PER_CHUNK, count_dtype(n), True)
     if n * resamples <= SERIAL_CELLS:  # small: threads cost more than they give
         with _single_thread_blas():
-            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
+            for w, wf in chunks:
                 for side, acc, work in zip(sides, out, works):
-                    for k, v in zip(side, run(side, w, work)):
+                    for k, v in zip(side, run_chunk(side, w, wf, work)):
                         acc[k].append(v)
         return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
     pending: deque = deque()
     pools = [ThreadPoolExecutor(1) for _ in sides]
     try:
         with _single_thread_blas():
-            for w in count_chunks(n, resamples, split_rng(seed, split, stream)):
-                pending.append([pool.submit(run, side, w, work) for pool, side, work in zip(pools, sides, works)])
+            for w, wf in chunks:
+                pending.append([pool.submit(run_chunk, side, w, wf, work) for pool, side, work in zip(pools, sides, works)])
                 if len(pending) > AHEAD:
                     collect(pending.popleft())
             while pending:
@@ -463,9 +128,21 @@ def bootstrap_split(stats_a: dict[str, Statistic], stats_b: dict[str, Statistic]
     return {k: (va[k], vb[k]) for k in stats_a}
 
 
-def observed(stat: Statistic, n: int) -> float:
-    """The statistic on the full sample (every example drawn once): the metric's own value."""
-    return float(stat(np.ones((1, n), dtype=np.int64), None)[0])
+def observed(stat: Statistic, n: int, cache: dict | None = None) -> float:
+    """The statistic on the full sample (every example drawn once): the metric's own value. `cache`:
+    one dict for the statistics of one model (shares their sorted counts)."""
+    if cache is None:
+        return float(stat(np.ones((1, n), dtype=np.int64), None)[0])
+    ones = cache.setdefault("ones", np.ones((1, n), dtype=np.int64))
+    return float(stat(ones, cache)[0])
+
+
+def observed_all(stats: dict[str, Statistic], n: int) -> dict[str, float]:
+    """`observed` of every statistic of one model, sharing one cache, under one single-thread BLAS
+    limit (a one-row product is no work for threads, and waking them on a busy machine costs ms)."""
+    cache: dict = {}
+    with _single_thread_blas():
+        return {k: observed(stat, n, cache) for k, stat in stats.items()}
 
 
 def paired_bootstrap(metric: str, probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray, *,

@@ -53,7 +53,7 @@ def compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int,
         if not np.array_equal(labels, np.asarray(pb.labels, np.int64)[order]):
             raise DataError(f"split '{split}': {names[0]} and {names[1]} disagree on gold labels for the same ids")
         # one statistic per distinct (metric, temperatures): suites may record the same metric twice
-        sa, sb, obs, stat_of = {}, {}, {}, {}
+        sa, sb, stat_of = {}, {}, {}
         ranked_a: dict = {}
         ranked_b: dict = {}
         for k in split_keys:
@@ -64,7 +64,8 @@ def compare_single(comp: Comparison, model_a: str, model_b: str, resamples: int,
                 continue
             sa[sk] = resampling.statistic(ra.metric, probs_a, labels, ra.temperature, ranked_a)
             sb[sk] = resampling.statistic(rb.metric, probs_b, labels, rb.temperature, ranked_b)
-            obs[sk] = (resampling.observed(sa[sk], len(labels)), resampling.observed(sb[sk], len(labels)))
+        full_a, full_b = resampling.observed_all(sa, len(labels)), resampling.observed_all(sb, len(labels))
+        obs = {sk: (full_a[sk], full_b[sk]) for sk in sa}
         boot = resampling.bootstrap_split(sa, sb, len(labels), resamples=resamples, seed=seed, split=split)
         group = SplitGroup(sa, sb, len(labels), seed, split)
         shared: dict = {}

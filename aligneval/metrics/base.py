@@ -147,9 +147,19 @@ def check_inputs(probs, labels, where: str = "metric") -> tuple[np.ndarray, np.n
     return probs, labels.astype(np.int64)
 
 
+FEW_CLASSES = 8  # up to this many columns a row maximum is taken column by column
+
+
 def confidence(probs: np.ndarray) -> np.ndarray:
-    """Top-label confidence: the max softmax probability."""
-    return np.asarray(probs, dtype=np.float64).max(axis=1)
+    """Top-label confidence: the max softmax probability. For a few classes as elementwise maxima of
+    the columns (the same values): numpy's max along rows of 2 columns is ~30x slower."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or not 1 < probs.shape[1] <= FEW_CLASSES:
+        return probs.max(axis=1)
+    top = np.maximum(probs[:, 0], probs[:, 1])
+    for j in range(2, probs.shape[1]):
+        np.maximum(top, probs[:, j], out=top)
+    return top
 
 
 def predictions(probs: np.ndarray) -> np.ndarray:

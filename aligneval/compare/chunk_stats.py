@@ -1,0 +1,485 @@
+"""The bootstrap statistic of every built-in metric: a metric's values on all resamples of a chunk of
+integer counts W [c, n] (row r says how often each example is drawn in resample r; each row sums to n).
+
+Metrics that are sums over examples become matrix products (`W @ per_example`). Rank-based metrics
+(AURC, AUROC, ACE) and binned calibration errors (ECE, MCE) read cumulative counts over each model's
+confidence order, computed once per chunk in integers (int32 for any realistic split): an integer
+cumulative sum is exact and about 8x faster than a float64 one, whose loop is bound by the latency of
+floating-point addition. Anything else falls back to calling the metric on the resampled rows. Each
+fast path is tested against the metric itself. The statistics of one model share a per-chunk cache
+(sorted counts, confidence masses, bin sums), so each is computed once per chunk and model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from aligneval.errors import DataError
+from aligneval.metrics import base_metric_name, confidence, correct, get_metric, scale_probs
+from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
+
+
+def count_dtype(n: int) -> type:
+    """int32 counts whenever every cumulative count fits: integer sums are exact at any width, so the
+    statistics are unchanged, and gathers and sums over half the bytes run 1.5-3x faster."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def scratch(cache: dict | None, key, shape: tuple[int, int], dtype) -> np.ndarray:
+    """A work array that lives across chunks (cache["scratch"], one per model thread): freshly
+    allocated multi-MB arrays cost a page fault per 4 KB on every chunk, as much as the arithmetic."""
+    if cache is None or "scratch" not in cache:
+        return np.empty(shape, dtype)
+    pool = cache["scratch"]
+    buf = pool.get(key)
+    if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+        buf = pool[key] = np.empty(shape, dtype)
+    return buf[: shape[0]]
+
+
+def as_float(w: np.ndarray, cache: dict | None) -> np.ndarray:
+    """The chunk as float64 for BLAS products, converted once per chunk (bootstrap_sides converts it
+    once for every side while drawing)."""
+    if cache is None:
+        return w.astype(np.float64)
+    if cache.get("float") is None:
+        cache["float"] = out = scratch(cache, "float", w.shape, np.float64)
+        np.copyto(out, w)
+    return cache["float"]
+
+
+def as_counts(w: np.ndarray, cache: dict | None) -> np.ndarray:
+    """The chunk in `count_dtype` (int32 for any realistic split), converted at most once per chunk."""
+    dtype = count_dtype(w.shape[1])
+    if w.dtype == dtype:
+        return w
+    if cache is None:
+        return w.astype(dtype)
+    if "counts" not in cache:
+        cache["counts"] = out = scratch(cache, "counts", w.shape, dtype)
+        np.copyto(out, w)
+    return cache["counts"]
+
+
+# A "statistic" maps a counts chunk W [c, n] (and a per-chunk cache shared by the statistics of one
+# model) to the c metric values of the resampled data.
+Statistic = Callable[..., np.ndarray]
+FAST: dict[str, Callable[..., Statistic]] = {}
+
+
+def fast_path(family: str):
+    def decorator(fn):
+        FAST[family] = fn
+        return fn
+
+    return decorator
+
+
+def _conf_hit(probs, labels):
+    return confidence(probs), correct(probs, labels).astype(np.float64)
+
+
+class Ranked:
+    """One model's predictions sorted by confidence (ascending, stable) with tie groups, shared by the
+    statistics that read cumulative counts (AURC, AUROC, ACE, ECE, MCE): each chunk is gathered and
+    summed once per model."""
+
+    BLOCK = 64  # columns per block for prefix sums read at a few positions only
+    SMALL = 1024  # up to this many examples a plain cumulative sum is cheaper
+
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, like: "Ranked | None" = None):
+        conf, hit = _conf_hit(probs, labels)
+        self.n = len(conf)
+        self.order = np.argsort(conf, kind="stable")
+        self.cs = conf[self.order]
+        self.ccs = np.clip(self.cs, PROB_EPS, 1 - PROB_EPS)  # the calibration metrics' clipped confidence
+        if np.array_equal(self.ccs, self.cs):
+            self.ccs = self.cs
+        self.es = (1 - hit[self.order]).astype(count_dtype(self.n))
+        self.ends = np.r_[np.flatnonzero(self.cs[1:] != self.cs[:-1]), self.n - 1]
+        self.ties = len(self.ends) < self.n
+        # temperature scaling often keeps the confidence order (always for two classes): then the
+        # counts of the unscaled view are reused and only the confidence mass differs
+        same = (like is not None and np.array_equal(like.order, self.order) and np.array_equal(like.es, self.es)
+                and np.array_equal(like.ends, self.ends))
+        self.shared = like.shared if same else id(self)
+
+    def counts(self, w, cache):
+        """(ws, wes, cw, ce) [c, n] in sorted order: counts, error counts and their inclusive cumulative
+        sums, all integers (`count_dtype`) and exact."""
+        return self._sums(w, cache)[0]
+
+    def exclusive(self, w, cache):
+        """(cwx, cex) [c, n]: the cumulative sums before each sorted position (views of the same
+        buffers as the inclusive ones, one column over)."""
+        return self._sums(w, cache)[1]
+
+    def _sums(self, w, cache):
+        key = (self.shared, "counts")
+        if cache is None or key not in cache:
+            small = as_counts(w, cache)
+            dtype = small.dtype
+            c, n = w.shape
+            ws, wes = (scratch(cache, (self.shared, name), w.shape, dtype) for name in ("ws", "wes"))
+            cwb, ceb = (scratch(cache, (self.shared, name), (c, n + 1), dtype) for name in ("cw", "ce"))
+            np.take(small, self.order, axis=1, out=ws)
+            np.multiply(ws, self.es, out=wes)
+            cwb[:, 0] = ceb[:, 0] = 0
+            np.cumsum(ws, axis=1, dtype=dtype, out=cwb[:, 1:])
+            np.cumsum(wes, axis=1, dtype=dtype, out=ceb[:, 1:])
+            val = ((ws, wes, cwb[:, 1:], ceb[:, 1:]), (cwb[:, :-1], ceb[:, :-1]))
+            if cache is None:
+                return val
+            cache[key] = val
+        return cache[key]
+
+    def groups(self, w, cache):
+        """Per tie group: (count, errors) [c, G] and their cumulative sums at the group ends."""
+        ws, wes, cw, ce = self.counts(w, cache)
+        if not self.ties:  # every row is its own group
+            return ws, wes, cw, ce
+        cw, ce = cw[:, self.ends], ce[:, self.ends]
+        zero = np.zeros((cw.shape[0], 1), dtype=cw.dtype)
+        return np.diff(cw, axis=1, prepend=zero), np.diff(ce, axis=1, prepend=zero), cw, ce
+
+    def _mass(self, w, cache, values):
+        """Count x confidence [c, n] and its block prefix sums [c, blocks + 1], once per chunk."""
+        key = (id(values), "mass")
+        if cache is None or key not in cache:
+            # int32 counts x float64 values: the same products as through a float copy of the counts,
+            # with a third of the memory traffic (two models' threads share the memory bandwidth)
+            x = np.multiply(self.counts(w, cache)[0], values, out=scratch(cache, key, w.shape, np.float64))
+            c, b = x.shape[0], self.BLOCK
+            m = (self.n // b) * b
+            sums = x[:, :m].reshape(c, -1, b).sum(axis=2)
+            before = np.hstack([np.zeros((c, 1)), np.cumsum(sums, axis=1)])  # before[:, q] = columns < q * b
+            if cache is None:
+                return x, before
+            cache[key] = (x, before)
+        return cache[key]
+
+    def _full(self, w, cache, values):
+        """Small splits: the plain cumulative sum of count x confidence, [c, n + 1] (0 first)."""
+        key = (id(values), "full")
+        if cache is None or key not in cache:
+            x = self.counts(w, cache)[0] * values
+            full = np.zeros((x.shape[0], self.n + 1))
+            np.cumsum(x, axis=1, out=full[:, 1:])
+            if cache is None:
+                return full
+            cache[key] = full
+        return cache[key]
+
+    def mass_before(self, w, cache, last, values=None):
+        """Sum of count x confidence over sorted positions 0..last (inclusive; -1 = none), `last` [B, c]:
+        block sums plus a partial block, instead of a float cumulative sum over large splits (the
+        partial-block gather costs more than the sum itself below SMALL examples)."""
+        values = self.cs if values is None else values
+        if self.n <= self.SMALL:
+            full = self._full(w, cache, values)
+            return full[np.arange(full.shape[0]), np.asarray(last) + 1]
+        return self.mass_at(w, cache, self.partial_blocks(last), values)
+
+    def partial_blocks(self, last):
+        """Where sorted positions 0..last end, in blocks: (whole blocks q, partial-block columns, mask)."""
+        b = self.BLOCK
+        upto = np.asarray(last) + 1
+        q = upto // b
+        j = np.arange(b)
+        cols = np.minimum(q[..., None] * b + j, self.n - 1)  # the partial block: at most b - 1 positions
+        return q, cols, j < (upto - q * b)[..., None]
+
+    def mass_at(self, w, cache, blocks, values):
+        """`mass_before` at positions given as `partial_blocks` (computed once for fixed positions)."""
+        q, cols, mask = blocks
+        x, before = self._mass(w, cache, values)
+        rows = np.arange(x.shape[0])
+        out = before[rows, q]
+        part = np.where(mask, x[rows[:, None], cols], 0.0)
+        return out + part.sum(axis=-1)
+
+
+def _take(m: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """m[r, last[b, r]] for every bin b and resample r; 0 where last is -1 (nothing yet)."""
+    rows = np.arange(m.shape[0])
+    return np.where(last >= 0, m[rows, np.maximum(last, 0)], 0)
+
+
+def _mean_of(per_example: np.ndarray) -> Statistic:
+    n = len(per_example)
+
+    def stat(w, cache=None):
+        return (as_float(w, cache) @ per_example) / n
+
+    return stat
+
+
+@fast_path("accuracy")
+def _accuracy(probs, labels, views: dict | None = None, temperature=None, **_):
+    """When a sorted view of the same predictions exists (a calibration or uncertainty metric is
+    compared too), the correct count is its total count minus its errors, exact and already summed;
+    otherwise a product with the chunk (exact too: a sum of integers)."""
+    hit = _conf_hit(probs, labels)[1]
+    n = len(labels)
+
+    def mean(w, cache):  # a sum of integers: exact for any number of rows
+        return (as_float(w, cache) @ hit) / n
+
+    def stat(w, cache=None):
+        view = (views or {}).get(("ranked", temperature))
+        if view is None:
+            return mean(w, cache)
+        _, _, cw, ce = view.counts(w, cache)
+        return (cw[:, -1] - ce[:, -1]) / n
+
+    return stat
+
+
+@fast_path("brier")
+def _brier(probs, labels, **_):
+    onehot = np.eye(probs.shape[1])[labels]
+    return _mean_of(((probs - onehot) ** 2).sum(axis=1))
+
+
+@fast_path("nll")
+def _nll(probs, labels, **_):
+    p = probs[np.arange(len(labels)), labels]
+    return _mean_of(-np.log(np.clip(p, PROB_EPS, 1 - PROB_EPS)))
+
+
+@fast_path("macro_f1")
+def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
+    """Counts per class (true positives, predicted, true) from one product with the chunk; the last
+    class's predicted and true counts are n minus the others' (every resample has n rows), and with a
+    sorted view of these predictions its true positives are the correct count minus the others'.
+    Integer sums: exact in any order, so one BLAS product per column (3x faster than a product with
+    a few-column matrix, which OpenBLAS first copies into its packed layout)."""
+    k, n = probs.shape[1], len(labels)
+    pred = probs.argmax(axis=1)
+    tp = [(pred == c) & (labels == c) for c in range(k)]
+    rest = [pred == c for c in range(k - 1)] + [labels == c for c in range(k - 1)]
+    full = np.stack(tp + rest).astype(np.float64)  # one row per column of counts
+    short = np.concatenate([full[:k - 1], full[k:]])
+
+    def sums(w, cache, cols):
+        wf = as_float(w, cache)
+        return np.stack([wf @ col for col in cols]) if len(cols) else np.zeros((0, w.shape[0]))
+
+    def stat(w, cache=None):
+        view = (views or {}).get(("ranked", temperature))
+        if view is None:
+            s = sums(w, cache, full)
+            tp, s = s[:k], s[k:]
+        else:
+            _, _, cw, ce = view.counts(w, cache)
+            s = sums(w, cache, short)
+            right = (cw[:, -1] - ce[:, -1])[None, :]
+            tp, s = np.vstack([s[:k - 1], right - s[:k - 1].sum(axis=0, keepdims=True)]), s[k - 1:]
+        npred = np.vstack([s[:k - 1], n - s[:k - 1].sum(axis=0, keepdims=True)])
+        ntrue = np.vstack([s[k - 1:], n - s[k - 1:].sum(axis=0, keepdims=True)])
+        denom = npred + ntrue
+        present = denom > 0
+        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+        return f1.sum(axis=0) / present.sum(axis=0)
+
+    return stat
+
+
+def _fixed_bins(r: Ranked, bins: int):
+    """Equal-width bins are runs of the confidence order: per bin (count, hits, confidence mass) [bins, c],
+    read off the cumulative counts at the bins' last positions."""
+    idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))  # non-decreasing along the sorted confidences
+    last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
+    drawn = (last >= 0)[:, None]
+    at = np.maximum(last, 0)
+    blocks = r.partial_blocks(last[:, None]) if r.n > r.SMALL else None
+
+    def sums(w, cache):
+        key = (id(r), "bins", bins)  # ECE and MCE of one bin count share them
+        if cache is not None and key in cache:
+            return cache[key]
+        _, _, cw, ce = r.counts(w, cache)
+        zero = np.zeros((1, w.shape[0]))
+        count = np.diff(np.where(drawn, cw[:, at].T, 0), axis=0, prepend=zero)  # cw at each bin's last position
+        hits = count - np.diff(np.where(drawn, ce[:, at].T, 0), axis=0, prepend=zero)
+        if blocks is None:
+            cum = r.mass_before(w, cache, np.broadcast_to(last[:, None], (bins, w.shape[0])), r.ccs)
+        else:
+            cum = r.mass_at(w, cache, blocks, r.ccs)
+        mass = np.diff(cum, axis=0, prepend=zero)
+        if cache is not None:
+            cache[key] = (count, hits, mass)
+        return count, hits, mass
+
+    return sums
+
+
+@fast_path("ece")
+def _ece(probs, labels, bins=15, ranked: Ranked | None = None, **_):
+    sums = _fixed_bins(ranked or Ranked(probs, labels), bins)
+    n = len(labels)
+
+    def stat(w, cache=None):
+        _, hits, mass = sums(w, cache)
+        return np.abs(hits - mass).sum(axis=0) / n
+
+    return stat
+
+
+@fast_path("mce")
+def _mce(probs, labels, bins=15, ranked: Ranked | None = None, **_):
+    sums = _fixed_bins(ranked or Ranked(probs, labels), bins)
+
+    def stat(w, cache=None):
+        count, hits, mass = sums(w, cache)
+        full = count > 0
+        return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
+
+    return stat
+
+
+@fast_path("aurc")
+def _aurc(probs, labels, ranked: Ranked | None = None, **_):
+    """Thresholds from high to low confidence: a tie group is kept together with every higher group, so
+    kept = n - (count below the group) and errors likewise; exact integers until the division."""
+    r = ranked or Ranked(probs, labels)
+
+    def stat(w, cache=None):
+        count, err, cw, ce = r.groups(w, cache)
+        n, e_total = cw[:, -1:], ce[:, -1:]
+        if r.ties:
+            kept = np.subtract(n, cw, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
+            kept += count  # everything from this group up
+            errors = np.subtract(e_total, ce, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
+            errors += err
+        else:  # every row its own group: the exclusive sums are the counts below
+            cwx, cex = r.exclusive(w, cache)
+            kept = np.subtract(n, cwx, out=scratch(cache, "aurc:kept", cw.shape, cw.dtype))
+            errors = np.subtract(e_total, cex, out=scratch(cache, "aurc:errors", cw.shape, ce.dtype))
+        np.maximum(kept, 1, out=kept)  # kept = 0 only above the last drawn example, where errors = 0
+        risk = scratch(cache, "aurc:risk", cw.shape, np.float64)
+        most = int(e_total.max(initial=0))  # errors x count <= most x (n, or the largest count)
+        if most * r.n <= np.iinfo(errors.dtype).max or most * int(count.max(initial=0)) <= np.iinfo(errors.dtype).max:
+            errors *= count  # exact integers; divided as floats like the int64 product before
+            np.divide(errors, kept, out=risk)
+        else:  # errors x count (<= n^2 < 2^53) is exact as a float product: the same float
+            np.multiply(errors, count, out=risk, dtype=np.float64)
+            risk /= kept
+        return risk.sum(axis=1) / n[:, 0]
+
+    return stat
+
+
+@fast_path("auroc_error")
+def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
+    """Mann-Whitney U of confidence, correct vs wrong, ties counting one half, per resample:
+    2U = sum over groups of correct x (2 x errors up to the group - errors in the group), in integers."""
+    r = ranked or Ranked(probs, labels)
+
+    # sums of pos x errors are at most n_pos x n_neg <= n^2 / 4: in the count type when that fits
+    acc = count_dtype(r.n)
+    if r.n * r.n // 4 >= np.iinfo(acc).max:
+        acc = np.int64
+
+    def stat(w, cache=None):
+        count, neg, cw, ce = r.groups(w, cache)
+        pos = np.subtract(count, neg, out=scratch(cache, "auroc:pos", cw.shape, cw.dtype))
+        twice_u = 2 * np.einsum("ij,ij->i", pos, ce, dtype=acc).astype(np.int64)
+        if r.ties:  # without ties a group is all correct or all wrong, so pos x neg = 0
+            twice_u -= np.einsum("ij,ij->i", pos, neg, dtype=acc).astype(np.int64)
+        n_neg = ce[:, -1].astype(np.int64)
+        n_pos = cw[:, -1] - n_neg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
+
+    return stat
+
+
+@fast_path("ace")
+def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
+    """Equal-mass bins move with each resample: the quantile edges (np.quantile, linear) of the
+    resampled confidences are order statistics found by binary search in the cumulative counts; bin
+    sums are differences of cumulative sums at the bin ends."""
+    r = ranked or Ranked(probs, labels)
+    n = r.n
+    h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
+    lo = np.floor(h).astype(np.int64)
+    frac = h - lo
+    targets = np.r_[lo, np.minimum(lo + 1, n - 1)].astype(count_dtype(n))  # order statistics needed, 0-based
+
+    def order_stats(cw, cache):
+        """Sorted position of the j-th smallest resampled value: the first position whose count exceeds
+        j; the same for every view sharing these counts (raw and temperature-scaled)."""
+        key = (r.shared, "ace", bins)
+        if cache is not None and key in cache:
+            return cache[key]
+        pos = np.stack([np.searchsorted(row, targets, side="right") for row in cw], axis=1)
+        if cache is not None:
+            cache[key] = pos
+        return pos
+
+    def stat(w, cache=None):
+        _, _, cw, ce = r.counts(w, cache)
+        c = w.shape[0]
+        pos = order_stats(cw, cache)
+        vals = r.cs[pos]
+        x_lo, x_hi = vals[: bins + 1], vals[bins + 1:]
+        edges = x_lo + frac[:, None] * (x_hi - x_lo)
+        cut = np.searchsorted(r.cs, edges[1:-1].ravel(), side="left").reshape(bins - 1, c)
+        last = np.vstack([cut, np.full((1, c), n)]) - 1  # last sorted position of each bin (-1: none)
+        zero = np.zeros((1, c))
+        count = np.diff(_take(cw, last), axis=0, prepend=zero)
+        s_conf = np.diff(r.mass_before(w, cache, last), axis=0, prepend=zero)
+        s_hit = count - np.diff(_take(ce, last), axis=0, prepend=zero)
+        full = count > 0
+        gap = np.where(full, np.abs(s_hit - s_conf) / np.where(full, count, 1.0), 0.0)
+        return gap.sum(axis=0) / full.sum(axis=0)
+
+    return stat
+
+
+RANKED_FAMILIES = {"aurc", "auroc_error", "ace", "ece", "mce"}
+
+
+def generic_statistic(metric_fn, probs, labels) -> Statistic:
+    """Fallback: call the metric on the rows each resample draws (slow, exact for any metric)."""
+    ar = np.arange(len(labels))
+
+    def stat(w, cache=None):
+        out = np.empty(w.shape[0])
+        for i, row in enumerate(w):
+            idx = np.repeat(ar, row)
+            out[i] = metric_fn(probs[idx], labels[idx])
+        return out
+
+    return stat
+
+
+def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,
+              ranked: dict | None = None) -> Statistic:
+    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
+    `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
+    one temperature-scaled copy and one sorted view."""
+    name = base_metric_name(metric)
+    m = get_metric(name)
+    family, _, param = name.partition("@")
+    views = {} if ranked is None else ranked
+    scaled = views.get(("probs", temperature))
+    if scaled is None:
+        scaled = views[("probs", temperature)] = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
+    labels = np.asarray(labels, dtype=np.int64)
+    if family in FAST:
+        kwargs = {"bins": int(param)} if param else dict(m.params or {})
+        if family in ("accuracy", "macro_f1"):  # counts of a sorted view, when one exists
+            kwargs.update(views=views, temperature=temperature)
+        if family in RANKED_FAMILIES:
+            if ("ranked", temperature) not in views:
+                like = next((v for k, v in views.items() if k[0] == "ranked"), None)
+                views[("ranked", temperature)] = Ranked(scaled, labels, like=like)
+            kwargs["ranked"] = views[("ranked", temperature)]
+        return FAST[family](scaled, labels, **kwargs)
+    if m.fn is None:
+        raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
+    return generic_statistic(m.fn, scaled, labels)
