@@ -286,3 +286,12 @@ def head_rows(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.
     flat = valid.reshape(-1)
     index = None if bool(flat.all()) else flat.nonzero().squeeze(-1)
     return rows, per_example[:, None].expand(b, length).reshape(-1), index
+
+
+def grouped_rows(x: torch.Tensor, mask: torch.Tensor, per_head: bool):
+    """(rows [N, G, R, d], weight [R], index or None): `head_rows` (G = H) or `token_rows` as one group
+    (G = 1, a view), the layout the fused discriminator loss and gan's R1 penalty both take."""
+    if per_head:
+        return head_rows(x, mask)
+    rows, weight, index = token_rows(x, mask)
+    return rows.unsqueeze(1), weight, index

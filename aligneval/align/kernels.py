@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aligneval.align.blocks import Discriminator, full_precision, head_rows, token_rows
+from aligneval.align.blocks import Discriminator, full_precision, grouped_rows
 
 DISC_CHUNK_ROWS = 1024  # rows (one head at one token) per layer per chunk: the intermediates stay in cache
 
@@ -142,11 +142,7 @@ def discriminator_loss(disc: Discriminator, parts, chunk: int | None = None, lim
     grad_on = torch.is_grad_enabled()
     xs, meta = [], []
     for x, mask, coeff, sign in parts:
-        if per_head:
-            rows, weight, index = head_rows(x, mask)
-        else:
-            rows, weight, index = token_rows(x, mask)
-            rows = rows.unsqueeze(1)
+        rows, weight, index = grouped_rows(x, mask, per_head)
         groups = rows.shape[1]
         weight, index = sample_rows(weight, index, rows.shape[2] if index is None else index.numel(),
                                     max(1, limit // groups) if limit else 0, generator)

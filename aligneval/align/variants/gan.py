@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from aligneval.align.blocks import AUX_WIDTH, Discriminator, SeededStream, grad_reverse, head_rows, \
-    project_spectral, token_rows, valid_tokens, weighted_token_mean
+from aligneval.align.blocks import AUX_WIDTH, Discriminator, SeededStream, grad_reverse, grouped_rows, \
+    project_spectral, valid_tokens, weighted_token_mean
 from aligneval.align.kernels import discriminator_loss
 from aligneval.align.variants import Aligner, register_variant
 from aligneval.errors import UsageError
@@ -93,11 +93,7 @@ class GanAligner(Aligner):
         """R1 (Mescheder et al. 2018): ½·E‖∇_x D(x)‖² at the queries (the distribution the keys are to
         match), on up to R1_ROWS valid query rows per layer drawn from the player's own stream: D is
         kept flat where the queries are, so its slope cannot send keys past them. [N]"""
-        if self.per_head:
-            rows, _, index = head_rows(q, mask)  # [N, H, P, d]: the same positions for every head
-        else:
-            rows, _, index = token_rows(q, mask)
-            rows = rows.unsqueeze(1)
+        rows, _, index = grouped_rows(q, mask, self.per_head)  # per head: the same positions for every head
         n, groups, _, d = rows.shape
         total = rows.shape[2] if index is None else index.numel()
         limit = max(1, R1_ROWS // groups)
