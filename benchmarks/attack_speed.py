@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,20 +175,29 @@ def _cli(model: Path, module: Path, num: int, offset: int, budget: int, out_csv:
 
 
 def run_textattack_cli(model: Path, module: Path, ids: list[str], budget: int, out_csv: Path, ta_cache: Path,
-                       recipe: str = "deepwordbug", per_example: bool = False) -> tuple[float, dict[str, str]]:
+                       recipe: str = "deepwordbug", per_example: bool = False,
+                       workers: int = 1) -> tuple[float, dict[str, str]]:
     """One CLI run over all examples (its RNG seeded once, at the start), or with `per_example` one CLI
     run per example (`--num-examples 1 --num-examples-offset k`), so that every example starts from
-    the seeded RNG state, as in aligneval, and random edits can be compared one to one."""
+    the seeded RNG state, as in aligneval, and random edits can be compared one to one. `workers` > 1
+    runs the per-example processes that many at a time (for outcomes only: the time is then not the
+    CLI's), after the first one alone has filled TextAttack's cache."""
     t0 = time.perf_counter()
     if per_example:
-        outcomes = [_cli(model, module, 1, k, budget, out_csv, ta_cache, recipe)[0] for k in range(len(ids))]
+        def one(k: int) -> str:
+            csv_path = out_csv if k == 0 else out_csv.with_name(f"{out_csv.stem}-{k}{out_csv.suffix}")
+            return _cli(model, module, 1, k, budget, csv_path, ta_cache, recipe)[0]
+
+        first = [one(0)] if ids else []
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            outcomes = first + list(pool.map(one, range(1, len(ids))))
     else:
         outcomes = _cli(model, module, len(ids), 0, budget, out_csv, ta_cache, recipe)
     return time.perf_counter() - t0, dict(zip(ids, outcomes))
 
 
 def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work: Path,
-            recipe: str = "deepwordbug", per_example: bool = False, rounds: int = 1) -> dict:
+            recipe: str = "deepwordbug", per_example: bool = False, rounds: int = 1, cli_workers: int = 1) -> dict:
     """Both sides `rounds` times, interleaved, the order swapped every round (aligneval first in even
     rounds, the CLI first in odd ones), so neither side always runs on the warmer or the quieter
     machine; each aligneval round writes a fresh folder (no resuming)."""
@@ -196,7 +206,7 @@ def compare(model: Path, examples: list[tuple[str, str, int]], budget: int, work
     sides = {
         "aligneval": lambda r: run_aligneval(model, jsonl, len(ids), budget, work / f"aligneval-{r}", recipe),
         "textattack_cli": lambda r: run_textattack_cli(model, module, ids, budget, work / f"cli-{r}.csv",
-                                                       work / "ta-cache", recipe, per_example),
+                                                       work / "ta-cache", recipe, per_example, cli_workers),
     }
     times: dict[str, list[float]] = {name: [] for name in sides}
     outcomes: dict[str, dict[str, str]] = {}

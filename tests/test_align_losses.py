@@ -410,6 +410,37 @@ def test_gan_players_fused_gradients_equal_plain_autograd(layout, padded, per_he
     assert torch.all(grad_k[pad] == 0)
 
 
+def test_gan_feature_matching_equals_a_per_example_per_head_loop():
+    """generator=feature-matching: Σ_f (mean_i f(k_i) − mean_j f(q_j))² per example and head, f the
+    discriminator's hidden features (highway, hidden, ReLU; no dropout), over valid tokens only,
+    averaged over examples and heads; only the keys get a gradient, padding none at all."""
+    k, q, mask = _inputs(seed=9)
+    k[:, 2, :, 2:] = float("nan")  # garbage in the padding must not leak
+    k, q = k.requires_grad_(True), q.requires_grad_(True)
+    aligner = _aligner("gan", generator="feature-matching", dropout=0.5).train()  # dropout is not used
+    d = aligner.disc
+    expected = []
+    for n in range(k.shape[0]):
+        hw, l1 = d.highway.lin.layer(n), d.hidden.layer(n)
+        feats = lambda v: F.relu(l1(_highway(hw, v)))  # noqa: E731
+        gaps = []
+        for b in range(k.shape[1]):
+            length = int(mask[b].sum())
+            for h in range(k.shape[2]):
+                mk, mq = feats(k[n, b, h, :length]).mean(0), feats(q[n, b, h, :length]).mean(0)
+                gaps.append(_f(((mk - mq) ** 2).sum()))
+        expected.append(np.mean(gaps))
+    value = aligner.encoder_loss(k, q, mask)
+    assert np.allclose(value.detach().numpy(), expected, atol=1e-12)
+    value.sum().backward()
+    assert q.grad is None or not q.grad.any()
+    assert torch.isfinite(k.grad).all() and not k.grad[:, 2, :, 2:].any() and k.grad[:, 0].abs().sum() > 0
+    same = aligner.encoder_loss(q.detach(), q.detach(), mask)
+    assert torch.equal(same, torch.zeros_like(same))  # keys equal to their queries: no gap
+    with pytest.raises(UsageError, match="per_head"):
+        build_aligner("gan", 2, 4, generator="feature-matching", per_head=True)
+
+
 def test_gan_saturating_encoder_loss_and_fused_dropout_rate():
     k, q, mask = _inputs(seed=13)
     aligner = _aligner("gan", generator="saturating")

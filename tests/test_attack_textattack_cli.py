@@ -33,8 +33,8 @@ def test_outcomes_match_textattack_cli(tmp_path, monkeypatch):
     examples = [(f"w{k}", t, 1 - y) for k, (_, t, y) in enumerate(examples[:2])] + examples[2:]
     # one CLI process per example: each starts from the seeded RNG state, as in aligneval (a single
     # CLI run seeds once, so its random character edits drift from example 2 on; the benchmark
-    # measures that setting too, on a real model)
-    result = bench.compare(model, examples, budget=100, work=tmp_path / "work", per_example=True)
+    # measures that setting too, on a real model); two at a time on two cores: only outcomes are compared
+    result = bench.compare(model, examples, budget=100, work=tmp_path / "work", per_example=True, cli_workers=2)
     assert result["examples"] == 12
     assert result["outcome_agreement"] >= 0.95, result["disagreements"]
     ours, cli = result["outcomes"]["aligneval"], result["outcomes"]["textattack_cli"]

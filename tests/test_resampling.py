@@ -122,6 +122,25 @@ def test_counts_from_the_sorted_view_equal_the_product_exactly(metric, k):
     assert np.array_equal(with_view(w, {}), alone(w))
 
 
+@pytest.mark.parametrize("n", [7, 65_535, 65_536, 1_000_003])
+def test_packed_indicator_counts_equal_one_product_per_column(n):
+    """Several 0/1 columns share one product (bit fields of an integer below 2**52): the counts equal one
+    product per column exactly, also where a count reaches n (one example drawn n times, every
+    indicator 1 there) and at the bit widths' edges."""
+    from aligneval.compare.chunk_stats import pack_indicators, unpack_counts
+
+    rng = np.random.default_rng(n)
+    cols = (rng.random((7, n)) < 0.4).astype(np.float64)
+    cols[:, 0] = 1.0
+    w = next(resampling.count_chunks(n, 3, rng)).astype(np.float64)
+    w[0] = 0
+    w[0, 0] = n  # every column's count is n in this resample: the widest value a field must hold
+    packed = pack_indicators(cols, n)
+    assert len(packed[0]) == -(-7 // (52 // n.bit_length()))
+    assert np.array_equal(unpack_counts(w, packed), np.stack([w @ c for c in cols]))
+    assert unpack_counts(w, packed)[0, 0] == n
+
+
 def test_aurc_when_errors_times_counts_exceed_32_bits():
     """One resample that draws a single wrong example n times: errors x count = n^2 > 2^31, so the
     statistic takes its float product path; it must still equal the metric on the drawn rows."""

@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from aligneval.align.blocks import AUX_WIDTH, Discriminator, SeededStream, grad_reverse, grouped_rows, \
-    project_spectral, valid_tokens, weighted_token_mean
+    project_spectral, valid_tokens, weighted_token_mean, zero_padding
 from aligneval.align.kernels import discriminator_loss
 from aligneval.align.variants import Aligner, register_variant
 from aligneval.errors import UsageError
 
-GENERATOR_FORMS = ("non-saturating", "saturating")
+GENERATOR_FORMS = ("non-saturating", "saturating", "feature-matching")
 # R1 weight γ and discriminator updates per model step (docs/align.md, "Stabilising the games"): R1 was chosen
 # by measurement against a Lipschitz bound and instance noise; with one update per step the top layers' keys of
 # all-MiniLM-L6-v2 still outran the discriminator at λ ≥ 0.3, with five they did not
@@ -35,7 +35,11 @@ class GanAligner(Aligner):
     `generator="non-saturating"` (default, GAN practice) minimizes BCE(D(k), 0), "look like a query",
     whose gradient fades once keys are taken for queries; "saturating" maximizes D's log-loss on the
     keys (the authors' gradient reversal), whose gradient never fades, so keys run to wherever D's
-    logit is lowest, past the queries (measured: K–Q MMD 2.05× the baseline's at λ = 1).
+    logit is lowest, past the queries (measured: K–Q MMD 2.05× the baseline's at λ = 1);
+    "feature-matching" (Salimans et al. 2016) matches, per example and head, the mean of D's hidden
+    features over the keys to that over the queries (`feature_gap`): its gradient vanishes once the
+    two means agree, and each head is matched to its own queries, which one discriminator per layer,
+    fed the heads pooled, cannot ask of the other forms.
     """
 
     adversarial = True
@@ -55,6 +59,9 @@ class GanAligner(Aligner):
             raise UsageError(f"gan aux_rows must be a whole number >= 0 (0: every row), not {aux_rows!r}")
         if not isinstance(per_head, bool):
             raise UsageError(f"gan per_head must be true or false, not {per_head!r}")
+        if per_head and generator == "feature-matching":
+            raise UsageError("gan generator=feature-matching already matches each head to its own queries; "
+                             "it does not take per_head=true")
         self.aux_rows, self.per_head, self.n_layers = aux_rows, per_head, n_layers
         self.disc = Discriminator(n_layers, d_head, width, dropout)
         self.generator_form = generator
@@ -119,7 +126,24 @@ class GanAligner(Aligner):
     # Both players' losses run through `discriminator_loss` (fused, chunked, gradient by hand): the
     # discriminator on every valid token of every head and layer is the whole cost of this variant.
 
+    def feature_gap(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Σ_features (mean_i f(k_i) − mean_j f(q_j))², f = ReLU(hidden(highway(·))) the discriminator's
+        hidden features without dropout, means over each example's valid tokens, averaged over examples
+        and heads [N]; the queries are held fixed (only the keys play the generator)."""
+        dtype = self.disc.out.weight.dtype
+        weights = mask.to(dtype) / mask.sum(-1, keepdim=True).clamp_min(1).to(dtype)  # [B, L]
+        weights = weights[None, :, None, :, None]
+
+        def mean_features(x):  # [N, B, H, L, d] -> [N, B, H, width]
+            f = F.relu(self.disc.hidden(self.disc.highway(zero_padding(x, mask).to(dtype))))
+            return (f * weights).sum(-2)
+
+        gap = mean_features(k) - mean_features(q.detach())
+        return gap.square().sum(-1).flatten(1).mean(1)
+
     def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.generator_form == "feature-matching":
+            return self.feature_gap(k, q, mask)
         if self.generator_form == "non-saturating":
             part = (k, mask, 1.0, 1.0)  # softplus(D(k)) = BCE(D(k), 0): keys should be taken for queries
         else:
