@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from aligneval.align.hooks import ARCHITECTURES, attach, head_counts, arch_spec, parse_qk_pattern
 from aligneval.align.train import align_pair
 from aligneval.errors import UsageError
+from tests.scripts import load_script
 from tests.tiny import sentences, write_fixture
 from tests.tiny_families import FAMILIES, HEADS, KV_HEADS, LAYERS, NO_GQA, family_config, make_family_model
 
@@ -404,13 +405,7 @@ def test_align_run_report_end_to_end(folders, tmp_path, family, monkeypatch, cap
 def test_readme_lists_exactly_the_registry():
     """README.md's architecture table is the one scripts/supported_architectures.py generates from
     the registry (run it with --write after adding an entry)."""
-    import importlib.util as util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "supported_architectures.py"
-    spec = util.spec_from_file_location("supported_architectures", path)
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("scripts/supported_architectures.py")
     block = module.readme_block(module.README.read_text())
     assert block == module.block()
     for name in ARCHITECTURES.names():

@@ -13,6 +13,7 @@ import pytest
 
 from aligneval.attack import goals, summary
 
+from tests.scripts import load_script
 from tests.tiny import sentences
 from tests.tiny_attack import make_trained_tiny_model
 
@@ -139,10 +140,7 @@ def test_attack_speed_benchmark_runs_input_reduction(tmp_path, monkeypatch):
     if shutil.which("textattack", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("the textattack CLI is not installed next to this Python")
     monkeypatch.setenv("ALIGNEVAL_CACHE", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location(
-        "attack_speed_goals", Path(__file__).resolve().parents[1] / "benchmarks" / "attack_speed.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/attack_speed.py", "attack_speed_goals")
     model = bench.build_tiny(tmp_path / "model", seed=0)
     result = bench.compare(model, bench.pick_examples(4, seed=0, tiny=True), budget=40, work=tmp_path / "w",
                            recipe="input-reduction")

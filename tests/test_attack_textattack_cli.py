@@ -3,21 +3,17 @@ per-example outcome (succeeded / failed / skipped) as aligneval's runner on >= 9
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("attack_speed", ROOT / "benchmarks" / "attack_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/attack_speed.py")
 
 
 @pytest.mark.slow

@@ -3,19 +3,15 @@ order swapped each round, and sums each side's rounds (the sides stubbed here: n
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from tests.scripts import load_script
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_fairness", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py", f"{name}_fairness")
 
 
 def test_attack_speed_interleaves_rounds(tmp_path, monkeypatch):
@@ -27,7 +23,7 @@ def test_attack_speed_interleaves_rounds(tmp_path, monkeypatch):
         calls.append(("aligneval", out.name))
         return next(seconds["aligneval"]), {"a": "failed", "b": "succeeded"}
 
-    def cli(model, module, ids, budget, out_csv, ta_cache, recipe="deepwordbug", per_example=False):
+    def cli(model, module, ids, budget, out_csv, ta_cache, recipe="deepwordbug", per_example=False, workers=1):
         calls.append(("cli", out_csv.name))
         return next(seconds["cli"]), {"a": "failed", "b": "maximized"}
 

@@ -8,6 +8,7 @@ import pytest
 
 from aligneval.data import DataSource, encode_labels, is_local, load_examples, require_classes
 from aligneval.errors import ArtifactError, DataError, ResourceError
+from tests.scripts import load_script
 
 ROWS = [
     {"id": "a", "sentence": "a fine film", "label": "pos"},
@@ -160,15 +161,10 @@ def test_packaged_sentiment_data_matches_its_manifest():
 @pytest.mark.slow
 def test_packaged_data_rebuilds_byte_for_byte_from_the_source_archive(tmp_path):
     """scripts/build_demo_data.py, run on `pip download vadersentiment==3.3.2`, gives the shipped files."""
-    import importlib.util
     import subprocess
     from importlib.resources import files
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "build_demo_data.py"
-    spec = importlib.util.spec_from_file_location("build_demo_data", script)
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
+    builder = load_script("scripts/build_demo_data.py")
     try:
         archive = builder.fetch_archive(tmp_path / "sdist")
     except subprocess.CalledProcessError:

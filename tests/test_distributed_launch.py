@@ -25,6 +25,7 @@ import torch
 import pytest
 
 from aligneval import distributed
+from tests.scripts import load_script
 from tests.tiny import make_tiny_pair
 from tests.tiny_attack import make_trained_tiny_model, write_attack_data
 from tests.tiny_eval import SPEC, write_eval_fixture
@@ -229,11 +230,7 @@ def test_num_processes_job_reports_the_main_process_error(tmp_path):
 def test_scale_out_benchmark_smoke(capsys):
     """benchmarks/scale_out.py --small runs end to end; both sides produce the same outputs and the
     last line is the contract (no timing is asserted)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("scale_out", ROOT / "benchmarks" / "scale_out.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/scale_out.py")
     assert bench.main(["--small", "--predict-examples", "48", "--attack-examples", "4", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     last, detail = json.loads(lines[-1]), json.loads(lines[-2])

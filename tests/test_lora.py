@@ -16,6 +16,7 @@ from aligneval.align.lora import LoraSettings, adapt, for_saving, head_modules, 
 from aligneval.align.cards import CARD_NAME
 from aligneval.align.train import align_pair
 from aligneval.errors import UsageError
+from tests.scripts import load_script
 from tests.tiny import make_tiny_model, sentences, tiny_model, write_fixture
 
 FAST = dict(max_steps=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, progress=False)
@@ -207,13 +208,7 @@ def test_lora_multiple_choice_pair_in_two_processes(tmp_path):
 def test_lora_step_benchmark_runs_and_counts_the_adapters(capsys):
     """benchmarks/lora_step.py on the tiny BERT (no timing asserted): its trainable fraction is the
     hand count: rank-8 A [8, 32] and B [32, 8] on 2 layers × (query, key), plus the 2-label head."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "lora_step.py"
-    spec = importlib.util.spec_from_file_location("lora_step", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/lora_step.py")
     assert bench.main(["--model", "tiny-bert", "--steps", "1", "--batch-size", "2", "--length", "8", "--threads",
                        "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -4,21 +4,14 @@ calibration and uncertainty suites gets no Reliability or Risk-coverage section.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from aligneval.report import build_report
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "report_speed.py"
+from tests.scripts import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("report_speed_for_sections", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/report_speed.py", "report_speed_for_sections")
 
 
 @pytest.mark.parametrize("suites", [("accuracy", "calibration", "uncertainty", "ood"), ("accuracy", "ood")])
