@@ -296,7 +296,7 @@ def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
     packed_full, packed_short = pack_indicators(full, n), pack_indicators(short, n)
 
     def sums(w, cache, packed):
-        return unpack_counts(as_float(w, cache), packed) if len(packed[0]) else np.zeros((0, w.shape[0]))
+        return unpack_counts(as_float(w, cache), packed)
 
     def stat(w, cache=None):
         view = (views or {}).get(("ranked", temperature))
