@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--warm-steps", type=int, default=1,
                         help="untimed steps of a model before its timed one in each round (0: strict alternation)")
-    parser.add_argument("--lam", type=float, default=0.01, help="λ of every twin (does not change the work)")
+    parser.add_argument("--lam", type=float, default=1.0,
+                        help="λ of every twin (changes the work only for gan above its `below` cap, 0.1: one more "
+                             "product per key projection; the default times that)")
     parser.add_argument("--aux-steps", type=int, default=None, help="auxiliary updates per step (default: align's)")
     parser.add_argument("--model", default=None, help="model folder (default: all-MiniLM-L6-v2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -11,7 +11,7 @@ indistinguishable). These are effects, not timings; the seconds per line are wal
 machine.
 
     python benchmarks/family_alignment.py OUT_DIR [--seeds 0,1,2] [--families llama,gpt2] [--variants gan,mmd]
-        [--steps 80]
+        [--steps 80] [--variant-option below=off]
 
 Prints one JSON object a line: {"family", "seed", "variant", "steps", "baseline", "ratio@0.1", "ratio@1", "s"}.
 """
@@ -52,7 +52,17 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--variants", default="gan,mmd")
     parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--variant-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of every variant run (value parsed as JSON, else a string)")
     args = parser.parse_args()
+    options = {}
+    for item in args.variant_option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    tag = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     train = write_fixture(args.out, n=400)
     texts = [t for t, _ in sentences(60, seed=5)]
@@ -62,12 +72,13 @@ def main() -> None:
             folder = make_family_model(args.out / "models", family, seed=seed)
             for variant in args.variants.split(","):
                 start = time.time()
-                result = align_pair(str(folder), train, args.out / f"{family}-{seed}-{variant}-{args.steps}",
+                result = align_pair(str(folder), train, args.out / f"{family}-{seed}-{variant}-{args.steps}{tag}",
                                     variant=variant, lam="0.1,1", max_steps=args.steps, batch_size=16, lr=1e-3,
-                                    warmup_ratio=0.0, progress=False)
+                                    warmup_ratio=0.0, variant_options=options or None, progress=False)
                 run = result.runs[0]
                 baseline = mean_mmd(run.baseline, texts, train_half)
-                row = {"family": family, "seed": seed, "variant": variant, "steps": args.steps, "baseline": baseline}
+                row = {"family": family, "seed": seed, "variant": variant, "steps": args.steps, "options": options,
+                       "baseline": baseline}
                 for lam, twin in run.twins.items():
                     row[f"ratio@{lam:g}"] = mean_mmd(twin, texts, train_half) / baseline
                 row["s"] = round(time.time() - start, 1)

@@ -314,7 +314,11 @@ def _mean_mmd(folder, texts, train_half) -> float:
 # MMD² at λ = 0.1 / 1 on tiny models of seeds 0, 1, 2 (benchmarks/family_alignment.py; every run in
 # benchmarks/results/family_alignment-2026-12-06-*.json). One figure where both dependency sets agree
 # to two decimals, "current | legacy" where they differ. The test runs seed 0; the worst cell over both
-# sets and three seeds is 0.79, so the 0.85 bound keeps a margin of 0.06 on every seed and stack.
+# sets and three seeds was 0.79. With gan's below=0.1 (the default since; λ = 0.1 unchanged), λ = 1 on
+# the current set (family_alignment-2026-12-06-below.json) is in GAN_BELOW_MEASURED: seed 0's worst is
+# 0.79 (gemma2), a margin of 0.06, but Phi-3's seed 2 is at 0.87, and over ten seeds GPT-2 and Gemma 2
+# have seeds above 0.85 with or without the cap (docs/align.md): this bound holds on seed 0, not on
+# every seed.
 GAN_MEASURED = {
     "modernbert": "0.30/-0.12, -0.51/-0.06, 0.54/0.02 | 0.29/-0.02, 0.24/-0.13, 0.33/-0.03",
     "gpt2": "0.75/0.58, 0.62/0.28, 0.66/0.42",
@@ -325,6 +329,11 @@ GAN_MEASURED = {
     "gemma2": "0.74/0.75, 0.62/0.64, 0.63/0.50 | 0.70/0.73, 0.57/0.58, 0.63/0.52",
     "gemma3_text": "0.61/0.18, 0.32/0.24, 0.38/0.40",
     "phi3": "0.58/0.43, 0.25/0.38, 0.67/0.79",
+}
+GAN_BELOW_MEASURED = {  # λ = 1, seeds 0, 1, 2, below=0.1 (families whose q/k come from linear projections)
+    "modernbert": "-0.03, -0.41, 0.06", "gpt2": "0.74, 0.35, 0.56", "llama": "0.46, 0.06, 0.31",
+    "qwen2": "0.48, 0.36, 0.48", "mistral": "0.21, 0.46, 0.23", "gemma2": "0.79, 0.60, 0.55",
+    "phi3": "0.47, 0.34, 0.87",
 }
 
 
@@ -343,7 +352,8 @@ def test_gan_twins_have_keys_closer_to_queries(folders, tmp_path, family):
     run = result.runs[0]
     baseline = _mean_mmd(run.baseline, texts, train_half)
     ratios = {lam: _mean_mmd(folder, texts, train_half) / baseline for lam, folder in run.twins.items()}
-    assert all(r < 0.85 for r in ratios.values()), (ratios, "measured before:", GAN_MEASURED[family])
+    assert all(r < 0.85 for r in ratios.values()), (ratios, "measured before:", GAN_MEASURED[family],
+                                                    GAN_BELOW_MEASURED.get(family))
 
 
 TEXTATTACK = importlib.util.find_spec("textattack") is not None  # the legacy stack only (transformers < 5)

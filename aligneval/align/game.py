@@ -5,12 +5,15 @@ hooks captured. The training loop and benchmarks/align_overhead.py both call `Ga
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from aligneval.align.hooks import attach
+from aligneval.align.reach import below_scale, is_scalable, scale_below
 from aligneval.align.variants import build_aligner
 from aligneval.errors import UsageError
 
@@ -35,6 +38,7 @@ class Game:
     aux_steps: int
     clip: float
     reduce: Any = None  # several processes: averages the auxiliary gradients, so every copy stays equal
+    below_alpha: float | None = None  # the share of λ that reaches below the q/k projections (None: all of it)
 
     def alignment_term(self, mask, sums: "StepSums | None" = None):
         """(λ/L) · Σ_l encoder_loss_l on the keys and queries captured in the forward just run,
@@ -58,9 +62,25 @@ def build_game(model, variant: str, lam: float, options: dict, aux: dict, seed: 
     """Hook the trainable q/k projections of `model` and build its auxiliary players (module doc)."""
     capture = attach(model, qk_pattern, trainable_only=True)
     aligner, regularized = build_aligner_for(model, capture, probe_batch, variant, options, seed)
+    alpha = limit_below(capture, getattr(aligner, "below", None), lam)
     aux_optimizer, aux_params = build_aux_optimizer(aligner, aux)
     return Game(aligner, capture, aux_optimizer, aux_params, lam / total_layers(model, regularized),
-                int(aux.get("aux_steps") or aligner.aux_steps), clip)
+                int(aux.get("aux_steps") or aligner.aux_steps), clip, below_alpha=alpha)
+
+
+def limit_below(capture, below: float | None, lam: float) -> float | None:
+    """Above λ = `below`, the term reaches the layers below the q/k projections at weight `below` only
+    (align/reach.py); projections whose weights it cannot reach keep λ everywhere, and say so.
+    Returns the share α of λ the layers below get (None: all of it)."""
+    alpha = below_scale(below, lam)
+    if alpha is None:
+        return None
+    capture.reach = functools.partial(scale_below, alpha=alpha)
+    kinds = sorted({type(m).__name__ for m in capture.modules if not is_scalable(m)})
+    if kinds:
+        warnings.warn(f"gan below={below:g} reaches the weights of linear q/k projections only: below the "
+                      f"{', '.join(kinds)} modules the alignment term keeps λ = {lam:g}", stacklevel=3)
+    return alpha
 
 
 def aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float, reduce=None):

@@ -303,6 +303,9 @@ class QKCapture:
         self.heads = heads
         self.source = Source(heads, kv_heads or heads, fused, head_axis)
         self.enabled = True  # set False to run forwards (e.g. evaluation) without recording
+        # (module, inputs, output) -> the output to record, in training (align/reach.py); None: as it is
+        self.reach: Callable[[Any, tuple, Any], Any] | None = None
+        self.modules: list[Any] = []  # the hooked modules, in hooking order
         self._q: list[Any] = []
         self._k: list[Any] = []
         self._handles = []
@@ -311,6 +314,7 @@ class QKCapture:
             if id(qm) in seen:  # shared layers: hook each module once, every call is recorded
                 continue
             seen.add(id(qm))
+            self.modules += [qm] if fused else [qm, km]
             if fused:
                 self._handles.append(qm.register_forward_hook(self._hook(qn, (self._q, self.source.query),
                                                                          (self._k, self.source.key))))
@@ -321,6 +325,8 @@ class QKCapture:
     def _hook(self, name: str, *targets: tuple[list, Callable[[Any], Any]]):
         def hook(module, inputs, output):
             if self.enabled:
+                if self.reach is not None and getattr(output, "requires_grad", False):
+                    output = self.reach(module, inputs, output)  # what is recorded, not what the model uses
                 flat = _flat(output, name, self.source.head_axis)
                 for store, read in targets:
                     value = read(flat)

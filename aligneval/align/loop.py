@@ -138,7 +138,8 @@ def train_model(model, features, dev_features, log_path: Path | None, *, variant
     for p in model.parameters():
         p.requires_grad_(True)  # the saved folder carries no training-time freeze
     model.eval()
-    return {"steps": step, "epochs_run": epoch, "final": _final(history, dev_history, game and game.aligner),
+    return {"steps": step, "epochs_run": epoch, "below_alpha": game and game.below_alpha,
+            "final": _final(history, dev_history, game and game.aligner),
             "dev_history": dev_history, "wall_time_s": round(time.perf_counter() - start_time, 3)}
 
 

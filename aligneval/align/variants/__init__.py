@@ -17,6 +17,7 @@ projections descend, with the auxiliary networks held fixed. `forward` is the ga
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from dataclasses import dataclass
 from typing import Callable
@@ -41,6 +42,9 @@ class Aligner(nn.Module):
     adversarial = False  # True when auxiliary networks play a min-max game against the projections
     aux_steps = 1  # the auxiliary networks' updates per model step unless --aux-steps says otherwise
     diagnostic = "distance"  # the per-layer number the training log records for this variant
+    # the largest weight the term has in the layers below the q/k projections (align/reach.py); None:
+    # λ everywhere, the paper's objective
+    below: float | None = None
 
     def encoder_loss(self, k: torch.Tensor, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self(k, q, mask)
@@ -67,6 +71,15 @@ class Aligner(nn.Module):
         for module in self.modules():
             if isinstance(module, SeededDropout):
                 module.generator = generator
+
+
+def below_weight(value: object) -> float | None:
+    """The `below` option: a weight >= 0, or "off" (None: λ everywhere)."""
+    if value is None or value == "off":
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"below must be a number >= 0 (0: the projections only) or off, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
