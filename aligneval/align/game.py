@@ -76,11 +76,18 @@ def limit_below(capture, below: float | None, lam: float) -> float | None:
     if alpha is None:
         return None
     capture.reach = functools.partial(scale_below, alpha=alpha)
-    kinds = sorted({type(m).__name__ for m in capture.modules if not is_scalable(m)})
+    kinds = sorted({module_kind(m) for m in capture.modules if not is_scalable(m)})
     if kinds:
         warnings.warn(f"gan below={below:g} reaches the weights of linear q/k projections only: below the "
                       f"{', '.join(kinds)} modules the alignment term keeps λ = {lam:g}", stacklevel=3)
     return alpha
+
+
+def module_kind(module) -> str:
+    """A module's class name, with its package unless torch's or transformers' (peft's LoRA layer is "Linear")."""
+    cls = type(module)
+    package = cls.__module__.split(".")[0]
+    return cls.__qualname__ if package in ("torch", "transformers") else f"{package} {cls.__qualname__}"
 
 
 def aux_updates(aligner, aux_optimizer, aux_params, k, q, mask, steps: int, clip: float, reduce=None):
