@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aligneval.align.train import align_pair  # noqa: E402
+from aligneval.commands.align import parse_options  # noqa: E402
 from aligneval.suites.alignment import measure  # noqa: E402
 from tests.tiny import sentences, write_fixture  # noqa: E402
 from tests.tiny_families import FAMILIES, make_family_model  # noqa: E402
@@ -53,15 +54,9 @@ def main() -> None:
     parser.add_argument("--variants", default="gan,mmd")
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--variant-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option of every variant run (value parsed as JSON, else a string)")
+                        help="an option of every variant run, read as `aligneval align --variant-option` reads it")
     args = parser.parse_args()
-    options = {}
-    for item in args.variant_option:
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except ValueError:
-            options[key] = value
+    options = parse_options(args.variant_option)
     tag = "".join(f"-{k}={v}" for k, v in sorted(options.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     train = write_fixture(args.out, n=400)
