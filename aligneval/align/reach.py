@@ -51,16 +51,21 @@ def scale_below(module: Any, inputs: tuple, output: Any, alpha: float):
     """`output` of a q/k projection `module`, with the gradient into its input scaled by `alpha`
     (its weights' gradient whole); `output` itself when the module is not a plain linear projection
     (a LoRA wrapper, a per-head norm: `is_scalable` says so before training) or is frozen."""
-    in_out = next((WEIGHT_IN_OUT[t] for t in type(module).__mro__ if t in WEIGHT_IN_OUT), None)
+    in_out = _weight_in_out(module)
     if in_out is None or not module.weight.requires_grad:
         return output
     bias = module.bias if module.bias is not None and module.bias.requires_grad else None
     return _ScaleBelow.apply(output, inputs[0], module.weight, bias, alpha, in_out)
 
 
+def _weight_in_out(module: Any) -> bool | None:
+    """WEIGHT_IN_OUT for the module's class or its nearest listed base; None when neither is listed."""
+    return next((WEIGHT_IN_OUT[t] for t in type(module).__mro__ if t in WEIGHT_IN_OUT), None)
+
+
 def is_scalable(module: Any) -> bool:
     """Whether `scale_below` can reach this projection's weights."""
-    return any(t in WEIGHT_IN_OUT for t in type(module).__mro__)
+    return _weight_in_out(module) is not None
 
 
 def below_scale(below: float | None, lam: float) -> float | None:
