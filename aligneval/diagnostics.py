@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from aligneval.threads import one_thread
+
 DEFAULT_SCALES = (0.5, 1.0, 2.0)
 _CHUNK_ELEMENTS = 1 << 22  # about this many float64 entries per [G, n, n] block (32 MiB)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """torch on one intra-op thread for the duration (restored after). The statistics are many small
-    tensor ops, where a second OpenMP thread gains little and, on a busy machine, its barrier waits
-    cost much more: measured on a loaded 2-core machine, MMD² of one 64-sentence batch took 0.36 s
-    on one thread and 8.9 s on two."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _prepare(k: Any, q: Any, mask: Any):
@@ -127,6 +112,8 @@ def mmd2(k: Any, q: Any, mask: Any, scales: Sequence[float] = DEFAULT_SCALES,
     k, q, valid = _prepare(k, q, mask)
     b, h = k.shape[:2]
     out = torch.full((b, h), float("nan"), dtype=torch.float64)
+    # many small tensor ops: measured on a loaded 2-core machine, MMD² of one 64-sentence batch took
+    # 0.36 s on one thread and 8.9 s on two
     with one_thread():
         for rows, kg, qg in _by_length(k, q, valid, _CHUNK_ELEMENTS):
             g, _, n, d = kg.shape

@@ -51,6 +51,61 @@ def test_sorted_dynamic_padding_matches_one_at_a_time(model_dir):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
 
 
+@pytest.fixture
+def two_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_batches_on_several_threads_give_the_same_numbers_in_order(model_dir, two_threads, monkeypatch):
+    import threading
+
+    import torch
+
+    hf_model, tok = predict.load_model(model_dir)
+    texts = [t for t, _ in sentences(40, seed=5)]
+    names = []
+    real = predict.forward
+    monkeypatch.setattr(predict, "forward", lambda m, b: names.append(threading.current_thread().name) or real(m, b))
+    assert predict.cpu_workers(hf_model, 14) == 2
+    concurrent = predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=3, progress=False)
+    assert torch.get_num_threads() == 2  # restored
+    assert len(names) == 14 and all(n.startswith("aligneval-predict") for n in names)
+    torch.set_num_threads(1)
+    names.clear()
+    serial = predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=3, progress=False)
+    assert names == [threading.current_thread().name] * 14  # one thread: the plain loop
+    np.testing.assert_array_equal(concurrent, serial)  # every batch alone on one intra-op thread either way
+    with torch.inference_mode():
+        ref = np.stack([torch.softmax(hf_model(**tok(t, truncation=True, max_length=16, return_tensors="pt"))
+                                      .logits.double(), -1)[0].numpy() for t in texts])
+    np.testing.assert_allclose(concurrent, ref, atol=1e-6)
+
+
+def test_an_error_in_a_batch_thread_reaches_the_caller(model_dir, two_threads, monkeypatch):
+    import torch
+
+    hf_model, tok = predict.load_model(model_dir)
+    texts = [t for t, _ in sentences(40, seed=5)]
+    calls = []
+    real = predict.forward
+
+    def failing(model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory in batch 3")
+        return real(model, batch)
+
+    monkeypatch.setattr(predict, "forward", failing)
+    with pytest.raises(RuntimeError, match="batch 3"):
+        predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=3, progress=False)
+    assert torch.get_num_threads() == 2  # restored
+
+
 def test_pairs_are_encoded_together(model_dir):
     import torch
 
