@@ -579,7 +579,8 @@ def figure_png(display, dpi: int = 144) -> bytes:
 
     The crop is measured before the one draw (the layout engine's pass, then the artists' extents):
     `bbox_inches="tight"` would draw the whole figure an extra time to measure it, a third of the
-    report's time."""
+    report's time. zlib level 1 instead of PIL's 6: 10-40 ms less per figure for ~12% more bytes
+    (measured on the report_speed figures)."""
     plt = _plt()
     fig = display.figure_
     renderer = fig.canvas.get_renderer()
@@ -588,6 +589,7 @@ def figure_png(display, dpi: int = 144) -> bytes:
         engine.execute(fig)
     box = fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"])
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=box, facecolor="white", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=box, facecolor="white", metadata={"Software": None},
+                pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return buf.getvalue()
