@@ -173,3 +173,22 @@ def test_threaded_bootstrap_equals_the_serial_one_bit_for_bit(monkeypatch):
     serial = resampling.bootstrap_sides(sides(), 5000, resamples=1000, seed=4, split="test")
     for a, b in zip(threaded, serial):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_statistics_in_row_blocks_equal_one_call_on_the_whole_chunk(monkeypatch):
+    """run_chunk splits a drawn chunk into blocks of STAT_CELLS (cache-sized); the values must be the
+    metric on each resample, and the rank-based ones the very same floats as one call on the chunk."""
+    probs, labels = synthetic_probs(400, 2, np.random.default_rng(9), skill=1.2)
+    ranked: dict = {}
+    stats = {(m, t): resampling.statistic(m, probs, labels, t, ranked) for t in (None, 1.4) for m in FAST_METRICS}
+    w = next(resampling.count_chunks(len(labels), 11, np.random.default_rng(3)))
+    whole = [f(w, {"scratch": {}, "float": w.astype(np.float64)}) for f in stats.values()]
+    monkeypatch.setattr(resampling, "STAT_CELLS", 400 * 3)  # blocks of 3, 3, 3 and 2 rows
+    blocks = resampling.run_chunk(stats, w, w.astype(np.float64), {})
+    for ((metric, t), a, b) in zip(stats, whole, blocks):
+        assert b.shape == (11,)
+        np.testing.assert_allclose(b, _reference(metric, scale_probs(probs, t), labels, w), rtol=1e-10, atol=1e-12)
+        if metric not in ("brier", "nll", "macro_f1", "accuracy"):  # no BLAS product: no reordered sums
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)

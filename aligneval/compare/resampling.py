@@ -72,14 +72,24 @@ def _single_thread_blas():
 
 
 SERIAL_CELLS = 4_000_000  # below this many resample x example cells a split runs in this thread
+STAT_CELLS = 500_000  # resample x example cells per statistics call (a chunk is drawn whole, then split)
 
 
 def run_chunk(stats: dict[str, Statistic], w: np.ndarray, wf: np.ndarray | None, work: dict) -> list[np.ndarray]:
     """One side's statistics on one chunk, sharing one cache (sorted counts, masses, the float copy
-    `wf`). Each numpy call takes the whole chunk: with two model threads and the drawing thread on
-    two cores, many short calls would spend their time handing the GIL around."""
-    cache = {"scratch": work, "float": wf}  # per chunk; the work arrays outlive it
-    return [f(w, cache) for f in stats.values()]
+    `wf`) per block of rows. Each numpy call takes a whole block: with two model threads and the
+    drawing thread on two cores, many short calls would spend their time handing the GIL around, while
+    blocks of STAT_CELLS keep both models' work arrays (~8 per model) inside the shared L3 cache
+    instead of streaming them from memory: 10-15% less time for the compare stage of
+    benchmarks/report_speed.py than whole 1M-cell chunks. The draw (and so every resample) is unchanged;
+    row blocks change only how BLAS sums a product's terms (the last bit of brier and nll)."""
+    c, n = w.shape
+    step = max(1, STAT_CELLS // max(n, 1))
+    blocks = []
+    for i in range(0, c, step):
+        cache = {"scratch": work, "float": None if wf is None else wf[i:i + step]}  # per block
+        blocks.append([f(w[i:i + step], cache) for f in stats.values()])
+    return blocks[0] if len(blocks) == 1 else [np.concatenate(values) for values in zip(*blocks)]
 
 
 def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int = 1000, seed: int = 0,
