@@ -11,6 +11,10 @@ With --json the last line is one JSON object with at least `vs_padded_loop` and 
 The pipeline is measured at its default batch size (1) and, for reference, at --batch-size.
 The methods run in interleaved rounds (--rounds) so that load from other processes is shared fairly;
 every side (aligneval, the loop, the pipeline) is built and warmed up outside the timed region.
+Each side lives in its own process (spawned, loading the same saved model; only one side runs at a
+time), so nothing one side does to the process (thread pools, allocator arenas, caches) can speed
+up or slow down another. --same-process runs all four in this process, as runs before 2026-12-06
+(session 7) did.
 """
 
 from __future__ import annotations
@@ -103,56 +107,114 @@ def pipeline_predict(clf, texts, max_length, batch_size=None):
     return np.array([clf.model.config.label2id[o["label"]] for o in out])
 
 
+SIDES = ("aligneval", "padded_loop", "pipeline", "pipeline_batched")
+
+
+def build_sides(folder: Path, texts: list[str], max_length: int, batch_size: int) -> dict:
+    """Load the model and build every side, each warmed up on the first 64 texts (not timed)."""
+    from aligneval.predict import load_model
+
+    model, tok = load_model(folder)
+    clf = build_pipeline(model, tok)
+    methods = {
+        "aligneval": lambda chunk: aligneval_predict(model, tok, chunk, max_length, batch_size),
+        "padded_loop": lambda chunk: padded_loop(model, tok, chunk, max_length, batch_size),
+        "pipeline": lambda chunk: pipeline_predict(clf, chunk, max_length),
+        "pipeline_batched": lambda chunk: pipeline_predict(clf, chunk, max_length, batch_size),
+    }
+    for fn in methods.values():
+        fn(texts[:64])
+    return methods
+
+
+def side_worker(conn, name: str, folder: str, texts: list[str], max_length: int, batch_size: int) -> None:
+    """One side in its own process: build and warm up, then time each chunk it is sent."""
+    import torch
+
+    fn = build_sides(Path(folder), texts, max_length, batch_size)[name]
+    conn.send(("ready", torch.get_num_threads()))
+    while (msg := conn.recv()) is not None:
+        out, took = timed(lambda: fn([texts[i] for i in msg]))
+        conn.send((out, took))
+    conn.close()
+
+
+class Sides:
+    """The four sides, each in its own spawned process (or all in this one with same_process)."""
+
+    def __init__(self, folder: Path, texts: list[str], max_length: int, batch_size: int, same_process: bool):
+        self.texts, self.procs, self.conns = texts, {}, {}
+        if same_process:
+            self.local = build_sides(folder, texts, max_length, batch_size)
+            import torch
+
+            self.threads = torch.get_num_threads()
+            return
+        import multiprocessing as mp
+
+        self.local = None
+        ctx = mp.get_context("spawn")
+        for name in SIDES:  # one at a time: a side warming up never overlaps another's work
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=side_worker, args=(child, name, str(folder), texts, max_length, batch_size),
+                               daemon=True)
+            proc.start()
+            status, self.threads = parent.recv()
+            self.procs[name], self.conns[name] = proc, parent
+
+    def run(self, name: str, idx: np.ndarray):
+        if self.local is not None:
+            return timed(lambda: self.local[name]([self.texts[i] for i in idx]))
+        self.conns[name].send([int(i) for i in idx])
+        return self.conns[name].recv()
+
+    def close(self) -> None:
+        for name, conn in self.conns.items():
+            conn.send(None)
+            self.procs[name].join(timeout=60)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (texts split evenly)")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run every side in this process (default: each side in its own process)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
 
     import torch
     import transformers
-
-    from aligneval.predict import load_model
+    from transformers import AutoTokenizer
 
     texts, source = real_texts(args.n)
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(Path(tmp) / "minilm-cls")
-        model, tok = load_model(folder)
-    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]]
-    print(f"texts: {len(texts)} from {source}; tokens per text: mean {np.mean(lengths):.1f}, "
-          f"median {np.median(lengths):.0f}, max {max(lengths)} (max_length {args.max_length})")
-    print(f"model: all-MiniLM-L6-v2 (6 layers, hidden 384) + 2-label head; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}")
-
-    # every side built and warmed up (first-call allocations) outside the timed region, alike
-    clf = build_pipeline(model, tok)
-    aligneval_predict(model, tok, texts[:64], args.max_length, args.batch_size)
-    padded_loop(model, tok, texts[:64], args.max_length, args.batch_size)
-    pipeline_predict(clf, texts[:64], args.max_length)
-    pipeline_predict(clf, texts[:64], args.max_length, args.batch_size)
-
-    methods = {
-        "aligneval": lambda chunk: aligneval_predict(model, tok, chunk, args.max_length, args.batch_size),
-        "padded_loop": lambda chunk: padded_loop(model, tok, chunk, args.max_length, args.batch_size),
-        "pipeline": lambda chunk: pipeline_predict(clf, chunk, args.max_length),
-        "pipeline_batched": lambda chunk: pipeline_predict(clf, chunk, args.max_length, args.batch_size),
-    }
-    # interleaved rounds with a rotating order, so a burst of load on the shared machine hits every
-    # method alike instead of whichever happened to run during it
-    chunks = np.array_split(np.arange(len(texts)), args.rounds)
-    labels = {name: [] for name in methods}
-    seconds = dict.fromkeys(methods, 0.0)
-    names = list(methods)
-    for r, idx in enumerate(chunks):
-        chunk = [texts[i] for i in idx]
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            out, took = timed(lambda: methods[name](chunk))
-            labels[name].append(out)
-            seconds[name] += took
-    runs = {name: (np.concatenate(labels[name]), seconds[name]) for name in methods}
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=args.max_length)["input_ids"]]
+        print(f"texts: {len(texts)} from {source}; tokens per text: mean {np.mean(lengths):.1f}, "
+              f"median {np.median(lengths):.0f}, max {max(lengths)} (max_length {args.max_length})")
+        sides = Sides(folder, texts, args.max_length, args.batch_size, args.same_process)
+        print(f"model: all-MiniLM-L6-v2 (6 layers, hidden 384) + 2-label head; torch {torch.__version__}, "
+              f"transformers {transformers.__version__}, threads {sides.threads}, batch {args.batch_size}, "
+              f"{'one process' if args.same_process else 'one process per side'}")
+        # interleaved rounds with a rotating order, so a burst of load on the shared machine hits every
+        # method alike instead of whichever happened to run during it
+        chunks = np.array_split(np.arange(len(texts)), args.rounds)
+        labels = {name: [] for name in SIDES}
+        seconds = dict.fromkeys(SIDES, 0.0)
+        names = list(SIDES)
+        try:
+            for r, idx in enumerate(chunks):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    out, took = sides.run(name, idx)
+                    labels[name].append(out)
+                    seconds[name] += took
+        finally:
+            sides.close()
+    runs = {name: (np.concatenate(labels[name]), seconds[name]) for name in SIDES}
 
     reference = runs["aligneval"][0]
     for name, (labels, _) in runs.items():
@@ -163,13 +225,14 @@ def main(argv=None) -> int:
         print(f"{name:<17} {seconds:7.2f} s   {rate[name]:8.1f} examples/s")
     result = {
         "n": len(texts), "max_length": args.max_length, "batch_size": args.batch_size, "rounds": args.rounds,
-        "mean_tokens": round(float(np.mean(lengths)), 2), "threads": torch.get_num_threads(),
+        "mean_tokens": round(float(np.mean(lengths)), 2), "threads": sides.threads,
         "examples_per_s": {k: round(v, 2) for k, v in rate.items()},
         "vs_padded_loop": round(rate["aligneval"] / rate["padded_loop"], 3),
         "vs_pipeline": round(rate["aligneval"] / rate["pipeline"], 3),
         "vs_pipeline_batched": round(rate["aligneval"] / rate["pipeline_batched"], 3),
         "identical_labels": True, "positive_share": round(float(reference.mean()), 3),
         "warm_up": "every side built and warmed up outside the timed region",
+        "processes": "one" if args.same_process else "one per side",
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     print(f"aligneval vs padded loop: {result['vs_padded_loop']:.2f}x   vs pipeline (batch 1): "
