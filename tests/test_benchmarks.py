@@ -44,3 +44,21 @@ def test_bracketed_ratio_divides_each_round_by_its_own_baselines():
     bench = _load("align_overhead")
     assert bench.bracketed_ratio([1.2, 2.2, 0.9], [1.0, 2.0, 1.0], [1.0, 2.4, 0.8]) == pytest.approx(1.0)
     assert bench.bracketed_ratio([3.0], [1.0], [2.0]) == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_predict_throughput_runs_each_side_in_its_own_process():
+    """The real script on the demo model, as a user runs it (no timing asserted): four spawned sides,
+    labels identical across them, the --json contract's fields."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "benchmarks/predict_throughput.py", "--n", "48", "--rounds", "2", "--json"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["processes"] == "one per side" and doc["identical_labels"] and doc["n"] == 48
+    assert {"vs_padded_loop", "vs_pipeline", "vs_pipeline_batched"} <= set(doc)
+    assert set(doc["examples_per_s"]) == {"aligneval", "padded_loop", "pipeline", "pipeline_batched"}
