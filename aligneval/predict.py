@@ -380,7 +380,7 @@ def softmax_batches(model, batches: Sequence[np.ndarray], width: int, progress: 
     On the CPU with several torch threads, the batches run concurrently, one per thread, each on one
     intra-op thread (torch releases the GIL inside its ops). Every batch is still computed whole and
     alone, so the numbers are the same; what changes is that no op waits at a barrier for a thread the
-    machine descheduled. On the demo model, 2,000 texts on a quiet 2-core machine took 7.8-7.9 s
+    machine descheduled. On the demo model, 2,000 texts on a quiet 2-core machine took 7.6-7.9 s
     against 8.3-9.0 s for one 2-thread team (benchmarks/predict_throughput.py, one process per side)."""
     import torch
 
