@@ -395,20 +395,17 @@ def softmax_batches(model, batches: Sequence[np.ndarray], width: int, progress: 
 
     workers = cpu_workers(model, len(batches))
     with _progress(progress, description, len(out)) as advance:
-        if workers <= 1:
-            for i, idx in enumerate(batches):
-                out[starts[i]:starts[i + 1]] = one(idx)
+
+        def collect(results) -> None:
+            for i, probs in enumerate(results):
+                out[starts[i]:starts[i + 1]] = probs
                 advance(sizes[i])
-            return out
-        with one_thread(), ThreadPoolExecutor(workers, thread_name_prefix="aligneval-predict") as pool:
-            futures = [pool.submit(one, idx) for idx in batches]  # taken in order by whichever thread is free
-            try:
-                for i, future in enumerate(futures):
-                    out[starts[i]:starts[i + 1]] = future.result()
-                    advance(sizes[i])
-            finally:
-                for future in futures:
-                    future.cancel()
+
+        if workers <= 1:
+            collect(map(one, batches))
+        else:  # Executor.map yields in order, taken by whichever thread is free; an error cancels the rest
+            with one_thread(), ThreadPoolExecutor(workers, thread_name_prefix="aligneval-predict") as pool:
+                collect(pool.map(one, batches))
     return out
 
 
@@ -418,7 +415,7 @@ def cpu_workers(model, batches: int) -> int:
 
     if batches < 2 or next(model.parameters()).device.type != "cpu":
         return 1
-    return max(1, min(torch.get_num_threads(), batches))
+    return min(torch.get_num_threads(), batches)
 
 
 def assemble(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:

@@ -13,13 +13,13 @@ from typing import Iterator
 
 
 @contextmanager
-def one_thread() -> Iterator[int]:
-    """torch on one intra-op thread for the duration; yields the count it had before (restored after)."""
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the duration (the count it had is restored after)."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield before
+        yield
     finally:
         torch.set_num_threads(before)
