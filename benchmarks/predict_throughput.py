@@ -11,7 +11,7 @@ With --json the last line is one JSON object with at least `vs_padded_loop` and 
 The pipeline is measured at its default batch size (1) and, for reference, at --batch-size.
 The methods run in interleaved rounds (--rounds) so that load from other processes is shared fairly;
 every side (aligneval, the loop, the pipeline) is built and warmed up outside the timed region.
-Each side lives in its own process (spawned, loading the same saved model; only one side runs at a
+Each side lives in its own process (spawned, loading the same saved model, warming up only itself; one runs at a
 time), so nothing one side does to the process (thread pools, allocator arenas, caches) can speed
 up or slow down another. --same-process runs all four in this process, as runs before 2026-12-06
 (session 7) did.
@@ -110,18 +110,20 @@ def pipeline_predict(clf, texts, max_length, batch_size=None):
 SIDES = ("aligneval", "padded_loop", "pipeline", "pipeline_batched")
 
 
-def build_sides(folder: Path, texts: list[str], max_length: int, batch_size: int) -> dict:
-    """Load the model and build every side, each warmed up on the first 64 texts (not timed)."""
+def build_sides(folder: Path, texts: list[str], max_length: int, batch_size: int, names=SIDES) -> dict:
+    """Load the model and build the sides `names`, each warmed up on the first 64 texts (not timed).
+    A side in its own process builds and warms up only itself, so no other side's work touches it."""
     from aligneval.predict import load_model
 
     model, tok = load_model(folder)
-    clf = build_pipeline(model, tok)
-    methods = {
+    clf = build_pipeline(model, tok) if any(name.startswith("pipeline") for name in names) else None
+    every = {
         "aligneval": lambda chunk: aligneval_predict(model, tok, chunk, max_length, batch_size),
         "padded_loop": lambda chunk: padded_loop(model, tok, chunk, max_length, batch_size),
         "pipeline": lambda chunk: pipeline_predict(clf, chunk, max_length),
         "pipeline_batched": lambda chunk: pipeline_predict(clf, chunk, max_length, batch_size),
     }
+    methods = {name: every[name] for name in names}
     for fn in methods.values():
         fn(texts[:64])
     return methods
@@ -131,7 +133,7 @@ def side_worker(conn, name: str, folder: str, texts: list[str], max_length: int,
     """One side in its own process: build and warm up, then time each chunk it is sent."""
     import torch
 
-    fn = build_sides(Path(folder), texts, max_length, batch_size)[name]
+    fn = build_sides(Path(folder), texts, max_length, batch_size, (name,))[name]
     conn.send(("ready", torch.get_num_threads()))
     while (msg := conn.recv()) is not None:
         out, took = timed(lambda: fn([texts[i] for i in msg]))
@@ -159,7 +161,7 @@ class Sides:
             proc = ctx.Process(target=side_worker, args=(child, name, str(folder), texts, max_length, batch_size),
                                daemon=True)
             proc.start()
-            status, self.threads = parent.recv()
+            _, self.threads = parent.recv()  # ("ready", torch threads)
             self.procs[name], self.conns[name] = proc, parent
 
     def run(self, name: str, idx: np.ndarray):
