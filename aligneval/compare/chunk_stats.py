@@ -63,6 +63,21 @@ def as_counts(w: np.ndarray, cache: dict | None) -> np.ndarray:
     return cache["counts"]
 
 
+def product(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m @ v through np.dot: the same BLAS call and the same floats, but np.dot releases the GIL while
+    numpy's matmul (2.x) holds it, so the two model threads took turns on every product."""
+    return np.dot(m, v)
+
+
+def row_cumsum(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Cumulative sums along each row of `a` into `out`, one 1-D cumsum per row: numpy (2.x) holds the
+    GIL through an accumulate along an axis of a 2-D array but releases it for a 1-D one, so the
+    model threads now run their sums side by side (the same sums, in the same order)."""
+    for src, dst in zip(a, out):
+        np.cumsum(src, dtype=out.dtype, out=dst)
+    return out
+
+
 # A "statistic" maps a counts chunk W [c, n] (and a per-chunk cache shared by the statistics of one
 # model) to the c metric values of the resampled data.
 Statistic = Callable[..., np.ndarray]
@@ -127,8 +142,8 @@ class Ranked:
             np.take(small, self.order, axis=1, out=ws)
             np.multiply(ws, self.es, out=wes)
             cwb[:, 0] = ceb[:, 0] = 0
-            np.cumsum(ws, axis=1, dtype=dtype, out=cwb[:, 1:])
-            np.cumsum(wes, axis=1, dtype=dtype, out=ceb[:, 1:])
+            row_cumsum(ws, cwb[:, 1:])
+            row_cumsum(wes, ceb[:, 1:])
             val = ((ws, wes, cwb[:, 1:], ceb[:, 1:]), (cwb[:, :-1], ceb[:, :-1]))
             if cache is None:
                 return val
@@ -166,7 +181,7 @@ class Ranked:
         if cache is None or key not in cache:
             x = self.counts(w, cache)[0] * values
             full = np.zeros((x.shape[0], self.n + 1))
-            np.cumsum(x, axis=1, out=full[:, 1:])
+            row_cumsum(x, full[:, 1:])
             if cache is None:
                 return full
             cache[key] = full
@@ -211,7 +226,7 @@ def _mean_of(per_example: np.ndarray) -> Statistic:
     n = len(per_example)
 
     def stat(w, cache=None):
-        return (as_float(w, cache) @ per_example) / n
+        return product(as_float(w, cache), per_example) / n
 
     return stat
 
@@ -225,7 +240,7 @@ def _accuracy(probs, labels, views: dict | None = None, temperature=None, **_):
     n = len(labels)
 
     def mean(w, cache):  # a sum of integers: exact for any number of rows
-        return (as_float(w, cache) @ hit) / n
+        return product(as_float(w, cache), hit) / n
 
     def stat(w, cache=None):
         view = (views or {}).get(("ranked", temperature))
@@ -272,7 +287,7 @@ def unpack_counts(wf: np.ndarray, packed: tuple[np.ndarray, list[np.ndarray], in
     out = np.empty((sum(len(g) for g in groups), wf.shape[0]))
     low = (1 << bits) - 1
     for pack, group in zip(packs, groups):
-        total = (wf @ pack).astype(np.int64)
+        total = product(wf, pack).astype(np.int64)
         for i, j in enumerate(group):
             out[j] = (total >> (bits * i)) & low
     return out

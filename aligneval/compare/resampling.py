@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from aligneval.compare.chunk_stats import (  # noqa: F401 - the statistics are part of resampling's API
-    FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, statistic)
+    FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, product, statistic)
 from aligneval.compare.stats import Interval, percentile_interval
 from aligneval.metrics import base_metric_name, get_metric, scale_probs
 
@@ -175,7 +175,7 @@ def mean_difference_replicates(x: np.ndarray, y: np.ndarray, *, resamples: int =
     """Bootstrap replicates of mean(y - x) over resamples of the paired rows."""
     d = np.asarray(y, float) - np.asarray(x, float)
     rng = np.random.default_rng([int(seed), int(stream)] if stream else seed)
-    return np.concatenate([w @ d / len(d) for w in count_chunks(len(d), resamples, rng)])
+    return np.concatenate([product(w, d) / len(d) for w in count_chunks(len(d), resamples, rng)])
 
 
 def bootstrap_mean_difference(x: np.ndarray, y: np.ndarray, *, resamples: int = 1000, seed: int = 0,
