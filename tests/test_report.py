@@ -140,6 +140,43 @@ def test_sections_without_data_are_left_out(tmp_path):
     assert "Adversarial" not in paths.markdown.read_text()
 
 
+def test_collector_paused_while_the_report_is_written_and_restored_after(tmp_path, monkeypatch):
+    """build_report pauses the cyclic garbage collector around the figures (speed) and leaves it as it
+    found it, also when building fails or when the caller had already turned it off."""
+    import gc
+
+    import aligneval.report as report_pkg
+
+    run = make_run(tmp_path / "run", n=60, splits={"test": "test"}, attacks=False)
+    seen = []
+    real = report_pkg.build_context
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_pkg, "build_context", spy)
+    assert gc.isenabled()
+    build_report(run, tmp_path / "a", resamples=20)
+    assert seen == [False] and gc.isenabled()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(report_pkg, "build_context", broken)
+    with pytest.raises(RuntimeError):
+        build_report(run, tmp_path / "b", resamples=20)
+    assert gc.isenabled()
+
+    monkeypatch.setattr(report_pkg, "build_context", spy)
+    gc.disable()
+    try:
+        build_report(run, tmp_path / "c", resamples=20)
+        assert seen[-1] is False and not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_missing_cached_predictions_is_an_artifact_error(tmp_path, capsys):
     run = make_run(tmp_path / "r", n=60, attacks=False)
     (run / "predictions" / "aligned" / "test.parquet").unlink()
