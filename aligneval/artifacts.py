@@ -176,11 +176,13 @@ def read_table(path: str | Path):
     """(pyarrow table, aligneval metadata) read through one open file handle.
 
     One open file: given a path, pyarrow may open it again for the data, and a writer renaming a
-    new file over it in between would give this file's footer with the other file's rows."""
+    new file over it in between would give this file's footer with the other file's rows.
+    `ParquetFile.read`, not `pq.read_table`: the latter goes through pyarrow.dataset, whose import
+    pulls in pandas, about 0.25 s of the first read in every process (`aligneval report`, `gate`)."""
     import pyarrow.parquet as pq
 
     with open(path, "rb") as fh:
-        table = pq.read_table(fh)
+        table = pq.ParquetFile(fh).read()
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
     return table, meta
 
@@ -219,6 +221,21 @@ def write_predictions(path: str | Path, preds: Predictions, text_sha256: list[st
     write_table_atomic(path, table, meta, fsync=True)
 
 
+NUMPY_OF_ARROW = {"int32": np.int32, "int64": np.int64, "double": np.float64}
+
+
+def as_numpy(array) -> np.ndarray:
+    """A primitive Arrow array without nulls as a read-only numpy view of its data buffer; anything
+    else through np.asarray. pyarrow's own conversion (to_numpy, np.asarray) imports pandas on first
+    use, even for a view: about 0.2 s of every `aligneval report` or `gate` process."""
+    dtype = NUMPY_OF_ARROW.get(str(array.type))
+    if dtype is None or array.null_count:
+        return np.asarray(array)
+    if not len(array):
+        return np.empty(0, dtype)
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * np.dtype(dtype).itemsize)
+
+
 def read_predictions(path: str | Path) -> tuple[Predictions, dict[str, Any]]:
     """Read a predictions parquet; missing, truncated or corrupt -> ArtifactError naming the file."""
     path = Path(path)
@@ -227,16 +244,16 @@ def read_predictions(path: str | Path) -> tuple[Predictions, dict[str, Any]]:
     try:
         table, meta = read_table(path)
         column = table.column("probs").combine_chunks()
-        widths = np.asarray(column.value_lengths().fill_null(-1))
-        values = np.asarray(column.flatten(), dtype=np.float64)
+        widths = as_numpy(column.value_lengths()) if not column.null_count else None
+        values = as_numpy(column.flatten()).astype(np.float64, copy=False)
         texts = table.column("text").to_pylist() if "text" in table.column_names else None
         ids = [str(i) for i in table.column("id").to_pylist()]
-        labels = np.asarray(table.column("label"), dtype=np.int64)
+        labels = as_numpy(table.column("label").combine_chunks()).astype(np.int64, copy=False)
     except Exception as exc:
         first = (str(exc).splitlines() or [""])[0]
         raise ArtifactError(f"cannot read predictions {path}: {type(exc).__name__}: {first}") from None
-    k = int(widths[0]) if len(widths) else 0
-    if np.any(widths != k) or len(widths) != len(ids):
+    k = int(widths[0]) if widths is not None and len(widths) else 0
+    if widths is None or np.any(widths != k) or len(widths) != len(ids):
         raise ArtifactError(f"corrupt predictions {path}: probs do not form an [n, k] array")
     preds = Predictions(ids=ids, labels=labels, probs=values.reshape(len(ids), k), texts=texts)
     return preds, meta

@@ -105,6 +105,44 @@ def test_truncated_predictions_are_a_corrupt_artifact_naming_the_file(tmp_path):
         read_predictions(tmp_path / "missing.parquet")
 
 
+def test_arrow_columns_read_as_numpy_equal_pyarrows_own_conversion():
+    """as_numpy reads a primitive column's buffer (no pandas import); it must equal pyarrow's own
+    to_numpy for every type read, on sliced arrays (non-zero offset) and empty ones, and hand
+    anything with nulls or another type to np.asarray."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    for arr in (pa.array(rng.integers(-5, 5, 50), pa.int64()), pa.array(rng.integers(0, 9, 50), pa.int32()),
+                pa.array(rng.normal(size=50), pa.float64())):
+        for piece in (arr, arr.slice(7, 20), arr.slice(50)):
+            got = artifacts.as_numpy(piece)
+            want = piece.to_numpy(zero_copy_only=False)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    with_null = pa.array([1.0, None, 3.0])
+    assert np.isnan(artifacts.as_numpy(with_null)[1])
+    assert np.array_equal(artifacts.as_numpy(pa.array([1, 2], pa.int16())), [1, 2])
+
+
+def test_reading_predictions_does_not_import_pandas(tmp_path):
+    path = tmp_path / "test.parquet"
+    write_predictions(path, _preds(), ["h"] * 7, {"key": "k"})
+    code = ("import sys; from aligneval.artifacts import read_predictions; "
+            f"p, _ = read_predictions({str(path)!r}); print(p.probs.shape, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-1] == "False", out.stderr
+
+
+def test_null_probabilities_are_a_corrupt_artifact(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "test.parquet"
+    table = pa.table({"id": ["a", "b"], "label": pa.array([0, 1], pa.int64()),
+                      "probs": pa.array([[0.5, 0.5], None], pa.list_(pa.float64())), "text": ["x", "y"]})
+    artifacts.write_table_atomic(path, table, {"key": "k"})
+    with pytest.raises(ArtifactError, match="corrupt predictions"):
+        read_predictions(path)
+
+
 def test_float_table_round_trip(tmp_path):
     cols = {"kq_mmd2": np.array([0.5, -1.25, np.nan]), "kq_probe_acc": np.array([1, 0, 1])}
     path = write_float_table(tmp_path / "v.parquet", ["a", "b", "c"], cols, {"key": "k", "n_layers": 2})

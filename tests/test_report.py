@@ -184,14 +184,15 @@ def test_missing_cached_predictions_is_an_artifact_error(tmp_path, capsys):
     assert "test.parquet" in capsys.readouterr().err
 
 
-def test_report_command_never_imports_torch_or_transformers(built, tmp_path):
+def test_report_command_never_imports_torch_transformers_or_pandas(built, tmp_path):
+    """No model library, and no pandas (pq.read_table's dataset layer imports it: ~0.25 s per process)."""
     run, _ = built
     code = ("import sys; from aligneval.cli import main; "
             f"rc = main(['report', {str(run)!r}, '--out', {str(tmp_path / 'cli')!r}, '--resamples', '20']); "
-            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules, 'pandas' in sys.modules)")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr
+    assert out.stdout.split()[-4:] == ["0", "False", "False", "False"], out.stderr
     assert (tmp_path / "cli" / "report.html").is_file() and (tmp_path / "cli" / "comparison.json").is_file()
 
 

@@ -144,7 +144,8 @@ def per_example_values(results, rec) -> tuple[list[str], np.ndarray] | None:
         return None
     column = (rec.extra or {}).get("column") or rec.metric
     try:
-        table = pq.read_table(file, columns=["id", column])
+        with open(file, "rb") as fh:  # not pq.read_table: see aligneval.artifacts.read_table
+            table = pq.ParquetFile(fh).read(columns=["id", column])
     except Exception:  # noqa: BLE001 - any unreadable file is a corrupt artifact
         raise ArtifactError(f"{file} is corrupt or lacks the columns 'id', '{column}'") from None
     return [str(i) for i in table.column("id").to_pylist()], table.column(column).to_numpy(zero_copy_only=False)
