@@ -31,9 +31,13 @@ def test_every_statistic_equals_the_metric_on_the_resampled_rows(metric, k, roun
 
 
 @pytest.mark.parametrize("k", [2, 3])
-def test_statistics_sharing_one_sorted_view_and_cache_stay_exact(k):
+@pytest.mark.parametrize("small", [True, False], ids=["cumulative-sums", "block-sums"])
+def test_statistics_sharing_one_sorted_view_and_cache_stay_exact(k, small, monkeypatch):
     """As compare uses them: all metrics, raw and temperature-scaled, one `ranked` dict, one cache per chunk
-    and work arrays reused across chunks (the last chunk is smaller)."""
+    and work arrays reused across chunks (the last chunk is smaller). Both ways of summing count x
+    confidence: plain cumulative sums (small splits) and block sums of every view at once plus a
+    partial block (from Ranked.SMALL examples on; 400 is not a multiple of the block)."""
+    monkeypatch.setattr(resampling.Ranked, "SMALL", 1024 if small else 0)
     probs, labels = synthetic_probs(400, k, np.random.default_rng(7), skill=1.5)
     ranked: dict = {}
     stats = {(m, t): resampling.statistic(m, probs, labels, t, ranked) for t in (None, 1.7, 0.6) for m in FAST_METRICS}

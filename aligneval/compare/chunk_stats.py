@@ -120,6 +120,9 @@ class Ranked:
         same = (like is not None and np.array_equal(like.order, self.order) and np.array_equal(like.es, self.es)
                 and np.array_equal(like.ends, self.ends))
         self.shared = like.shared if same else id(self)
+        self.masses = like.masses if same else MassVectors(self.BLOCK)
+        self.masses.add(self.cs)
+        self.masses.add(self.ccs)
 
     def counts(self, w, cache):
         """(ws, wes, cw, ce) [c, n] in sorted order: counts, error counts and their inclusive cumulative
@@ -159,20 +162,27 @@ class Ranked:
         zero = np.zeros((cw.shape[0], 1), dtype=cw.dtype)
         return np.diff(cw, axis=1, prepend=zero), np.diff(ce, axis=1, prepend=zero), cw, ce
 
-    def _mass(self, w, cache, values):
-        """Count x confidence [c, n] and its block prefix sums [c, blocks + 1], once per chunk."""
-        key = (id(values), "mass")
+    def _block_sums(self, w, cache):
+        """The sorted counts as float64 [c, n] and, for every confidence vector of `masses`, the block
+        prefix sums of count x confidence [vectors, c, blocks + 1] (before[.., q] = columns < q * b),
+        once per chunk for all the views sharing these counts: one einsum reads the counts once for
+        every vector (raw and temperature-scaled, clipped or not), 3-4x faster than a product array
+        per vector and a sum over it. Its sums may differ from those in the last bit, and with the
+        number of rows in a block (like brier's and nll's BLAS products)."""
+        key = (self.shared, "block sums")
         if cache is None or key not in cache:
-            # int32 counts x float64 values: the same products as through a float copy of the counts,
-            # with a third of the memory traffic (two models' threads share the memory bandwidth)
-            x = np.multiply(self.counts(w, cache)[0], values, out=scratch(cache, key, w.shape, np.float64))
-            c, b = x.shape[0], self.BLOCK
+            ws = self.counts(w, cache)[0]
+            c, b = ws.shape[0], self.BLOCK
             m = (self.n // b) * b
-            sums = x[:, :m].reshape(c, -1, b).sum(axis=2)
-            before = np.hstack([np.zeros((c, 1)), np.cumsum(sums, axis=1)])  # before[:, q] = columns < q * b
+            wf = scratch(cache, (self.shared, "sorted float"), ws.shape, np.float64)
+            np.copyto(wf, ws)
+            vectors = self.masses.stacked(m)
+            before = np.zeros((len(vectors), c, m // b + 1))
+            np.cumsum(np.einsum("vqj,rqj->vrq", vectors, wf[:, :m].reshape(c, -1, b), optimize=True), axis=2,
+                      out=before[:, :, 1:])
             if cache is None:
-                return x, before
-            cache[key] = (x, before)
+                return wf, before
+            cache[key] = (wf, before)
         return cache[key]
 
     def _full(self, w, cache, values):
@@ -209,11 +219,33 @@ class Ranked:
     def mass_at(self, w, cache, blocks, values):
         """`mass_before` at positions given as `partial_blocks` (computed once for fixed positions)."""
         q, cols, mask = blocks
-        x, before = self._mass(w, cache, values)
-        rows = np.arange(x.shape[0])
-        out = before[rows, q]
-        part = np.where(mask, x[rows[:, None], cols], 0.0)
+        wf, before = self._block_sums(w, cache)
+        rows = np.arange(wf.shape[0])
+        out = before[self.masses.index(values)][rows, q]
+        part = np.where(mask, wf[rows[:, None], cols] * values[cols], 0.0)
         return out + part.sum(axis=-1)
+
+
+class MassVectors:
+    """The confidence vectors (in sorted order) whose count-weighted sums are read by the views that
+    share one set of sorted counts; each view adds its own when it is made."""
+
+    def __init__(self, block: int):
+        self.block, self.vectors, self._stacked = block, [], None
+
+    def add(self, values: np.ndarray) -> None:
+        if all(values is not v for v in self.vectors):
+            self.vectors.append(values)
+            self._stacked = None
+
+    def index(self, values: np.ndarray) -> int:
+        return next(i for i, v in enumerate(self.vectors) if v is values)
+
+    def stacked(self, m: int) -> np.ndarray:
+        """[vectors, m / block, block]: the first m positions of each vector, in blocks."""
+        if self._stacked is None:
+            self._stacked = np.stack([v[:m].reshape(-1, self.block) for v in self.vectors])
+        return self._stacked
 
 
 def _take(m: np.ndarray, last: np.ndarray) -> np.ndarray:
