@@ -15,6 +15,9 @@ bootstrap statistics of every bootstrapped test record (both models, in one thre
 and caches as compare does) against calling each metric on each resample's rows; it asserts both give
 the same values and prints the ratio.
 With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
+Each run also records the machine's speed at the time: "probe_seconds" (a fixed single-thread workload
+timed just before the stages, not in the total) and "steal_seconds" (CPU time the hypervisor gave to
+other guests during the stages, from /proc/stat; null where there is none).
 """
 
 from __future__ import annotations
@@ -67,6 +70,31 @@ def synthetic_run(root: Path, n: int, seed: int = 0):
 
 
 SUITES = ("accuracy", "calibration", "uncertainty", "ood")
+
+
+def probe_seconds(rounds: int = 5) -> float:
+    """Median time of a fixed single-thread workload (a Python loop and a numpy sort), taken before the
+    timed stages: the machine's own speed at that moment, so a slow run can be told from slow code."""
+    x = np.random.default_rng(0).random(1_000_000)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        total = 0
+        for i in range(200_000):
+            total += i * i
+        np.sort(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to other guests, all cores (the 8th field of /proc/stat's cpu line)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def score(root: Path, models, splits, examples, suites: tuple[str, ...] = SUITES) -> None:
@@ -163,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         from aligneval.compare import compare
         from aligneval.report import build_report
 
+        probe = probe_seconds()
         t, stage_cpu = {}, {}
+        steal0 = steal_seconds()
         cpu0 = time.process_time()
         stages = {"score": lambda: score(run_dir, models, splits, examples),
                   "compare": lambda: compare(run_dir, resamples=args.resamples),
@@ -177,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = out if stage == "report" else paths
         total = sum(t.values())
         cpu = time.process_time() - cpu0  # all threads of this process: wall time on an idle machine is >= cpu / cores
+        steal1 = steal_seconds()
+        steal = None if steal0 is None or steal1 is None else round(steal1 - steal0, 2)
         n_boot = sum(1 for r in comp.records if r.get("resamples"))
         print(f"{args.n:,} cached predictions per model, {len(comp.records)} comparison records "
               f"({n_boot} bootstrapped x {args.resamples:,} resamples), setup {setup:.1f} s (not timed)")
@@ -185,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'total':<8} {total:6.2f} s   (target <= 5 s on 2 cores)   report: {paths.html}")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         print(f"  cpu time {cpu:6.2f} s over {os.cpu_count()} cores; load average at the end: {load}")
+        print(f"  machine: probe {probe:.3f} s (a fixed single-thread workload, before the stages; lower is "
+              f"faster), cpu stolen by the hypervisor during the stages: {steal} s")
         plain = plain_vs_fast(run_dir, comp, args.plain) if args.plain else None
         if plain:
             print(f"side by side, {plain['resamples']} resamples of {plain['examples']:,} test examples, "
@@ -196,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                               "bootstrapped": n_boot, "cpu_seconds": round(cpu, 3),
                               "stage_cpu_seconds": {k: round(v, 3) for k, v in stage_cpu.items()},
                               "cpu_count": os.cpu_count(),
-                              "load_average": load, "plain": plain}))
+                              "load_average": load, "probe_seconds": round(probe, 4), "steal_seconds": steal,
+                              "plain": plain}))
     return 0
 
 

@@ -19,7 +19,9 @@ def test_report_speed_benchmark_runs_and_reports_json(tmp_path, capsys):
     bench = _load("report_speed")
     assert bench.main(["--n", "3000", "--resamples", "40", "--plain", "3", "--out", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"seconds", "score", "compare", "report", "n_per_model", "resamples", "bootstrapped"} <= set(doc)
+    assert {"seconds", "score", "compare", "report", "n_per_model", "resamples", "bootstrapped", "probe_seconds",
+            "steal_seconds"} <= set(doc)
+    assert doc["probe_seconds"] > 0
     assert doc["n_per_model"] == 3000 and doc["resamples"] == 40 and doc["bootstrapped"] == 38
     assert doc["plain"]["statistics"] == 32 and doc["plain"]["examples"] == 1800
     assert (tmp_path / "report" / "report.html").is_file()
