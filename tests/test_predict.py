@@ -68,22 +68,48 @@ def test_batches_on_several_threads_give_the_same_numbers_in_order(model_dir, tw
 
     hf_model, tok = predict.load_model(model_dir)
     texts = [t for t, _ in sentences(40, seed=5)]
+    lengths = np.array([len(ids) for ids in tok(texts, truncation=True, max_length=16)["input_ids"]])
+    batches = len(predict.batch_plan(lengths, 3))
     names = []
     real = predict.forward
     monkeypatch.setattr(predict, "forward", lambda m, b: names.append(threading.current_thread().name) or real(m, b))
-    assert predict.cpu_workers(hf_model, 14) == 2
+    assert predict.cpu_workers(hf_model, batches) == 2
     concurrent = predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=3, progress=False)
     assert torch.get_num_threads() == 2  # restored
-    assert len(names) == 14 and all(n.startswith("aligneval-predict") for n in names)
+    assert len(names) == batches and all(n.startswith("aligneval-predict") for n in names)
     torch.set_num_threads(1)
     names.clear()
     serial = predict.predict_probs(hf_model, tok, texts, max_length=16, batch_size=3, progress=False)
-    assert names == [threading.current_thread().name] * 14  # one thread: the plain loop
+    assert names == [threading.current_thread().name] * batches  # one thread: the plain loop
     np.testing.assert_array_equal(concurrent, serial)  # every batch alone on one intra-op thread either way
     with torch.inference_mode():
         ref = np.stack([torch.softmax(hf_model(**tok(t, truncation=True, max_length=16, return_tensors="pt"))
                                       .logits.double(), -1)[0].numpy() for t in texts])
     np.testing.assert_allclose(concurrent, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_plan_caps_examples_and_padded_tokens(seed):
+    """Every example once, longest first; at most batch_size examples and batch_size x the median length in
+    padded tokens per batch (a longer example alone); equal lengths give plain cuts of batch_size; a long
+    tail pads fewer tokens than plain cuts of the same order."""
+    rng = np.random.default_rng(seed)
+    lengths = np.concatenate([rng.integers(8, 30, 300), rng.integers(60, 128, 20)])
+    rng.shuffle(lengths)
+    plan = predict.batch_plan(lengths, 32)
+    order = np.concatenate(plan)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    assert np.all(np.diff(lengths[order]) <= 0)
+    budget = 32 * int(np.median(lengths))
+    for batch in plan:
+        assert 1 <= len(batch) <= 32
+        assert len(batch) == 1 or lengths[batch].max() * len(batch) <= budget
+    plain = [order[i:i + 32] for i in range(0, len(order), 32)]  # the cut-every-32 plan
+    padded = sum(lengths[b].max() * len(b) for b in plan)
+    assert padded < sum(lengths[b].max() * len(b) for b in plain)
+    same = np.full(100, 17)
+    assert [b.tolist() for b in predict.batch_plan(same, 32)] == [list(range(i, min(i + 32, 100))) for i in range(0, 100, 32)]
+    assert predict.batch_plan(np.array([], dtype=np.int64), 32) == []
 
 
 def test_an_error_in_a_batch_thread_reaches_the_caller(model_dir, two_threads, monkeypatch):
@@ -123,7 +149,10 @@ def test_cache_hit_runs_no_forward_and_writes_parquet(model_dir, tmp_path, cache
     examples = load_examples(DataSource(str(data), id_column="id"))
     art = predict.inspect_model("m", str(model_dir))
     first = predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=16, batch_size=8, progress=False)
-    assert len(forward_calls) == 4  # ceil(30 / 8)
+    _, tok = predict.load_model(model_dir)
+    lengths = np.array([len(ids) for ids in tok(list(examples.texts), truncation=True, max_length=16)["input_ids"]])
+    calls = len(predict.batch_plan(lengths, 8))
+    assert len(forward_calls) == calls >= 4  # at least ceil(30 / 8)
     # batches are length-sorted: widths never increase
     widths = [shape[1] for shape in forward_calls]
     assert widths == sorted(widths, reverse=True)
@@ -131,7 +160,7 @@ def test_cache_hit_runs_no_forward_and_writes_parquet(model_dir, tmp_path, cache
     again = predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=16, batch_size=8, progress=False)
     other_run = predict.predict_split(art, "test", examples, tmp_path / "run2", max_length=16, batch_size=8,
                                       progress=False)
-    assert len(forward_calls) == 4  # run folder hit, then shared-cache hit
+    assert len(forward_calls) == calls  # run folder hit, then shared-cache hit
     for p in (again, other_run):
         assert p.ids == first.ids and np.array_equal(p.probs, first.probs)
 
@@ -143,7 +172,8 @@ def test_cache_hit_runs_no_forward_and_writes_parquet(model_dir, tmp_path, cache
     assert table.column("text_sha256").to_pylist() == examples.text_sha256()
 
     predict.predict_split(art, "test", examples, tmp_path / "run1", max_length=12, batch_size=8, progress=False)
-    assert len(forward_calls) == 8  # a different max_length is a different prediction
+    short = np.array([len(ids) for ids in tok(list(examples.texts), truncation=True, max_length=12)["input_ids"]])
+    assert len(forward_calls) == calls + len(predict.batch_plan(short, 8))  # another max_length, another prediction
 
 
 def test_cache_key_tracks_weights_tokenizer_data_and_length(model_dir, tmp_path):
