@@ -172,8 +172,8 @@ def write_table_atomic(path: str | Path, table, meta: dict[str, Any] | None = No
     return atomic_write(path, lambda fh: pq.write_table(table, fh), binary=True, fsync=fsync)
 
 
-def read_table(path: str | Path):
-    """(pyarrow table, aligneval metadata) read through one open file handle.
+def read_table(path: str | Path, columns: list[str] | None = None):
+    """(pyarrow table, aligneval metadata) read through one open file handle; `columns`: only those.
 
     One open file: given a path, pyarrow may open it again for the data, and a writer renaming a
     new file over it in between would give this file's footer with the other file's rows.
@@ -182,7 +182,7 @@ def read_table(path: str | Path):
     import pyarrow.parquet as pq
 
     with open(path, "rb") as fh:
-        table = pq.ParquetFile(fh).read()
+        table = pq.ParquetFile(fh).read(columns=columns)
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
     return table, meta
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from aligneval.artifacts import read_json_lines
+from aligneval.artifacts import as_numpy, read_json_lines, read_table
 import aligneval.compare.resampling as resampling
 import aligneval.compare.stats as stats
 from aligneval.compare.refine import Boot, MeanGroup
@@ -144,11 +143,10 @@ def per_example_values(results, rec) -> tuple[list[str], np.ndarray] | None:
         return None
     column = (rec.extra or {}).get("column") or rec.metric
     try:
-        with open(file, "rb") as fh:  # not pq.read_table: see aligneval.artifacts.read_table
-            table = pq.ParquetFile(fh).read(columns=["id", column])
+        table, _ = read_table(file, columns=["id", column])
     except Exception:  # noqa: BLE001 - any unreadable file is a corrupt artifact
         raise ArtifactError(f"{file} is corrupt or lacks the columns 'id', '{column}'") from None
-    return [str(i) for i in table.column("id").to_pylist()], table.column(column).to_numpy(zero_copy_only=False)
+    return [str(i) for i in table.column("id").to_pylist()], as_numpy(table.column(column).combine_chunks())
 
 
 def per_example_row(base_res, cand_res, ra, rb, resamples, seed, confidence, alpha, boots=None) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 
 from aligneval import diagnostics
 from aligneval.align.hooks import QK_PATTERN_OPTION, attach, parse_qk_pattern
-from aligneval.artifacts import read_table, write_float_table
+from aligneval.artifacts import as_numpy, read_table, write_float_table
 from aligneval.choices import diagnosis_model
 from aligneval.errors import ArtifactError, UsageError
 from aligneval.padding import fit_tokenizer
@@ -243,7 +243,7 @@ def read_values(path: Path) -> tuple[list[str], dict[str, np.ndarray], dict[str,
     try:
         table, meta = read_table(path)
         ids = [str(i) for i in table.column("id").to_pylist()]
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        columns = {name: as_numpy(table.column(name).combine_chunks()).astype(np.float64)
                    for name in table.column_names if name != "id"}
     except Exception:  # noqa: BLE001 - a corrupt cache is recomputed, never trusted
         return None
