@@ -174,13 +174,19 @@ RAW_SOURCES = {"llama": ("q_proj", "k_proj"), "qwen3": ("q_norm", "k_norm"), "ph
 def test_suite_per_head_mmd_pairs_each_query_head_with_its_groups_key_head(folders, family):
     """The alignment suite's per-head K–Q MMD² equals a hand loop over examples, layers and query
     heads h that takes key head h // (H / H_kv) straight from the model's own key module (Llama:
-    k_proj; Qwen3: k_norm, after the per-head norm; Phi-3: the k slice of the fused qkv_proj)."""
+    k_proj; Qwen3: k_norm, after the per-head norm; Phi-3: the k slice of the fused qkv_proj).
+
+    Both run the model in float64. In float32 the suite's padded batch of 6 and the hand loop's
+    one-example forwards round differently (the GEMMs block by shape and by the CPU's vector width),
+    and an MMD² near 0 is a difference of O(1) kernel sums: measured, they then differed by up to
+    8.8e-6 of max(|MMD²|, 1e-3) (Phi-3, on an AVX2 CPU; the test failed there). In float64 the worst
+    of the three families is 4e-14, over seven orders inside the bound."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from aligneval.suites.alignment import measure
 
     folder = folders[family]
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval().double()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     texts = [t for t, _ in sentences(6, seed=9)]
     train = np.arange(6) < 3
