@@ -4,6 +4,7 @@ results, caches and model cards record, so a number can be traced to the code th
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from aligneval.errors import ArtifactError
 
@@ -17,6 +18,29 @@ def package_versions(names) -> dict[str, str | None]:
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")  # what sets a CPU's speed for this work
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """{"model", "family", "model_number", "vector"} of this machine's CPU (Linux; None elsewhere),
+    where "vector" lists the VECTOR_FLAGS it has. Benchmarks record it: the same 2-core VM kind can
+    land on CPUs of different generations (with and without AVX-512), and a benchmark's seconds
+    differ more between those than between two versions of the code."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return {"model": None, "family": None, "model_number": None, "vector": None}
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in first:
+            first[key.strip()] = value.strip()
+    flags = set(first.get("flags", "").split())
+    return {"model": first.get("model name"), "family": first.get("cpu family"),
+            "model_number": first.get("model"), "vector": [f for f in VECTOR_FLAGS if f in flags]}
 
 
 def newer_tokenizer_message(folder) -> str | None:

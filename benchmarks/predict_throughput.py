@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aligneval.artifacts import read_json_lines  # noqa: E402
+from aligneval.versions import cpu_description  # noqa: E402
 
 DATA_FILES = ("movie_test.jsonl.gz", "amazon.jsonl.gz", "tweets.jsonl.gz", "nyt.jsonl.gz")
 
@@ -236,6 +237,7 @@ def main(argv=None) -> int:
         "warm_up": "every side built and warmed up outside the timed region",
         "processes": "one" if args.same_process else "one per side",
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cpu": cpu_description(),
     }
     print(f"aligneval vs padded loop: {result['vs_padded_loop']:.2f}x   vs pipeline (batch 1): "
           f"{result['vs_pipeline']:.2f}x   vs pipeline (batch {args.batch_size}): {result['vs_pipeline_batched']:.2f}x   "

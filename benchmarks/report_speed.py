@@ -17,7 +17,9 @@ the same values and prints the ratio.
 With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
 Each run also records the machine's speed at the time: "probe_seconds" (a fixed single-thread workload
 timed just before the stages, not in the total) and "steal_seconds" (CPU time the hypervisor gave to
-other guests during the stages, from /proc/stat; null where there is none).
+other guests during the stages, from /proc/stat; null where there is none), and "cpu" (model and vector
+extensions): the probe compares hours on one CPU, not CPUs (session 9's Zen 3 read a faster probe
+than session 8's AVX-512 CPU and ran the stages 40-60% slower).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+
+from aligneval.versions import cpu_description  # noqa: E402
 
 SPLITS = {"test": ("test", 0.6), "dev": ("dev", 0.2), "ood": ("ood", 0.2)}
 MODELS = {"baseline": (1.6, 1.8), "aligned": (1.8, 1.2)}  # (skill, sharpness) of the synthetic logits
@@ -217,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'total':<8} {total:6.2f} s   (target <= 5 s on 2 cores)   report: {paths.html}")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         print(f"  cpu time {cpu:6.2f} s over {os.cpu_count()} cores; load average at the end: {load}")
+        processor = cpu_description()
+        print(f"  cpu: {processor['model']} (family {processor['family']}, model {processor['model_number']}; "
+              f"{', '.join(processor['vector'] or []) or 'no AVX2'})")
         print(f"  machine: probe {probe:.3f} s (a fixed single-thread workload, before the stages; lower is "
               f"faster), cpu stolen by the hypervisor during the stages: {steal} s")
         plain = plain_vs_fast(run_dir, comp, args.plain) if args.plain else None
@@ -231,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                               "stage_cpu_seconds": {k: round(v, 3) for k, v in stage_cpu.items()},
                               "cpu_count": os.cpu_count(),
                               "load_average": load, "probe_seconds": round(probe, 4), "steal_seconds": steal,
+                              "cpu": processor,
                               "plain": plain}))
     return 0
 

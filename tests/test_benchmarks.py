@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from aligneval.versions import cpu_description
 from tests.scripts import load_script
 
 
@@ -22,6 +23,7 @@ def test_report_speed_benchmark_runs_and_reports_json(tmp_path, capsys):
     assert {"seconds", "score", "compare", "report", "n_per_model", "resamples", "bootstrapped", "probe_seconds",
             "steal_seconds"} <= set(doc)
     assert doc["probe_seconds"] > 0
+    assert doc["cpu"] == cpu_description()
     assert doc["n_per_model"] == 3000 and doc["resamples"] == 40 and doc["bootstrapped"] == 38
     assert doc["plain"]["statistics"] == 32 and doc["plain"]["examples"] == 1800
     assert (tmp_path / "report" / "report.html").is_file()
@@ -63,4 +65,5 @@ def test_predict_throughput_runs_each_side_in_its_own_process():
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["processes"] == "one per side" and doc["identical_labels"] and doc["n"] == 48
     assert {"vs_padded_loop", "vs_pipeline", "vs_pipeline_batched"} <= set(doc)
+    assert doc["cpu"] == cpu_description()
     assert set(doc["examples_per_s"]) == {"aligneval", "padded_loop", "pipeline", "pipeline_batched"}

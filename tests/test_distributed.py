@@ -354,6 +354,7 @@ def test_env_reports_device_processes_versions_and_recipes(capsys):
     import torch
 
     from aligneval.attack import recipes
+    from aligneval.versions import cpu_description
 
     recipes.network_available.cache_clear()
     assert main(["env", "--json"]) == 0
@@ -364,6 +365,7 @@ def test_env_reports_device_processes_versions_and_recipes(capsys):
     assert info["threads"]["torch"] == torch.get_num_threads()
     assert info["packages"]["accelerate"] == version("accelerate")
     assert info["packages"]["torch"] == version("torch")
+    assert info["cpu"] == cpu_description()
     assert info["recipes"]["deepwordbug"] is None
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     assert info["recipes"]["textfooler"].startswith("textfooler needs the network")

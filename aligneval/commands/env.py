@@ -34,7 +34,7 @@ def collect(device: str | None = None) -> dict:
     import sys
 
     from aligneval import distributed
-    from aligneval.versions import package_versions
+    from aligneval.versions import cpu_description, package_versions
 
     request = distributed.check_device(device)
     import torch
@@ -46,6 +46,7 @@ def collect(device: str | None = None) -> dict:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_description(),
         "device": {"request": request,
                    "resolved": distributed.Runtime(local_rank=_local_rank()).device(request),
                    "cuda": {"available": cuda, "devices": gpus,
@@ -102,6 +103,13 @@ def _recipes() -> dict[str, str | None]:
     return {name: unavailable_reason(name) for name in RECIPES.names()}
 
 
+def _cpu_line(cpu: dict) -> str:
+    if not cpu.get("model"):
+        return "unknown"
+    vector = ", ".join(cpu["vector"] or []) or "no AVX2"
+    return f"{cpu['model']} (family {cpu['family']}, model {cpu['model_number']}; {vector})"
+
+
 def _print(info: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -118,6 +126,7 @@ def _print(info: dict) -> None:
         f"processes   {info['processes']['world_size']}"
         + (f" (rank {info['processes']['rank']}, {info['processes']['launcher']})"
            if info["processes"]["launcher"] else " (no launcher; --num-processes N or accelerate launch adds more)"),
+        "cpu         " + _cpu_line(info["cpu"]),
         f"threads     torch {info['threads']['torch']} (interop {info['threads']['torch_interop']}), "
         f"CPUs {info['threads']['usable_cpus'] or info['threads']['cpu_count']}, "
         f"OMP_NUM_THREADS={info['threads']['OMP_NUM_THREADS'] or 'unset'}",
