@@ -43,6 +43,14 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
             "model_number": first.get("model"), "vector": [f for f in VECTOR_FLAGS if f in flags]}
 
 
+def cpu_line(cpu: dict[str, Any]) -> str:
+    """`cpu_description` on one line, as `aligneval env` and the benchmarks print it."""
+    if not cpu.get("model"):
+        return "unknown"
+    vector = ", ".join(cpu["vector"] or []) or "no AVX2"
+    return f"{cpu['model']} (family {cpu['family']}, model {cpu['model_number']}; {vector})"
+
+
 def newer_tokenizer_message(folder) -> str | None:
     """One line when `folder`'s tokenizer names a class the installed transformers lacks because a
     newer transformers saved it (transformers 5 writes "TokenizersBackend", unknown to 4.x); else None.

@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from aligneval.versions import cpu_description  # noqa: E402
+from aligneval.versions import cpu_description, cpu_line  # noqa: E402
 
 SPLITS = {"test": ("test", 0.6), "dev": ("dev", 0.2), "ood": ("ood", 0.2)}
 MODELS = {"baseline": (1.6, 1.8), "aligned": (1.8, 1.2)}  # (skill, sharpness) of the synthetic logits
@@ -222,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         print(f"  cpu time {cpu:6.2f} s over {os.cpu_count()} cores; load average at the end: {load}")
         processor = cpu_description()
-        print(f"  cpu: {processor['model']} (family {processor['family']}, model {processor['model_number']}; "
-              f"{', '.join(processor['vector'] or []) or 'no AVX2'})")
+        print(f"  cpu: {cpu_line(processor)}")
         print(f"  machine: probe {probe:.3f} s (a fixed single-thread workload, before the stages; lower is "
               f"faster), cpu stolen by the hypervisor during the stages: {steal} s")
         plain = plain_vs_fast(run_dir, comp, args.plain) if args.plain else None

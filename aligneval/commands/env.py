@@ -103,17 +103,12 @@ def _recipes() -> dict[str, str | None]:
     return {name: unavailable_reason(name) for name in RECIPES.names()}
 
 
-def _cpu_line(cpu: dict) -> str:
-    if not cpu.get("model"):
-        return "unknown"
-    vector = ", ".join(cpu["vector"] or []) or "no AVX2"
-    return f"{cpu['model']} (family {cpu['family']}, model {cpu['model_number']}; {vector})"
-
-
 def _print(info: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from aligneval.versions import cpu_line
 
     console = Console(width=140)
     dev = info["device"]
@@ -126,7 +121,7 @@ def _print(info: dict) -> None:
         f"processes   {info['processes']['world_size']}"
         + (f" (rank {info['processes']['rank']}, {info['processes']['launcher']})"
            if info["processes"]["launcher"] else " (no launcher; --num-processes N or accelerate launch adds more)"),
-        "cpu         " + _cpu_line(info["cpu"]),
+        "cpu         " + cpu_line(info["cpu"]),
         f"threads     torch {info['threads']['torch']} (interop {info['threads']['torch_interop']}), "
         f"CPUs {info['threads']['usable_cpus'] or info['threads']['cpu_count']}, "
         f"OMP_NUM_THREADS={info['threads']['OMP_NUM_THREADS'] or 'unset'}",
