@@ -17,7 +17,7 @@ from aligneval.compare import compare
 from aligneval.errors import ResourceError
 from aligneval.paths import check_output_dir
 from aligneval.registry import Registry
-from aligneval.report import build_report
+from aligneval.report import build_report, figures
 from aligneval.runner import run
 from aligneval.spec import load_spec
 
@@ -103,6 +103,7 @@ def demo(out: str | Path = "reports/demo", profile: str = "quick", *, model: str
     """Convert, fine-tune the pair, run every suite, compare and report. Re-runs reuse everything."""
     chosen = scaled(PROFILES.get(profile), scale)
     out = check_output_dir(Path(out), "--out")
+    figures.default_workers()  # a bad ALIGNEVAL_FIGURE_WORKERS fails now, not after the fine-tuning
     started = time.perf_counter()
     model_path = model or str(pretrained_model_folder())
     spec = _sized_spec(load_spec(SPEC), chosen)

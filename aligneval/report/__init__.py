@@ -21,6 +21,7 @@ from aligneval.compare import comparisons, jsonable, lambdas
 from aligneval.errors import UsageError
 from aligneval.paths import check_output_dir, check_output_file
 from aligneval.report.build import build_context
+from aligneval.report import figures
 from aligneval.report.context import as_comparisons
 from aligneval.report.html import write_html
 from aligneval.report.markdown import write_markdown
@@ -61,12 +62,13 @@ def build_report(run_or_results: Any, out: str | Path, *, baseline: str = "basel
         raise UsageError(f"unknown report format '{bad[0]}'; choose from {', '.join(FORMATS)}")
     out = Path(out)
     check_out(out)
+    workers = figures.default_workers()  # a bad ALIGNEVAL_FIGURE_WORKERS fails here, before the comparison
     if comparison is None:
         comparison = comparisons(run_or_results, baseline=baseline, candidate=candidate, against=against,
                                  resamples=resamples, seed=seed, holm=holm, confidence=confidence, alpha=alpha)
     comps = as_comparisons(comparison)
     out.mkdir(parents=True, exist_ok=True)
-    with collector_paused():
+    with collector_paused(), figures.rendering(workers):  # figures drawn by forked workers beside the rest
         paths = ReportPaths(out, write_comparisons(comps, out / "comparison.json"))
         ctx = build_context(comps, max_examples=max_examples)
         if "html" in formats:

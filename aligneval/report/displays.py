@@ -26,7 +26,8 @@ def model_colors(models: list[str]) -> dict[str, str]:
     return {m: palette[i % len(palette)] for i, m in enumerate(models)}
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on Agg with the report's style (imported here: it is a heavy optional library)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -92,7 +93,7 @@ class ReliabilityDisplay:
         return sizes.pop() if len(sizes) == 1 else None
 
     def plot(self, ax=None, ax_hist=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         if ax is None:
             fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True,
                                               gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
@@ -145,7 +146,7 @@ class RiskCoverageDisplay:
         return cls(split, curves, aurc, missing=[m for m, d in stored.items() if d is None])
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         if ax is None:
             _, ax = plt.subplots(figsize=(4.6, 3.6))
         colors = colors or model_colors(list(self.curves))
@@ -186,7 +187,7 @@ class OodDisplay:
                 for m, v in self.values.items()}
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         splits = [self.in_split, *self.ood_splits]
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.2, 1.6 * len(splits) + 1.5), 3.4))
@@ -231,7 +232,7 @@ class TemperatureDisplay:
         return cls(metric, rows)
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         labels = [f"{r['split']}\n{r['model']}" for r in self.rows]
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.4, 0.95 * len(self.rows) + 1.5), 3.4))
@@ -285,7 +286,7 @@ class AttackDisplay:
         return cls(split, recipes, under, clean)
 
     def plot(self, ax=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.2, 1.5 * len(self.recipes) + 2), 3.4))
         colors = colors or model_colors(list(self.under_attack))
@@ -334,7 +335,7 @@ class ForestDisplay:
         return d, np.minimum(a, b), np.maximum(a, b)
 
     def plot(self, ax=None):
-        plt = _plt()
+        plt = pyplot()
         n = len(self.rows)
         if ax is None:
             _, ax = plt.subplots(figsize=(5.6, 1.0 + 0.24 * max(n, 1)))
@@ -391,7 +392,7 @@ class AlignmentHeatmapDisplay:
         return float(finite.max()) if finite.size and finite.max() > 0 else 1e-12
 
     def plot(self, axes=None):
-        plt = _plt()
+        plt = pyplot()
         n_layers, n_heads = self.baseline.shape
         if axes is None:
             width = min(4.2, max(2.4, 0.26 * n_heads + 1.0))
@@ -456,7 +457,7 @@ class AlignmentLayersDisplay:
         return cls(metric, split, values, deltas, lows, highs, A.label(metric), confidence)
 
     def plot(self, ax=None, ax_delta=None, colors: dict[str, str] | None = None):
-        plt = _plt()
+        plt = pyplot()
         if ax is None:
             _, (ax, ax_delta) = plt.subplots(2, 1, figsize=(4.8, 4.6), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 2], "hspace": 0.1})
@@ -527,7 +528,7 @@ class DoseResponseDisplay:
         return cls(np.array([c[1] for c in comparisons], float), [c[0] for c in comparisons], panels, confidence)
 
     def plot(self, axes=None, ratio_for: tuple[str, ...] = ("kq_mmd2",)):
-        plt = _plt()
+        plt = pyplot()
         n = max(len(self.panels), 1)
         ncols = min(3, n)
         nrows = -(-n // ncols)
@@ -584,7 +585,7 @@ def figure_png(display, dpi: int = 144) -> bytes:
     `bbox_inches="tight"` would draw the whole figure an extra time to measure it, a third of the
     report's time. zlib level 1 instead of PIL's 6: 10-40 ms less per figure for ~12% more bytes
     (measured on the report_speed figures)."""
-    plt = _plt()
+    plt = pyplot()
     fig = display.figure_
     renderer = fig.canvas.get_renderer()
     engine = fig.get_layout_engine()

@@ -21,7 +21,7 @@ def forest_section(twins: list[dict], splits: list[str], confidence: float, conf
         if not forest.rows:
             continue
         key = f"forest_{t['slug']}" if multi else "forest"
-        plot = plot_of(key, forest.plot(), f"Δ forest plot · {t['name']}" if multi else "Δ forest plot",
+        plot = plot_of(key, forest, f"Δ forest plot · {t['name']}" if multi else "Δ forest plot",
                        f"Differences of {t['name']} with confidence intervals, oriented so right is better")
         if section is None:
             section = Section(
@@ -71,7 +71,7 @@ def dose_section(twins: list[dict], primary: str | None, confidence: float, conf
         "Colours are the verdicts (green better, vermillion worse, grey no significant difference); the K–Q "
         "MMD² panel (blue: a diagnostic without a better direction) prints each twin's gap as a multiple of the "
         "baseline's.",
-        [plot_of("dose_response", disp.plot(), "Dose–response", "each metric's difference against lambda")],
+        [plot_of("dose_response", disp, "Dose–response", "each metric's difference against lambda")],
         {"columns": columns, "rows": rows, "numeric": set(range(2, len(columns)))},
         lines=[f"Not on the λ axis (no λ in their card or name): {', '.join(skipped)}."] if skipped else [])
 

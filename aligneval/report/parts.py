@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aligneval.report.displays import figure_png
+from aligneval.report import figures
 
 
 @dataclass
@@ -13,9 +13,14 @@ class Plot:
     key: str
     title: str
     caption: str
-    png: bytes
+    figure: bytes | figures.PendingFigure  # PNG bytes, or a figure a worker is drawing
     alt: str
     wide: bool = False  # spans the whole row of the figure grid (several panels side by side)
+
+    @property
+    def png(self) -> bytes:
+        """The PNG bytes (waits for the worker drawing it, if any)."""
+        return figures.png_of(self.figure)
 
     @property
     def filename(self) -> str:
@@ -33,6 +38,7 @@ class Section:
     lines: list[str] = field(default_factory=list)  # plain-text paragraphs under the intro
 
 
-def plot_of(key: str, display, title: str, alt: str, wide: bool = False) -> Plot:
-    """Render an already plotted Display to PNG."""
-    return Plot(key, title, alt, figure_png(display), alt, wide)
+def plot_of(key: str, display, title: str, alt: str, wide: bool = False, **options) -> Plot:
+    """A Plot of an unplotted Display, drawn with `display.plot(**options)` (in a figure worker when the
+    report runs them: aligneval.report.figures)."""
+    return Plot(key, title, alt, figures.submit(display, **options), alt, wide)

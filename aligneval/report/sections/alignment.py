@@ -42,7 +42,7 @@ def section(report: ReportInput) -> list[Section]:
             dims = shape(results, split, family, t["records"])
             disp = D.AlignmentHeatmapDisplay.from_comparison(t["records"], split, family, dims, (baseline, t["name"]))
             key = f"alignment_{family}_heads" + (f"_{t['slug']}" if multi else "")
-            plots.append(plot_of(key, disp.plot(), f"{label(family)} per head · {t['name']}",
+            plots.append(plot_of(key, disp, f"{label(family)} per head · {t['name']}",
                                  f"{label(family)} per layer and head: {baseline}, {t['name']} and the difference",
                                  wide=True))
     for family in FAMILIES:
@@ -51,8 +51,9 @@ def section(report: ReportInput) -> list[Section]:
         n_layers = max(shape(results, split, family, t["records"])[0] for t, _ in chosen)
         disp = D.AlignmentLayersDisplay.from_comparisons([(t["name"], t["records"]) for t, _ in chosen], split,
                                                          family, n_layers, baseline, confidence)
-        plots.append(plot_of(f"alignment_{family}_layers", disp.plot(colors=named), f"{label(family)} per layer",
-                             f"{label(family)} per layer for {', '.join(disp.values)}, and each difference"))
+        plots.append(plot_of(f"alignment_{family}_layers", disp, f"{label(family)} per layer",
+                             f"{label(family)} per layer for {', '.join(disp.values)}, and each difference",
+                             colors=named))
     rows = []
     for t, _ in chosen:
         detail = [r for r in t["records"] if r.split == split and is_alignment(r) and parse(r.metric)[2] is None]

@@ -39,8 +39,8 @@ def attack(report: ReportInput) -> list[Section]:
                     "recipe; success rate is counted over the examples each model got right first. "
                     "Input reduction deletes words while keeping the prediction: it reports the share "
                     "of words removable, never accuracy.",
-                    [plot_of("attack", display.plot(colors=report.colors), "Accuracy under attack",
-                             "accuracy under attack by recipe")] if display is not None else [],
+                    [plot_of("attack", display, "Accuracy under attack", "accuracy under attack by recipe",
+                             colors=report.colors)] if display is not None else [],
                     {"columns": first + ["recipe", "metric", "split", report.baseline,
                                          "twin" if multi else twins[0]["name"], f"Δ [{report.conf_pct} CI]",
                                          "p", "n"],

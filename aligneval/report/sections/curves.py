@@ -64,9 +64,9 @@ def curve_section(report: ReportInput, key: str, title: str, cls, intro: str) ->
         if key == "reliability" and disp.n_bins:
             bins.add(disp.n_bins)
         role = report.roles.get(s, "")
-        plots_.append(plot_of(f"{key}_{slug(s)}", disp.plot(colors=colors), f"{title} · {s}",
+        plots_.append(plot_of(f"{key}_{slug(s)}", disp, f"{title} · {s}",
                               f"{title} of {', '.join(labels)} on {s}"
-                              + (f" ({role} split)" if role and role != s else "")))
+                              + (f" ({role} split)" if role and role != s else ""), colors=colors))
     if not (plots_ or missing):
         return []
     text = intro.format(bins=", ".join(map(str, sorted(bins))) or "the stored")

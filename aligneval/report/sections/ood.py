@@ -22,8 +22,8 @@ def ood(report: ReportInput) -> list[Section]:
         disp = D.OodDisplay.from_results(res, metric, primary, oods, pair)
         if not any(len(v) > 1 for v in disp.values.values()):
             continue
-        ood_plots.append(plot_of(f"ood_{metric.replace('@', '_')}", disp.plot(colors=colors),
-                                 f"{metric}: in vs out", f"{metric} on {primary} and on the out-of-domain splits"))
+        ood_plots.append(plot_of(f"ood_{metric.replace('@', '_')}", disp, f"{metric}: in vs out",
+                                 f"{metric} on {primary} and on the out-of-domain splits", colors=colors))
         for m, drops in disp.drops().items():
             for s, d in drops.items():
                 ood_rows.append([metric_label(metric), m, s, fmt(disp.values[m][primary]),

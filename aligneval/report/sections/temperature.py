@@ -25,8 +25,8 @@ def temperature(report: ReportInput) -> list[Section]:
                         "A single temperature T per model, fitted on the dev split (never on the "
                         f"split it is evaluated on), applied to the stored probabilities: {metric_label(metric)} "
                         "before and after.",
-                        [plot_of("temperature", disp.plot(colors=report.colors), "Temperature scaling",
-                                 f"{metric} before and after temperature scaling")],
+                        [plot_of("temperature", disp, "Temperature scaling",
+                                 f"{metric} before and after temperature scaling", colors=report.colors)],
                         {"columns": ["model", "split", "T", "before", "after", "Δ"], "rows": rows,
                          "numeric": {2, 3, 4, 5}})]
     return []

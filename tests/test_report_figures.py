@@ -1,0 +1,101 @@
+"""Figures drawn by forked workers (aligneval.report.figures): the same bytes as drawn in-process, the
+worker count from the platform and ALIGNEVAL_FIGURE_WORKERS, and a dead worker's figure drawn here."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from aligneval.cli import main
+from aligneval.compare import compare, load
+from aligneval.errors import UsageError
+from aligneval.report import build_report, figures
+from aligneval.report import displays as D
+from tests.fixtures_results import make_run
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="figure workers fork: Linux only")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("figures") / "run", n=200, nasty=True)
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@linux_only
+def test_workers_write_the_same_report_as_this_process(run, tmp_path, monkeypatch):
+    comp = compare(run, resamples=50)
+    monkeypatch.setenv(figures.WORKERS_ENV, "0")
+    build_report(run, tmp_path / "here", comparison=comp)
+    submitted = []
+    real_submit = figures.FigurePool.submit
+
+    def spy(self, display, options):
+        submitted.append(type(display).__name__)
+        return real_submit(self, display, options)
+
+    monkeypatch.setattr(figures.FigurePool, "submit", spy)
+    monkeypatch.setenv(figures.WORKERS_ENV, "2")
+    build_report(run, tmp_path / "workers", comparison=comp)
+    here, workers = _files(tmp_path / "here"), _files(tmp_path / "workers")
+    plots = [name for name in here if name.startswith("plots/")]
+    assert len(plots) >= 8 and len(submitted) == len(plots)  # every figure went to a worker
+    assert here.keys() == workers.keys()
+    assert [name for name in here if here[name] != workers[name]] == []  # byte for byte, html and md too
+
+
+def test_worker_count_follows_the_variable_then_the_platform(monkeypatch):
+    monkeypatch.setenv(figures.WORKERS_ENV, "3")
+    assert figures.default_workers() == 3
+    monkeypatch.setenv(figures.WORKERS_ENV, "0")
+    assert figures.default_workers() == 0
+    monkeypatch.delenv(figures.WORKERS_ENV)
+    monkeypatch.setattr(figures.sys, "platform", "linux")
+    for cpus, expected in ((1, 0), (2, 2), (3, 3), (64, figures.MAX_WORKERS)):
+        monkeypatch.setattr(figures, "_usable_cpus", lambda cpus=cpus: cpus)
+        assert figures.default_workers() == expected
+    monkeypatch.setattr(figures.sys, "platform", "darwin")  # fork is unsafe there, spawn too slow
+    assert figures.default_workers() == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_a_bad_worker_count_is_a_usage_error(monkeypatch, value):
+    monkeypatch.setenv(figures.WORKERS_ENV, value)
+    with pytest.raises(UsageError, match=f"{figures.WORKERS_ENV}.*'{value}'"):
+        figures.default_workers()
+
+
+def test_a_bad_worker_count_stops_the_report_before_the_comparison(run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(figures.WORKERS_ENV, "many")
+    out = tmp_path / "o"
+    assert main(["report", str(run), "--out", str(out), "--resamples", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and figures.WORKERS_ENV in err
+    assert not (out / "comparison.json").exists()
+
+
+def test_a_dead_worker_s_figure_is_drawn_here(run):
+    display = D.ReliabilityDisplay.from_results(load(run), "test", ["baseline", "aligned"])
+    expected = figures.render(display, {})
+    broken: Future = Future()
+    broken.set_exception(BrokenProcessPool("a worker was killed"))
+    assert figures.PendingFigure(broken, display, {}).result() == expected
+    failed: Future = Future()
+    failed.set_exception(ValueError("a plotting bug"))  # anything else is the figure's own error
+    with pytest.raises(ValueError, match="plotting bug"):
+        figures.PendingFigure(failed, display, {}).result()
+
+
+def test_a_display_plotted_by_its_section_is_drawn_here(run):
+    """Sections written before the workers passed plotted displays to plot_of: they still work."""
+    res = load(run)
+    expected = figures.render(D.ReliabilityDisplay.from_results(res, "test", ["baseline", "aligned"]), {})
+    plotted = D.ReliabilityDisplay.from_results(res, "test", ["baseline", "aligned"]).plot()
+    with figures.rendering(2 if sys.platform.startswith("linux") else 0):
+        assert figures.png_of(figures.submit(plotted)) == expected
