@@ -15,6 +15,9 @@ bootstrap statistics of every bootstrapped test record (both models, in one thre
 and caches as compare does) against calling each metric on each resample's rows; it asserts both give
 the same values and prints the ratio.
 With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
+"cpu_seconds" and "stage_cpu_seconds" count every thread of this process and its finished child
+processes: the report's figure workers (aligneval.report.figures). The runs of 60239bb and f4bbfd4
+counted this process only, so their report CPU leaves the workers out.
 Each run also records the machine's speed at the time: "probe_seconds" (a fixed single-thread workload
 timed just before the stages, not in the total) and "steal_seconds" (CPU time the hypervisor gave to
 other guests during the stages, from /proc/stat; null where there is none), and "cpu" (model and vector
@@ -74,6 +77,17 @@ def synthetic_run(root: Path, n: int, seed: int = 0):
 
 
 SUITES = ("accuracy", "calibration", "uncertainty", "ood")
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished child processes (the report's
+    figure workers, reaped when the report is written; no children counted where `resource` is missing)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def probe_seconds(rounds: int = 5) -> float:
@@ -198,19 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         probe = probe_seconds()
         t, stage_cpu = {}, {}
         steal0 = steal_seconds()
-        cpu0 = time.process_time()
+        cpu0 = cpu_seconds()
         stages = {"score": lambda: score(run_dir, models, splits, examples),
                   "compare": lambda: compare(run_dir, resamples=args.resamples),
                   "report": lambda: build_report(run_dir, report_dir, comparison=comp)}
         comp = paths = None
         for stage, fn in stages.items():
-            c0, start = time.process_time(), time.perf_counter()
+            c0, start = cpu_seconds(), time.perf_counter()
             out = fn()
-            t[stage], stage_cpu[stage] = time.perf_counter() - start, time.process_time() - c0
+            t[stage], stage_cpu[stage] = time.perf_counter() - start, cpu_seconds() - c0
             comp = out if stage == "compare" else comp
             paths = out if stage == "report" else paths
         total = sum(t.values())
-        cpu = time.process_time() - cpu0  # all threads of this process: wall time on an idle machine is >= cpu / cores
+        cpu = cpu_seconds() - cpu0  # every thread and worker: wall time on an idle machine is >= cpu / cores
         steal1 = steal_seconds()
         steal = None if steal0 is None or steal1 is None else round(steal1 - steal0, 2)
         n_boot = sum(1 for r in comp.records if r.get("resamples"))
