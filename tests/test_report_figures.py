@@ -60,8 +60,27 @@ def test_worker_count_follows_the_variable_then_the_platform(monkeypatch):
     for cpus, expected in ((1, 0), (2, 2), (3, 3), (64, figures.MAX_WORKERS)):
         monkeypatch.setattr(figures, "_usable_cpus", lambda cpus=cpus: cpus)
         assert figures.default_workers() == expected
+    monkeypatch.setattr(figures.multiprocessing.current_process(), "daemon", True)
+    assert figures.default_workers() == 0  # a multiprocessing.Pool worker may not have children
+    monkeypatch.undo()
     monkeypatch.setattr(figures.sys, "platform", "darwin")  # fork is unsafe there, spawn too slow
+    monkeypatch.delenv(figures.WORKERS_ENV, raising=False)
     assert figures.default_workers() == 0
+
+
+def _report_in_a_pool_worker(run, out):
+    build_report(run, out, resamples=20)
+    return sorted(p.name for p in (out / "plots").iterdir())
+
+
+@linux_only
+def test_a_report_from_a_pool_worker_draws_its_figures_itself(run, tmp_path):
+    """multiprocessing.Pool workers are daemonic and may not fork: the report draws in-process there."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        plots = pool.apply(_report_in_a_pool_worker, (run, tmp_path / "o"))
+    assert len(plots) >= 8
 
 
 @pytest.mark.parametrize("value", ["-1", "two", "1.5"])
@@ -99,3 +118,18 @@ def test_a_display_plotted_by_its_section_is_drawn_here(run):
     plotted = D.ReliabilityDisplay.from_results(res, "test", ["baseline", "aligned"]).plot()
     with figures.rendering(2 if sys.platform.startswith("linux") else 0):
         assert figures.png_of(figures.submit(plotted)) == expected
+
+
+@linux_only
+def test_a_refused_fork_draws_the_figures_here(run, tmp_path, monkeypatch):
+    comp = compare(run, resamples=20)
+    monkeypatch.setenv(figures.WORKERS_ENV, "0")
+    build_report(run, tmp_path / "here", comparison=comp)
+
+    def refuse():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(figures.os, "fork", refuse)
+    monkeypatch.setenv(figures.WORKERS_ENV, "2")
+    build_report(run, tmp_path / "refused", comparison=comp)
+    assert _files(tmp_path / "here") == _files(tmp_path / "refused")

@@ -56,7 +56,7 @@ def _usable_cpus() -> int:
 
 def default_workers() -> int:
     """ALIGNEVAL_FIGURE_WORKERS if set; else one per usable CPU up to MAX_WORKERS on Linux with 2+ CPUs,
-    and 0 (draw in this process) anywhere else."""
+    and 0 (draw in this process) anywhere else, and in a daemonic process (which may not fork)."""
     value = os.environ.get(WORKERS_ENV)
     if value is not None and value.strip():
         try:
@@ -69,6 +69,8 @@ def default_workers() -> int:
         return workers
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return 0
+    if multiprocessing.current_process().daemon:  # a multiprocessing.Pool worker may not have children
+        return 0
     cpus = _usable_cpus()
     return min(MAX_WORKERS, cpus) if cpus >= 2 else 0
 
@@ -79,7 +81,11 @@ class FigurePool:
     def __init__(self, workers: int):
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                          initializer=pyplot)
-        self._pool.submit(os.getpid)  # forks the workers now: each imports matplotlib (initializer)
+        try:
+            self._pool.submit(os.getpid)  # forks the workers now: each imports matplotlib (initializer)
+        except OSError:  # fork refused (process or memory limits): let the caller draw here
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
     def submit(self, display: Any, options: dict[str, Any]) -> bytes | PendingFigure:
         try:
@@ -99,7 +105,12 @@ def rendering(workers: int | None = None) -> Iterator[None]:
     """Figures submitted inside are drawn by `workers` forked processes (default `default_workers()`;
     0 draws each one here, when it is submitted)."""
     workers = default_workers() if workers is None else workers
-    pool = FigurePool(workers) if workers > 0 else None
+    pool = None
+    if workers > 0:
+        try:
+            pool = FigurePool(workers)
+        except OSError:  # no process could be forked: every figure is drawn here
+            pool = None
     token = _POOL.set(pool)
     try:
         yield
