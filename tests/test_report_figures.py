@@ -66,6 +66,10 @@ def test_worker_count_follows_the_variable_then_the_platform(monkeypatch):
     monkeypatch.setattr(figures.sys, "platform", "darwin")  # fork is unsafe there, spawn too slow
     monkeypatch.delenv(figures.WORKERS_ENV, raising=False)
     assert figures.default_workers() == 0
+    monkeypatch.setenv(figures.WORKERS_ENV, "3")
+    assert figures.default_workers() == 3  # asked for: forked even there
+    monkeypatch.setattr(figures.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert figures.default_workers() == 0  # Windows: no fork, whatever is asked
 
 
 def _report_in_a_pool_worker(run, out):

@@ -20,8 +20,8 @@ from aligneval.artifacts import write_json_atomic
 from aligneval.compare import comparisons, jsonable, lambdas
 from aligneval.errors import UsageError
 from aligneval.paths import check_output_dir, check_output_file
-from aligneval.report.build import build_context
 from aligneval.report import figures
+from aligneval.report.build import build_context
 from aligneval.report.context import as_comparisons
 from aligneval.report.html import write_html
 from aligneval.report.markdown import write_markdown
