@@ -72,8 +72,7 @@ def _main(argv: list[str] | None) -> int:
         code = getattr(err, "exit_code", 2)
         return _fail(message, 2 if code in (0, 1, 2) or not isinstance(code, int) else code)
     except (KeyboardInterrupt, *aborts):
-        typer.echo("interrupted: finished work is kept; re-run the same command to resume", err=True)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except exits as exc:
         return _exit_code(exc.exit_code, argv)
     except SystemExit as exc:  # a library calling sys.exit(): never let its 1 pass for a regression
@@ -88,7 +87,14 @@ def _main(argv: list[str] | None) -> int:
         return _internal_error(exc, argv)
     if isinstance(result, bool) or not isinstance(result, int):
         return 0
+    if result == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a returned 130, which would pass silently
+        return _interrupted()
     return _exit_code(result, argv)
+
+
+def _interrupted() -> int:
+    typer.echo("interrupted: finished work is kept; re-run the same command to resume", err=True)
+    return EXIT_INTERRUPTED
 
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away

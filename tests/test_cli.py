@@ -53,3 +53,15 @@ def test_console_script_exit_codes_in_a_real_process(tmp_path):
                              capture_output=True, text=True)
         assert out.returncode == code, (argv, out.stderr)
         assert out.stderr.count("\n") == (0 if code == 0 else 1) and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_inside_a_command_is_exit_130_with_one_line(monkeypatch, capsys):
+    """Typer >= 0.2x turns a KeyboardInterrupt into Exit(130): it still gets the documented line."""
+    import aligneval.versions
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aligneval.versions, "package_versions", interrupted)  # the env command's body calls it
+    assert main(["env"]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "interrupted: finished work is kept; re-run the same command to resume\n"

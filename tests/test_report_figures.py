@@ -3,7 +3,11 @@ worker count from the platform and ALIGNEVAL_FIGURE_WORKERS, and a dead worker's
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
@@ -137,3 +141,46 @@ def test_a_refused_fork_draws_the_figures_here(run, tmp_path, monkeypatch):
     monkeypatch.setenv(figures.WORKERS_ENV, "2")
     build_report(run, tmp_path / "refused", comparison=comp)
     assert _files(tmp_path / "here") == _files(tmp_path / "refused")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+@linux_only
+def test_worker_ignores_ctrl_c():
+    """The report's process takes Ctrl-C and stops the workers; a worker does not print its own."""
+    pool = figures.FigurePool(1)
+    try:
+        assert pool._pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+    finally:
+        pool.close()
+
+
+@linux_only
+def test_ctrl_c_while_figures_are_drawn_is_one_line_and_exit_130(run, tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the report and its figure workers."""
+    env = {**os.environ, figures.WORKERS_ENV: "2", "ALIGNEVAL_LOG_DIR": str(tmp_path / "logs")}
+    proc = subprocess.Popen([sys.executable, "-m", "aligneval", "report", str(run), "--out", str(tmp_path / "o"),
+                             "--resamples", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, "the figure workers were never seen"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == "interrupted: finished work is kept; re-run the same command to resume\n"
+    assert not any(os.path.exists(f"/proc/{pid}") and _children(proc.pid) for pid in workers)

@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -76,12 +77,19 @@ def default_workers() -> int:
     return min(MAX_WORKERS, cpus) if cpus >= 2 and sys.platform.startswith("linux") else 0
 
 
+def _start_worker() -> None:
+    """A worker ignores Ctrl-C: the report's process takes it, lets each worker finish the figure it is
+    drawing and stops them (exit 130, no traceback from a worker); then imports matplotlib."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pyplot()
+
+
 class FigurePool:
     """Forked workers that draw figures; started at once so their matplotlib import overlaps the report."""
 
     def __init__(self, workers: int):
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                         initializer=pyplot)
+                                         initializer=_start_worker)
         try:
             self._pool.submit(os.getpid)  # forks the workers now: each imports matplotlib (initializer)
         except OSError:  # fork refused (process or memory limits): let the caller draw here
