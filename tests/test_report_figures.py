@@ -1,5 +1,6 @@
 """Figures drawn by forked workers (aligneval.report.figures): the same bytes as drawn in-process, the
-worker count from the platform and ALIGNEVAL_FIGURE_WORKERS, and a dead worker's figure drawn here."""
+worker count from the platform and ALIGNEVAL_FIGURE_WORKERS, a dead worker's or a refused fork's figures
+drawn here, and Ctrl-C in a real process group: exit 130 with one line, no worker left."""
 
 from __future__ import annotations
 
@@ -178,9 +179,29 @@ def test_ctrl_c_while_figures_are_drawn_is_one_line_and_exit_130(run, tmp_path):
     while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     workers = _children(proc.pid)
-    assert len(workers) >= 2, "the figure workers were never seen"
+    if len(workers) < 2:
+        proc.kill()
+        pytest.fail(f"the figure workers were never seen (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err == "interrupted: finished work is kept; re-run the same command to resume\n"
-    assert not any(os.path.exists(f"/proc/{pid}") and _children(proc.pid) for pid in workers)
+    assert [pid for pid in workers if os.path.exists(f"/proc/{pid}")] == []  # stopped and reaped
+
+
+def test_ctrl_c_while_the_pool_starts_is_raised_once_it_has_started():
+    """A KeyboardInterrupt in the middle of the pool's start would leave workers nobody stops: it is
+    held until the block is done, then raised; an ignored SIGINT stays ignored."""
+    with pytest.raises(KeyboardInterrupt):
+        with figures._ctrl_c_deferred():
+            signal.raise_signal(signal.SIGINT)
+            finished = True  # reached: the signal did not interrupt the block
+    assert finished and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. started under nohup
+    try:
+        with figures._ctrl_c_deferred():  # not ours to change: nothing is replaced or raised
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

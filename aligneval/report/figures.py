@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
@@ -79,8 +80,10 @@ def default_workers() -> int:
 
 def _start_worker() -> None:
     """A worker ignores Ctrl-C: the report's process takes it, lets each worker finish the figure it is
-    drawing and stops them (exit 130, no traceback from a worker); then imports matplotlib."""
+    drawing and stops them (exit 130, no traceback from a worker); then imports matplotlib. SIGINT
+    arrives blocked (FigurePool forks with it blocked), so one sent between the fork and here is dropped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     pyplot()
 
 
@@ -90,11 +93,14 @@ class FigurePool:
     def __init__(self, workers: int):
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                          initializer=_start_worker)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by the workers
         try:
             self._pool.submit(os.getpid)  # forks the workers now: each imports matplotlib (initializer)
         except OSError:  # fork refused (process or memory limits): let the caller draw here
             self._pool.shutdown(wait=True, cancel_futures=True)
             raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def submit(self, display: Any, options: dict[str, Any]) -> bytes | PendingFigure:
         try:
@@ -115,18 +121,39 @@ def rendering(workers: int | None = None) -> Iterator[None]:
     0 draws each one here, when it is submitted)."""
     workers = default_workers() if workers is None else workers
     pool = None
-    if workers > 0:
-        try:
-            pool = FigurePool(workers)
-        except OSError:  # no process could be forked: every figure is drawn here
-            pool = None
-    token = _POOL.set(pool)
+    token = _POOL.set(None)
     try:
+        if workers > 0:
+            with _ctrl_c_deferred():  # a pool stopped halfway through its start would keep the process alive
+                try:
+                    pool = FigurePool(workers)
+                except OSError:  # no process could be forked: every figure is drawn here
+                    pool = None
+            _POOL.set(pool)
         yield
     finally:
         _POOL.reset(token)
         if pool is not None:
-            pool.close()
+            with _ctrl_c_deferred():
+                pool.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Ctrl-C held back until the block is done, then raised: starting and stopping the pool are not
+    left halfway (idle workers of a pool never stopped would keep the process from exiting)."""
+    if (threading.current_thread() is not threading.main_thread()  # only the main thread handles signals
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):  # SIGINT ignored or handled
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
 
 
 def submit(display: Any, **options: Any) -> bytes | PendingFigure:
