@@ -174,7 +174,8 @@ def test_ctrl_c_while_figures_are_drawn_is_one_line_and_exit_130(run, tmp_path):
     env = {**os.environ, figures.WORKERS_ENV: "2", "ALIGNEVAL_LOG_DIR": str(tmp_path / "logs")}
     proc = subprocess.Popen([sys.executable, "-m", "aligneval", "report", str(run), "--out", str(tmp_path / "o"),
                              "--resamples", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.monotonic() + 120
     while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -189,19 +190,24 @@ def test_ctrl_c_while_figures_are_drawn_is_one_line_and_exit_130(run, tmp_path):
     assert [pid for pid in workers if os.path.exists(f"/proc/{pid}")] == []  # stopped and reaped
 
 
-def test_ctrl_c_while_the_pool_starts_is_raised_once_it_has_started():
+@pytest.fixture
+def sigint_restored():
+    previous = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_the_pool_starts_is_raised_once_it_has_started(sigint_restored):
     """A KeyboardInterrupt in the middle of the pool's start would leave workers nobody stops: it is
     held until the block is done, then raised; an ignored SIGINT stays ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job (CI) starts with it ignored
     with pytest.raises(KeyboardInterrupt):
         with figures._ctrl_c_deferred():
             signal.raise_signal(signal.SIGINT)
             finished = True  # reached: the signal did not interrupt the block
     assert finished and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. started under nohup
-    try:
-        with figures._ctrl_c_deferred():  # not ours to change: nothing is replaced or raised
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            signal.raise_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. started under nohup
+    with figures._ctrl_c_deferred():  # not ours to change: nothing is replaced or raised
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
