@@ -101,8 +101,11 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose
 
 
 def _fail(message: str, code: int) -> int:
-    """One line on stderr: the message, newlines folded."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    """One line on stderr: the message, newlines folded (under --num-processes the launcher prints the
+    main process's line: `distributed.hand_error_to_launcher`)."""
+    line = f"error: {' '.join(str(message).split())}"
+    if not distributed.hand_error_to_launcher(line, code):
+        typer.echo(line, err=True)
     return code
 
 

@@ -18,8 +18,10 @@ import gc
 import os
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from aligneval.errors import UsageError
@@ -49,6 +51,36 @@ def _env_int(names: Sequence[str], default: int) -> int:
             except ValueError:
                 continue
     return default
+
+
+REPORT_ENV = "ALIGNEVAL_LAUNCH_REPORT"  # set by `relaunch`: the file the main process leaves its error line in
+
+
+def hand_error_to_launcher(line: str, code: int) -> bool:
+    """Under `relaunch` (--num-processes), the main process hands its one-line error to the launcher,
+    which prints it: when every rank fails at once, the launcher may stop the main process after it
+    printed and then report another rank's exit too (two lines). False (print it yourself) anywhere
+    else: a single process, another rank, or a launcher of the user's own."""
+    path = os.environ.get(REPORT_ENV)
+    if not path or launched_world_size() < 2 or not is_main_process():
+        return False
+    part = f"{path}.part"
+    try:
+        with open(part, "w", encoding="utf-8") as fh:
+            fh.write(f"{int(code)}\n{line}")
+        os.replace(part, path)  # whole or absent, even if the process is stopped while writing
+    except OSError:
+        return False
+    return True
+
+
+def _handed_error(path: str) -> tuple[int, str] | None:
+    """(exit code, error line) the main process handed over, or None."""
+    try:
+        code, line = Path(path).read_text(encoding="utf-8").split("\n", 1)
+        return int(code), line
+    except (OSError, ValueError):
+        return None
 
 
 def launched_world_size() -> int:
@@ -414,11 +446,18 @@ def relaunch(argv: Sequence[str], num_processes: int, device: str | None = None)
     levels = [lg.level for lg in noisy]
     for lg in noisy:
         lg.setLevel(logging.CRITICAL)
+    folder = tempfile.TemporaryDirectory(prefix="aligneval-launch-")
+    report, before = str(Path(folder.name) / "error"), os.environ.get(REPORT_ENV)
+    os.environ[REPORT_ENV] = report  # the launched processes inherit it
     try:
         launch_command(args)
     except ChildFailedError as err:
+        handed = _handed_error(report)
+        if handed is not None:  # the main process's own error: printed once, here
+            print(handed[1], file=sys.stderr)
+            return handed[0]
         rank, code = _exit_code_of(err.failures)
-        if rank != 0:  # the main process prints usage/data errors; a failure of another rank alone is said here
+        if rank != 0:  # the main process says its own failures; one of another rank alone is said here
             print(f"error: process {rank} of {num_processes} stopped with exit code {code}", file=sys.stderr)
         return code
     except SignalException as err:  # Ctrl-C or a kill reached the launcher; the processes were stopped
@@ -426,6 +465,11 @@ def relaunch(argv: Sequence[str], num_processes: int, device: str | None = None)
     finally:
         for lg, level in zip(noisy, levels):
             lg.setLevel(level)
+        if before is None:
+            os.environ.pop(REPORT_ENV, None)
+        else:
+            os.environ[REPORT_ENV] = before
+        folder.cleanup()
     return 0
 
 

@@ -104,6 +104,28 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
+def test_main_process_hands_its_error_line_to_the_launcher(tmp_path, monkeypatch, capsys):
+    """Under `relaunch`, the main process's one error line goes to the launcher's file (printed once,
+    by the launcher), not to stderr; another rank, or no relaunch, prints as before."""
+    from aligneval.cli import _fail
+
+    report = tmp_path / "error"
+    monkeypatch.setenv(distributed.REPORT_ENV, str(report))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert _fail("no spec\nhere", 2) == 2
+    assert capsys.readouterr().err == "error: no spec here\n" and not report.exists()  # rank 1: as before
+    monkeypatch.setenv("RANK", "0")
+    assert _fail("no spec\nhere", 4) == 4
+    assert capsys.readouterr().err == ""
+    assert report.read_text(encoding="utf-8") == "4\nerror: no spec here"
+    assert distributed._handed_error(str(report)) == (4, "error: no spec here")
+    assert distributed._handed_error(str(tmp_path / "absent")) is None
+    monkeypatch.delenv(distributed.REPORT_ENV)
+    assert _fail("no spec", 2) == 2
+    assert capsys.readouterr().err == "error: no spec\n"  # no relaunch: the process prints it
+
+
 def test_bad_scale_out_input_is_one_line_exit_2(tmp_path, capsys):
     from tests.tiny_eval import write_eval_fixture
 
