@@ -429,8 +429,8 @@ def maybe_relaunch(num_processes: int | None, device: str | None = None) -> int 
 
 def relaunch(argv: Sequence[str], num_processes: int, device: str | None = None) -> int:
     """Run this command again in `num_processes` processes under `accelerate launch` and return the
-    main process's exit code (its own one-line error is already printed). The launcher's own
-    failure report is silenced: each process prints what went wrong."""
+    main process's exit code. The launcher's own failure report is silenced: the main process hands
+    its one-line error over (`hand_error_to_launcher`) and it is printed here, once."""
     import logging
 
     from accelerate.commands.launch import launch_command, launch_command_parser
