@@ -64,11 +64,11 @@ def hand_error_to_launcher(line: str, code: int) -> bool:
     path = os.environ.get(REPORT_ENV)
     if not path or launched_world_size() < 2 or not is_main_process():
         return False
-    part = f"{path}.part"
+    # here, not at the top: artifacts brings numpy, which no command's start-up should pay for
+    from aligneval.artifacts import write_text_atomic
+
     try:
-        with open(part, "w", encoding="utf-8") as fh:
-            fh.write(f"{int(code)}\n{line}")
-        os.replace(part, path)  # whole or absent, even if the process is stopped while writing
+        write_text_atomic(path, f"{int(code)}\n{line}")  # whole or absent, even if stopped while writing
     except OSError:
         return False
     return True
