@@ -14,6 +14,7 @@ the cache never pays for either. See docs/scaling.md.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
@@ -22,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from aligneval.errors import UsageError
 from aligneval.registry import did_you_mean
@@ -72,6 +73,38 @@ def hand_error_to_launcher(line: str, code: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def _hand_off_file() -> Iterator[str]:
+    """The file the launched processes inherit through REPORT_ENV (the main one leaves its error line
+    in it); afterwards the file is removed and the variable is as it was."""
+    before = os.environ.get(REPORT_ENV)
+    with tempfile.TemporaryDirectory(prefix="aligneval-launch-") as folder:
+        os.environ[REPORT_ENV] = report = str(Path(folder) / "error")
+        try:
+            yield report
+        finally:
+            if before is None:
+                os.environ.pop(REPORT_ENV, None)
+            else:
+                os.environ[REPORT_ENV] = before
+
+
+@contextlib.contextmanager
+def _silenced(*loggers: str) -> Iterator[None]:
+    """These loggers say nothing below CRITICAL while the block runs (their levels restored after)."""
+    import logging  # here: only a relaunch needs it, and every command's start-up would pay ~3 ms
+
+    quiet = [logging.getLogger(name) for name in loggers]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
 
 
 def _handed_error(path: str) -> tuple[int, str] | None:
@@ -431,8 +464,6 @@ def relaunch(argv: Sequence[str], num_processes: int, device: str | None = None)
     """Run this command again in `num_processes` processes under `accelerate launch` and return the
     main process's exit code. The launcher's own failure report is silenced: the main process hands
     its one-line error over (`hand_error_to_launcher`) and it is printed here, once."""
-    import logging
-
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -441,35 +472,21 @@ def relaunch(argv: Sequence[str], num_processes: int, device: str | None = None)
     if on_cpu and "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of oversubscribing them
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes))
     args = launch_command_parser().parse_args(launch_args(argv, num_processes, device))
-    noisy = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.distributed.run",
-                                                  "accelerate.commands.launch")]
-    levels = [lg.level for lg in noisy]
-    for lg in noisy:
-        lg.setLevel(logging.CRITICAL)
-    folder = tempfile.TemporaryDirectory(prefix="aligneval-launch-")
-    report, before = str(Path(folder.name) / "error"), os.environ.get(REPORT_ENV)
-    os.environ[REPORT_ENV] = report  # the launched processes inherit it
-    try:
-        launch_command(args)
-    except ChildFailedError as err:
-        handed = _handed_error(report)
-        if handed is not None:  # the main process's own error: printed once, here
-            print(handed[1], file=sys.stderr)
-            return handed[0]
-        rank, code = _exit_code_of(err.failures)
-        if rank != 0:  # the main process says its own failures; one of another rank alone is said here
-            print(f"error: process {rank} of {num_processes} stopped with exit code {code}", file=sys.stderr)
-        return code
-    except SignalException as err:  # Ctrl-C or a kill reached the launcher; the processes were stopped
-        return 128 + int(err.sigval)
-    finally:
-        for lg, level in zip(noisy, levels):
-            lg.setLevel(level)
-        if before is None:
-            os.environ.pop(REPORT_ENV, None)
-        else:
-            os.environ[REPORT_ENV] = before
-        folder.cleanup()
+    with _silenced("torch.distributed.elastic", "torch.distributed.run", "accelerate.commands.launch"), \
+            _hand_off_file() as report:
+        try:
+            launch_command(args)
+        except ChildFailedError as err:
+            handed = _handed_error(report)
+            if handed is not None:  # the main process's own error: printed once, here
+                print(handed[1], file=sys.stderr)
+                return handed[0]
+            rank, code = _exit_code_of(err.failures)
+            if rank != 0:  # the main process says its own failures; one of another rank alone is said here
+                print(f"error: process {rank} of {num_processes} stopped with exit code {code}", file=sys.stderr)
+            return code
+        except SignalException as err:  # Ctrl-C or a kill reached the launcher; the processes were stopped
+            return 128 + int(err.sigval)
     return 0
 
 
