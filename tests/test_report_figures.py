@@ -211,3 +211,21 @@ def test_ctrl_c_while_the_pool_starts_is_raised_once_it_has_started(sigint_resto
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_drawing_leaves_pyplot_and_the_user_s_backend_alone(run):
+    """A report (or a display drawn in a notebook) neither imports pyplot nor switches the backend the
+    user chose: figures are Figure objects on their own Agg canvas."""
+    script = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from aligneval.compare import load\n"
+        "from aligneval.report import displays as D\n"
+        f"res = load({str(run)!r})\n"
+        "d = D.ReliabilityDisplay.from_results(res, 'test', ['baseline', 'aligned']).plot()\n"
+        "png = D.figure_png(d)\n"
+        "print(png[:8] == b'\\x89PNG\\r\\n\\x1a\\n', matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules,\n"
+        "      type(d.figure_.canvas).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "svg", "False", "FigureCanvasAgg"]

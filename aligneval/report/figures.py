@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 from aligneval.errors import UsageError
-from aligneval.report.displays import figure_png, pyplot
+from aligneval.report.displays import figure_png, styled_matplotlib
 
 WORKERS_ENV = "ALIGNEVAL_FIGURE_WORKERS"
 MAX_WORKERS = 4  # beyond this a report's figures are too few to keep more workers busy
@@ -84,7 +84,7 @@ def _start_worker() -> None:
     arrives blocked (FigurePool forks with it blocked), so one sent between the fork and here is dropped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    pyplot()
+    styled_matplotlib()
 
 
 class FigurePool:
