@@ -6,59 +6,15 @@ did not store says so ("no curve stored") instead of deriving one.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from aligneval.report import alignment as A
-
-BASELINE_COLOR = "#E69F00"  # Okabe-Ito orange
-CANDIDATE_COLOR = "#0072B2"  # Okabe-Ito blue
-VERDICT_COLORS = {"better": "#009E73", "worse": "#D55E00", "no-difference": "#6B7280", "n/a": "#9CA3AF"}
-INK, GRID, MUTED = "#1F2937", "#E5E7EB", "#6B7280"
-
-
-def model_colors(models: list[str]) -> dict[str, str]:
-    """Baseline first (orange), candidate second (blue), any others from the rest of Okabe-Ito."""
-    palette = [BASELINE_COLOR, CANDIDATE_COLOR, "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#D55E00"]
-    return {m: palette[i % len(palette)] for i, m in enumerate(models)}
-
-
-def styled_matplotlib():
-    """matplotlib with the report's style (imported here: a heavy optional library), without pyplot: its
-    figure registry is not needed on Agg, its import is 0.2 s of a figure worker's 0.7 s start, and a
-    notebook's backend stays as the user set it."""
-    import matplotlib
-    import matplotlib.figure  # noqa: F401 - imported for new_figure
-    from matplotlib.backends import backend_agg  # noqa: F401 - imported for new_figure
-
-    matplotlib.rcParams.update({
-        "font.size": 9.5, "axes.titlesize": 10.5, "axes.titleweight": "bold", "axes.labelsize": 9.5,
-        "axes.edgecolor": "#9CA3AF", "axes.labelcolor": INK, "text.color": INK, "xtick.color": MUTED,
-        "ytick.color": MUTED, "axes.spines.top": False, "axes.spines.right": False,
-        "legend.frameon": False, "legend.fontsize": 8.5, "figure.dpi": 100, "svg.fonttype": "none",
-        # no snapping of glyph outlines to the pixel grid: at the figures' 144 dpi the text looks the
-        # same, and drawing it takes a fifth less time (text is most of a figure's drawing)
-        "text.hinting": "none",
-    })
-    return matplotlib
-
-
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None,
-               **subplot_options: Any):
-    """A figure on the Agg canvas and its axes, as `pyplot.subplots` returns them but outside pyplot:
-    (figure, axes), with `subplot_options` passed to `Figure.subplots` (sharex, squeeze, gridspec_kw)."""
-    mpl = styled_matplotlib()
-    fig = mpl.figure.Figure(figsize=figsize, layout=layout)
-    mpl.backends.backend_agg.FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, **subplot_options)
-
-
-def _style(ax) -> None:
-    ax.grid(True, color=GRID, linewidth=0.8)
-    ax.set_axisbelow(True)
+from aligneval.report.canvas import (  # noqa: F401 - the colours and figure_png are part of displays' API
+    BASELINE_COLOR, CANDIDATE_COLOR, GRID, INK, MUTED, VERDICT_COLORS, figure_png, model_colors, new_figure,
+    style_axes, styled_matplotlib)
 
 
 def _curve(results, name: str, split: str, model: str) -> dict | None:
@@ -126,11 +82,11 @@ class ReliabilityDisplay:
         ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="accuracy in bin", title=f"Reliability · {self.split}")
         ax.set_aspect("auto")
         _no_curve_note(ax, self.missing)
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper left")
         if ax_hist is not None:
             ax_hist.set(xlim=(0, 1), xlabel="confidence (max softmax probability)", ylabel="share")
-            _style(ax_hist)
+            style_axes(ax_hist)
         else:
             ax.set_xlabel("confidence (max softmax probability)")
         self.ax_, self.ax_hist_, self.figure_ = ax, ax_hist, ax.figure
@@ -169,7 +125,7 @@ class RiskCoverageDisplay:
         ax.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage (share of examples kept)",
                ylabel="risk (error rate of kept)", title=f"Risk–coverage · {self.split}")
         _no_curve_note(ax, self.missing)
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper left")
         self.ax_, self.figure_ = ax, ax.figure
         return self
@@ -215,7 +171,7 @@ class OodDisplay:
         ax.set_xticks(x, [f"{s}\n(in-domain)" if s == self.in_split else f"{s}\n(out-of-domain)" for s in splits])
         top = np.nanmax([v for vals in self.values.values() for v in vals.values()] or [1.0])
         ax.set(ylabel=self.metric, title=f"{self.metric}: in-domain vs out-of-domain", ylim=(0, top * 1.28))
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper right", ncols=len(self.values))
         self.ax_, self.figure_ = ax, ax.figure
         return self
@@ -257,7 +213,7 @@ class TemperatureDisplay:
         ax.set_xticks(x, labels)
         ax.set(ylabel=self.metric, title=f"Temperature scaling: {self.metric} before → after",
                ylim=(0, max(before + after + [1e-9]) * 1.25))
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper left")
         self.ax_, self.figure_ = ax, ax.figure
         return self
@@ -308,7 +264,7 @@ class AttackDisplay:
                                 xytext=(0, 2), textcoords="offset points", fontsize=7.5)
         ax.set_xticks(x, groups)
         ax.set(ylim=(0, 1.15), ylabel="accuracy", title=f"Accuracy under attack · {self.split}")
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="upper right", ncols=len(self.under_attack))
         self.ax_, self.figure_ = ax, ax.figure
         return self
@@ -471,7 +427,7 @@ class AlignmentLayersDisplay:
             ok = np.isfinite(v)
             ax.plot(x[ok], v[ok], marker="o", ms=4, lw=1.8, color=colors.get(m, MUTED), label=m)
         ax.set(ylabel=self.label, title=f"{self.label} per layer · {self.split}")
-        _style(ax)
+        style_axes(ax)
         ax.legend(loc="best")
         if ax_delta is not None:
             ax_delta.axhline(0, color="#374151", lw=1)
@@ -485,7 +441,7 @@ class AlignmentLayersDisplay:
                 bare = np.isfinite(d) & ~has_ci
                 ax_delta.plot(xs[bare], d[bare], "o", ms=4, mfc="white", color=colors.get(m, MUTED))
             ax_delta.set(xlabel="layer", ylabel=f"Δ (twin − baseline)\n{self.confidence:.0%} CI")
-            _style(ax_delta)
+            style_axes(ax_delta)
         else:
             ax.set_xlabel("layer")
         ax.set_xticks(x)
@@ -570,7 +526,7 @@ class DoseResponseDisplay:
             ax.minorticks_off()
             arrow = {True: " ↑", False: " ↓"}.get(p["higher_is_better"], "")
             ax.set_title(f"{p['label']}{arrow}", fontsize=9.5)
-            _style(ax)
+            style_axes(ax)
         for ax in axes[len(self.panels):]:
             ax.set_visible(False)
         fig = axes[0].figure
@@ -578,23 +534,3 @@ class DoseResponseDisplay:
         fig.supylabel(f"Δ twin − baseline, {self.confidence:.0%} CI", fontsize=9)
         self.axes_, self.figure_ = axes, fig
         return self
-
-
-def figure_png(display, dpi: int = 144) -> bytes:
-    """Render a plotted display's figure to PNG bytes, cropped to what it draws, and close it.
-
-    The crop is measured before the one draw (the layout engine's pass, then the artists' extents):
-    `bbox_inches="tight"` would draw the whole figure an extra time to measure it, a third of the
-    report's time. zlib level 1 instead of PIL's 6: 10-40 ms less per figure for ~12% more bytes
-    (measured on the report_speed figures)."""
-    mpl = styled_matplotlib()
-    fig = display.figure_
-    renderer = fig.canvas.get_renderer()
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)
-    box = fig.get_tightbbox(renderer).padded(mpl.rcParams["savefig.pad_inches"])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=box, facecolor="white", metadata={"Software": None},
-                pil_kwargs={"compress_level": 1})
-    return buf.getvalue()

@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator
 
 from aligneval.errors import UsageError
-from aligneval.report.displays import figure_png, styled_matplotlib
+from aligneval.report.canvas import figure_png, styled_matplotlib
 
 WORKERS_ENV = "ALIGNEVAL_FIGURE_WORKERS"
 MAX_WORKERS = 4  # beyond this a report's figures are too few to keep more workers busy
