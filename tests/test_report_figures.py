@@ -229,3 +229,19 @@ def test_drawing_leaves_pyplot_and_the_user_s_backend_alone(run):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "svg", "False", "FigureCanvasAgg"]
+
+
+def test_a_display_drawn_on_the_caller_s_axes_has_the_report_s_style(run):
+    """Axes the caller made (before anything set the report's style up) still get the report's look for
+    what the display draws (the title's weight and size; the axes' own labels keep what they were made with)."""
+    script = (
+        "import matplotlib.figure\n"
+        "from aligneval.compare import load\n"
+        "from aligneval.report import displays as D\n"
+        "ax = matplotlib.figure.Figure().subplots()\n"
+        f"res = load({str(run)!r})\n"
+        "D.RiskCoverageDisplay.from_results(res, 'test', ['baseline', 'aligned']).plot(ax=ax)\n"
+        "print(ax.title.get_fontweight(), ax.title.get_fontsize())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["bold", "10.5"]

@@ -13,8 +13,8 @@ import numpy as np
 
 from aligneval.report import alignment as A
 from aligneval.report.canvas import (  # noqa: F401 - the colours and figure_png are part of displays' API
-    BASELINE_COLOR, CANDIDATE_COLOR, GRID, INK, MUTED, VERDICT_COLORS, figure_png, model_colors, new_figure,
-    style_axes, styled_matplotlib)
+    BASELINE_COLOR, CANDIDATE_COLOR, GRID, INK, MUTED, VERDICT_COLORS, figure_png, in_report_style, model_colors,
+    new_figure, style_axes, styled_matplotlib)
 
 
 def _curve(results, name: str, split: str, model: str) -> dict | None:
@@ -59,6 +59,7 @@ class ReliabilityDisplay:
         sizes = {len(d["bin_lower"]) for d in self.bins.values()}
         return sizes.pop() if len(sizes) == 1 else None
 
+    @in_report_style
     def plot(self, ax=None, ax_hist=None, colors: dict[str, str] | None = None):
         if ax is None:
             fig, (ax, ax_hist) = new_figure(2, 1, figsize=(4.6, 5.2), sharex=True,
@@ -111,6 +112,7 @@ class RiskCoverageDisplay:
         aurc = {m: (r.value if (r := _value(results, "aurc", split, m)) else None) for m in models}
         return cls(split, curves, aurc, missing=[m for m, d in stored.items() if d is None])
 
+    @in_report_style
     def plot(self, ax=None, colors: dict[str, str] | None = None):
         if ax is None:
             _, ax = new_figure(figsize=(4.6, 3.6))
@@ -151,6 +153,7 @@ class OodDisplay:
         return {m: {s: v[s] - v[self.in_split] for s in self.ood_splits if s in v and self.in_split in v}
                 for m, v in self.values.items()}
 
+    @in_report_style
     def plot(self, ax=None, colors: dict[str, str] | None = None):
         splits = [self.in_split, *self.ood_splits]
         if ax is None:
@@ -195,6 +198,7 @@ class TemperatureDisplay:
                                  "temperature": r.temperature})
         return cls(metric, rows)
 
+    @in_report_style
     def plot(self, ax=None, colors: dict[str, str] | None = None):
         labels = [f"{r['split']}\n{r['model']}" for r in self.rows]
         if ax is None:
@@ -248,6 +252,7 @@ class AttackDisplay:
             return None
         return cls(split, recipes, under, clean)
 
+    @in_report_style
     def plot(self, ax=None, colors: dict[str, str] | None = None):
         if ax is None:
             _, ax = new_figure(figsize=(max(4.2, 1.5 * len(self.recipes) + 2), 3.4))
@@ -296,6 +301,7 @@ class ForestDisplay:
         b = np.array([r["ci_high"] for r in self.rows], float) * s
         return d, np.minimum(a, b), np.maximum(a, b)
 
+    @in_report_style
     def plot(self, ax=None):
         n = len(self.rows)
         if ax is None:
@@ -352,6 +358,7 @@ class AlignmentHeatmapDisplay:
         finite = np.abs(self.delta[np.isfinite(self.delta)])
         return float(finite.max()) if finite.size and finite.max() > 0 else 1e-12
 
+    @in_report_style
     def plot(self, axes=None):
         n_layers, n_heads = self.baseline.shape
         if axes is None:
@@ -362,14 +369,15 @@ class AlignmentHeatmapDisplay:
         both = np.r_[self.baseline.ravel(), self.candidate.ravel()]
         both = both[np.isfinite(both)]
         lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
-        seq = styled_matplotlib().colormaps["viridis"].with_extremes(bad="#E5E7EB")
+        colormaps = styled_matplotlib().colormaps
+        seq = colormaps["viridis"].with_extremes(bad="#E5E7EB")
         for ax, data, title in ((a_base, self.baseline, self.names[0]), (a_cand, self.candidate, self.names[1])):
             im = ax.imshow(np.ma.masked_invalid(data), cmap=seq, vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
                            aspect="auto", interpolation="nearest")
             ax.set_title(title)
         ax.figure.colorbar(im, ax=[a_base, a_cand], shrink=0.9, label=self.label)
         lim = self.delta_limit
-        div = styled_matplotlib().colormaps["RdBu_r"].with_extremes(bad="#E5E7EB")
+        div = colormaps["RdBu_r"].with_extremes(bad="#E5E7EB")
         imd = a_delta.imshow(np.ma.masked_invalid(self.delta), cmap=div, vmin=-lim, vmax=lim, aspect="auto",
                              interpolation="nearest")
         layers, heads = np.nonzero(self.significant)
@@ -416,6 +424,7 @@ class AlignmentLayersDisplay:
             values[name], deltas[name], lows[name], highs[name] = g.candidate, g.delta, g.ci_low, g.ci_high
         return cls(metric, split, values, deltas, lows, highs, A.label(metric), confidence)
 
+    @in_report_style
     def plot(self, ax=None, ax_delta=None, colors: dict[str, str] | None = None):
         if ax is None:
             _, (ax, ax_delta) = new_figure(2, 1, figsize=(4.8, 4.6), sharex=True,
@@ -486,6 +495,7 @@ class DoseResponseDisplay:
                            "verdict": [f.verdict if f is not None else "n/a" for f in found], "ratio": ratio})
         return cls(np.array([c[1] for c in comparisons], float), [c[0] for c in comparisons], panels, confidence)
 
+    @in_report_style
     def plot(self, axes=None, ratio_for: tuple[str, ...] = ("kq_mmd2",)):
         n = max(len(self.panels), 1)
         ncols = min(3, n)
