@@ -14,7 +14,9 @@ With --plain R (default 20, 0 turns it off; not part of the timed total) it then
 bootstrap statistics of every bootstrapped test record (both models, in one thread, sharing sorted views
 and caches as compare does) against calling each metric on each resample's rows; it asserts both give
 the same values and prints the ratio.
-With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...}.
+With --json the last line is {"seconds": total, "score": ..., "compare": ..., "report": ..., ...};
+"engine" names the bootstrap statistics each split got (aligneval.compare.engines: "fused" where numba
+is installed and the split is large enough, else "numpy"; ALIGNEVAL_STATS_ENGINE=numpy forces numpy).
 "cpu_seconds" and "stage_cpu_seconds" count every thread of this process and its finished child
 processes: the report's figure workers (aligneval.report.figures). The runs of 60239bb and f4bbfd4
 counted this process only, so their report CPU leaves the workers out.
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = time.perf_counter() - t0
 
         from aligneval.compare import compare
+        from aligneval.compare.engines import engine
         from aligneval.report import build_report
 
         probe = probe_seconds()
@@ -239,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  cpu: {cpu_line(processor)}")
         print(f"  machine: probe {probe:.3f} s (a fixed single-thread workload, before the stages; lower is "
               f"faster), cpu stolen by the hypervisor during the stages: {steal} s")
+        stats_engine = {split: engine(int(args.n * share)) for split, (_, share) in SPLITS.items()}
+        numba = sys.modules.get("numba")
+        print(f"  bootstrap statistics by split: {stats_engine}"
+              + (f" (numba {numba.__version__})" if numba else " (numba not imported)"))
         plain = plain_vs_fast(run_dir, comp, args.plain) if args.plain else None
         if plain:
             print(f"side by side, {plain['resamples']} resamples of {plain['examples']:,} test examples, "
@@ -251,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                               "stage_cpu_seconds": {k: round(v, 3) for k, v in stage_cpu.items()},
                               "cpu_count": os.cpu_count(),
                               "load_average": load, "probe_seconds": round(probe, 4), "steal_seconds": steal,
-                              "cpu": processor,
+                              "cpu": processor, "engine": stats_engine,
+                              "numba": numba.__version__ if numba else None,
                               "plain": plain}))
     return 0
 

@@ -12,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${ALIGNEVAL_VENV:-.venv}
 PY=${PYTHON:-python3}
-extras="attack"
+extras="attack,fast"
 deps=current
 while (( $# )); do
   case "$1" in
-    --test) extras="attack,test,lora,mlflow,wandb" ;;  # every extra the tests exercise
+    --test) extras="attack,fast,test,lora,mlflow,wandb" ;;  # every extra the tests exercise
     --deps) deps="${2:-}"; shift ;;
     --deps=*) deps="${1#--deps=}" ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;

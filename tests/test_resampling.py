@@ -3,6 +3,8 @@ on each resample's rows, and the intervals have the coverage the theory promises
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,16 @@ from aligneval.metrics import get_metric, scale_probs
 from tests.fixtures_results import synthetic_probs
 
 FAST_METRICS = ["accuracy", "macro_f1", "brier", "nll", "ece@15", "ece@10", "mce@15", "aurc", "auroc_error", "ace@15"]
+
+
+@pytest.fixture(autouse=True, params=["fused", "numpy"])
+def engine(request, monkeypatch):
+    """Every test here runs on both engines: the compiled statistics (numba) and chunk_stats' numpy ones."""
+    if request.param == "fused" and importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed: the fused statistics are not registered")
+    monkeypatch.setenv(resampling.ENGINE_ENV, request.param)
+    assert resampling.engine(10) == request.param
+    return request.param
 
 
 def _reference(metric, probs, labels, w):

@@ -82,8 +82,6 @@ def row_cumsum(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 # model) to the c metric values of the resampled data.
 Statistic = Callable[..., np.ndarray]
 FAST: dict[str, Callable[..., Statistic]] = {}
-
-
 def fast_path(family: str):
     def decorator(fn):
         FAST[family] = fn
@@ -535,31 +533,3 @@ def generic_statistic(metric_fn, probs, labels) -> Statistic:
         return out
 
     return stat
-
-
-def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,
-              ranked: dict | None = None) -> Statistic:
-    """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).
-    `ranked`: a dict the caller keeps per model, so statistics of the same (probs, temperature) share
-    one temperature-scaled copy and one sorted view."""
-    name = base_metric_name(metric)
-    m = get_metric(name)
-    family, _, param = name.partition("@")
-    views = {} if ranked is None else ranked
-    scaled = views.get(("probs", temperature))
-    if scaled is None:
-        scaled = views[("probs", temperature)] = scale_probs(np.asarray(probs, dtype=np.float64), temperature)
-    labels = np.asarray(labels, dtype=np.int64)
-    if family in FAST:
-        kwargs = {"bins": int(param)} if param else dict(m.params or {})
-        if family in ("accuracy", "macro_f1"):  # counts of a sorted view, when one exists
-            kwargs.update(views=views, temperature=temperature)
-        if family in RANKED_FAMILIES:
-            if ("ranked", temperature) not in views:
-                like = next((v for k, v in views.items() if k[0] == "ranked"), None)
-                views[("ranked", temperature)] = Ranked(scaled, labels, like=like)
-            kwargs["ranked"] = views[("ranked", temperature)]
-        return FAST[family](scaled, labels, **kwargs)
-    if m.fn is None:
-        raise DataError(f"metric '{metric}' cannot be recomputed from one split's predictions")
-    return generic_statistic(m.fn, scaled, labels)

@@ -18,7 +18,8 @@ from typing import Iterator
 import numpy as np
 
 from aligneval.compare.chunk_stats import (  # noqa: F401 - the statistics are part of resampling's API
-    FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, product, statistic)
+    FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, product)
+from aligneval.compare.engines import ENGINE_ENV, FUSED_MIN_EXAMPLES, engine, statistic  # noqa: F401
 from aligneval.compare.stats import Interval, percentile_interval
 from aligneval.metrics import base_metric_name, get_metric, scale_probs
 
@@ -107,7 +108,8 @@ def bootstrap_sides(sides: list[dict[str, Statistic]], n: int, *, resamples: int
                 acc[k].append(v)
 
     works: list[dict] = [{} for _ in sides]
-    chunks = _draw_chunks(n, resamples, split_rng(seed, split, stream), CELLS_PER_CHUNK, count_dtype(n), True)
+    with_float = any(getattr(f, "reads_float", True) for side in sides for f in side.values())
+    chunks = _draw_chunks(n, resamples, split_rng(seed, split, stream), CELLS_PER_CHUNK, count_dtype(n), with_float)
     if n * resamples <= SERIAL_CELLS:  # small: threads cost more than they give
         with _single_thread_blas():
             for w, wf in chunks:

@@ -1,0 +1,289 @@
+"""The bootstrap statistics of the built-in metrics as compiled loops over each resample (numba).
+
+chunk_stats computes each statistic with numpy calls over whole [c, n] arrays: the sorted counts,
+their cumulative sums and the work arrays of AURC, AUROC and the confidence-mass sums are written out
+and read back, about ten [c, n] arrays per model, and the two model threads contend for one memory
+bus. Here each resample is one row handled start to finish while it sits in cache (aligneval.compare
+.kernels): its counts in confidence order with their cumulative counts and errors (integers, exact,
+as in chunk_stats), AURC's and AUROC's sums, the count x value sums of accuracy, brier, nll and
+macro-F1, block prefix sums of count x confidence, and from those the values ECE, MCE and ACE read.
+Each statistic equals chunk_stats' up to the order of float additions (tests hold both to the metric
+itself at rtol 1e-10, on the same counts). On benchmarks/report_speed.py's test split it takes about
+half of chunk_stats' time per model.
+
+A `Fusion` collects the requests of one model's statistics (kept in the `ranked` dict chunk_stats
+shares between them), groups them by confidence order (`Plan`) and runs each plan once per block.
+Without numba nothing registers and chunk_stats' numpy statistics run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from aligneval.compare.chunk_stats import Ranked, Statistic
+from aligneval.metrics import correct
+from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
+
+from aligneval.compare.kernels import B, block, numba
+
+FUSED: dict[str, Callable[..., Statistic]] = {}  # by metric family, as chunk_stats.FAST
+class Plan:
+    """The requests on one sorted order (one `Ranked.shared` group, or the identity for sums only)."""
+
+    def __init__(self, order: np.ndarray, es: np.ndarray, ends: np.ndarray | None):
+        n = len(order)
+        self.order = np.ascontiguousarray(order, dtype=np.uint32)  # unsigned: no wrap-around guard
+        self.es = np.ascontiguousarray(es, dtype=np.int32)
+        self.tied = ends is not None
+        self.ends = np.ascontiguousarray(np.arange(n) if ends is None else ends, dtype=np.int64)
+        self.ranked = False  # AURC or AUROC asked
+        self.ilin: list[np.ndarray] = []  # 0/1 vectors, in the predictions' order
+        self.flin: list[np.ndarray] = []  # float vectors, in sorted order
+        self.mass: list[np.ndarray] = []  # confidences in sorted order
+        self.ckpt: set[int] = set()
+        self.ace: list[tuple[int, int]] = []  # (mass index of the confidences, bins)
+        self.packed = None
+
+    def mass_index(self, values: np.ndarray) -> int:
+        for i, v in enumerate(self.mass):
+            if v is values:
+                return i
+        self.mass.append(values)
+        self.packed = None
+        return len(self.mass) - 1
+
+    def pack(self) -> dict:
+        """The requests as the kernel's arrays, built again only after a new request."""
+        if self.packed is None:
+            n = len(self.order)
+            ckpt = np.array(sorted(self.ckpt), dtype=np.int64)
+            bins = max([b for _, b in self.ace], default=1)
+            lo = np.zeros((len(self.ace), bins + 1), dtype=np.int64)
+            hi, frac = np.zeros_like(lo), np.zeros(lo.shape)
+            for t, (_, b) in enumerate(self.ace):
+                h = (n - 1) * np.linspace(0.0, 1.0, b + 1)
+                lo[t, : b + 1] = np.floor(h)
+                frac[t, : b + 1] = h - lo[t, : b + 1]
+                hi[t, : b + 1] = np.minimum(lo[t, : b + 1] + 1, n - 1)
+            self.packed = dict(
+                ilin=np.array(self.ilin, dtype=np.int8).reshape(len(self.ilin), n),
+                flin=np.array(self.flin, dtype=np.float64).reshape(len(self.flin), n),
+                mass=np.array(self.mass, dtype=np.float64).reshape(len(self.mass), n),
+                ckpt=ckpt, where={int(j): i for i, j in enumerate(ckpt)},
+                ace_vec=np.array([m for m, _ in self.ace], dtype=np.int64), ace_lo=lo, ace_hi=hi, ace_frac=frac,
+                ace_bins=np.array([b for _, b in self.ace], dtype=np.int64))
+        return self.packed
+
+    def run(self, w: np.ndarray, work: dict) -> dict:
+        """The kernel on one block of rows; its scratch arrays live in `work` across blocks."""
+        pk = self.pack()
+        c, n = w.shape
+        ki, kf, v, p, a = (len(pk[k]) for k in ("ilin", "flin", "mass", "ckpt", "ace_vec"))
+        dtype = np.int32  # every cumulative count fits (chunk_stats.count_dtype, for any split in memory)
+        shapes = {"ws": ((c, n), dtype), "cw": ((c, n + 1), dtype), "ce": ((c, n + 1), dtype),
+                  "prefix": ((c, v, n // B + 1), np.float64)}
+        scratch = []
+        for name, (shape, dt) in shapes.items():
+            buf = work.get(("fused", name))
+            if buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < c or buf.dtype != dt:
+                buf = work[("fused", name)] = np.empty(shape, dt)
+            scratch.append(buf[:c])
+        out = dict(tot=np.empty(c, np.int64), err=np.empty(c, np.int64), ilin=np.empty((c, ki), np.int64),
+                   flin=np.empty((c, kf)), aurc=np.empty(c), twice_u=np.empty(c, np.int64),
+                   cw=np.empty((c, p), np.int64), ce=np.empty((c, p), np.int64), mass=np.empty((c, v, p)),
+                   ace=np.empty((c, a)))
+        counts = np.ascontiguousarray(w, dtype=dtype)
+        block(counts, self.order, self.es, self.ends, self.tied, pk["ilin"], pk["flin"], pk["mass"],
+               pk["ckpt"], pk["ace_vec"], pk["ace_lo"], pk["ace_hi"], pk["ace_frac"], pk["ace_bins"], self.ranked,
+               out["tot"], out["err"], out["ilin"], out["flin"], out["aurc"], out["twice_u"], out["cw"], out["ce"],
+               out["mass"], out["ace"], *scratch)
+        return out
+
+
+class Fusion:
+    """Every fused statistic of one model: their requests, grouped into plans, and one pass per block.
+    Sums in the predictions' order ride on the first plan (no pass of their own)."""
+
+    def __init__(self):
+        self.plans: dict = {}
+
+    def plan(self, r: Ranked) -> Plan:
+        if r.shared not in self.plans:
+            self.plans[r.shared] = Plan(r.order, r.es, r.ends if r.ties else None)
+        return self.plans[r.shared]
+
+    def _host(self, n: int) -> Plan:
+        if not self.plans:
+            self.plans["identity"] = Plan(np.arange(n), np.zeros(n), None)
+        return next(iter(self.plans.values()))
+
+    def linear(self, values: np.ndarray, exact: bool = False):
+        """Register count x values summed over each resample (`exact`: 0/1 values, summed as integers);
+        returns a reader (w, cache) -> [c]."""
+        host = self._host(len(values))
+        kind = "ilin" if exact else "flin"
+        values = np.asarray(values, np.int8) if exact else np.asarray(values, np.float64)[host.order]
+        getattr(host, kind).append(values)
+        host.packed = None
+        i = len(getattr(host, kind)) - 1
+        return lambda w, cache: self.run(w, cache)[id(host)][kind][:, i]
+
+    def run(self, w: np.ndarray, cache: dict | None) -> dict:
+        """Every plan's outputs on this block of rows, once per block (the per-block cache)."""
+        if cache is not None and (id(self), "fused") in cache:
+            return cache[(id(self), "fused")]
+        work = cache.setdefault("scratch", {}) if cache is not None else {}
+        out = {id(plan): plan.run(w, work) for plan in self.plans.values()}
+        if cache is not None:
+            cache[(id(self), "fused")] = out
+        return out
+
+
+def fusion_of(views: dict) -> Fusion:
+    """The model's Fusion, kept in the dict chunk_stats shares between the model's statistics."""
+    return views.setdefault(("fusion",), Fusion())
+
+
+def fused_path(family: str):
+    """Register a family's fused statistic (only where numba imports: engines falls back to FAST)."""
+    def decorator(fn):
+        if numba is not None:
+            FUSED[family] = fn
+        return fn
+
+    return decorator
+
+
+def _ranked(probs, labels, ranked):
+    return ranked if ranked is not None else Ranked(probs, labels)
+
+
+@fused_path("accuracy")
+def _accuracy(probs, labels, views, **_):
+    read = fusion_of(views).linear(correct(probs, labels), exact=True)
+    return lambda w, cache=None: read(w, cache) / len(labels)
+
+
+def _mean_of(values, views):
+    read = fusion_of(views).linear(values)
+    return lambda w, cache=None: read(w, cache) / len(values)
+
+
+@fused_path("brier")
+def _brier(probs, labels, views, **_):
+    return _mean_of(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(axis=1), views)
+
+
+@fused_path("nll")
+def _nll(probs, labels, views, **_):
+    p = np.clip(probs[np.arange(len(labels)), labels], PROB_EPS, 1 - PROB_EPS)
+    return _mean_of(-np.log(p), views)
+
+
+@fused_path("macro_f1")
+def _macro_f1(probs, labels, views, **_):
+    """Per class: true positives, predicted and true counts (0/1 sums, exact), then chunk_stats' F1."""
+    k, n = probs.shape[1], len(labels)
+    pred = probs.argmax(axis=1)
+    fusion = fusion_of(views)
+    reads = [fusion.linear((pred == c) & (labels == c), exact=True) for c in range(k)]
+    reads += [fusion.linear(pred == c, exact=True) for c in range(k)]
+    reads += [fusion.linear(labels == c, exact=True) for c in range(k)]
+
+    def stat(w, cache=None):
+        s = np.array([read(w, cache) for read in reads])
+        tp, npred, ntrue = s[:k], s[k:2 * k], s[2 * k:]
+        denom = npred + ntrue
+        present = denom > 0
+        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+        return f1.sum(axis=0) / present.sum(axis=0)
+
+    return stat
+
+
+def _fixed_bins(r: Ranked, views, bins: int):
+    """Equal-width bins are runs of the confidence order: (count, hits, confidence mass) [bins, c] from
+    the cumulative sums at each bin's last sorted position, as chunk_stats reads them."""
+    plan = fusion_of(views).plan(r)
+    idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))
+    last = np.searchsorted(idx, np.arange(bins), side="right") - 1
+    drawn = last >= 0
+    plan.ckpt.update(int(j) for j in last[drawn])
+    m = plan.mass_index(r.ccs)
+    plan.packed = None
+
+    def sums(w, cache):
+        out = fusion_of(views).run(w, cache)[id(plan)]
+        cols = [plan.packed["where"][int(j)] for j in last[drawn]]
+        c = w.shape[0]
+        cw, ce, mass = (np.zeros((bins, c)) for _ in range(3))
+        cw[drawn], ce[drawn], mass[drawn] = out["cw"][:, cols].T, out["ce"][:, cols].T, out["mass"][:, m, cols].T
+        zero = np.zeros((1, c))
+        count = np.diff(cw, axis=0, prepend=zero)
+        return count, count - np.diff(ce, axis=0, prepend=zero), np.diff(mass, axis=0, prepend=zero)
+
+    return sums
+
+
+@fused_path("ece")
+def _ece(probs, labels, views, bins=15, ranked=None, **_):
+    sums = _fixed_bins(_ranked(probs, labels, ranked), views, bins)
+    return lambda w, cache=None: np.abs(np.subtract(*sums(w, cache)[1:])).sum(axis=0) / len(labels)
+
+
+@fused_path("mce")
+def _mce(probs, labels, views, bins=15, ranked=None, **_):
+    sums = _fixed_bins(_ranked(probs, labels, ranked), views, bins)
+
+    def stat(w, cache=None):
+        count, hits, mass = sums(w, cache)
+        full = count > 0
+        return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
+
+    return stat
+
+
+def _ranks(probs, labels, views, ranked):
+    plan = fusion_of(views).plan(_ranked(probs, labels, ranked))
+    plan.ranked = True
+    return plan, lambda w, cache: fusion_of(views).run(w, cache)[id(plan)]
+
+
+@fused_path("aurc")
+def _aurc(probs, labels, views, ranked=None, **_):
+    """Per tie group, (errors above x count) / kept, as chunk_stats._aurc, summed in the pass."""
+    _, read = _ranks(probs, labels, views, ranked)
+
+    def stat(w, cache=None):
+        out = read(w, cache)
+        return out["aurc"] / out["tot"]
+
+    return stat
+
+
+@fused_path("auroc_error")
+def _auroc_error(probs, labels, views, ranked=None, **_):
+    """Twice the Mann-Whitney U of confidence, correct vs wrong, summed per tie group in the pass."""
+    _, read = _ranks(probs, labels, views, ranked)
+
+    def stat(w, cache=None):
+        out = read(w, cache)
+        n_neg = out["err"]
+        n_pos = out["tot"] - n_neg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((n_pos > 0) & (n_neg > 0), out["twice_u"] / (2.0 * n_pos * n_neg), np.nan)
+
+    return stat
+
+
+@fused_path("ace")
+def _ace(probs, labels, views, bins=15, ranked=None, **_):
+    """Equal-mass bins from the order statistics of each resample's confidences, inside the pass."""
+    r = _ranked(probs, labels, ranked)
+    plan = fusion_of(views).plan(r)
+    plan.ace.append((plan.mass_index(r.cs), bins))
+    plan.packed = None
+    i = len(plan.ace) - 1
+    return lambda w, cache=None: fusion_of(views).run(w, cache)[id(plan)]["ace"][:, i]
