@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aligneval.compare.engines as engines
 import aligneval.compare.multiplicity as multiplicity
 from aligneval.compare.comparison import Comparison
 from aligneval.compare.planning import DEFAULT_RESAMPLES, Plan, plan
@@ -41,6 +42,7 @@ def run_plan(p: Plan, progress=None) -> Comparison:
     comp.inputs = p.inputs
     only = {tuple(reversed(x.split("/", 1))) for x in s["only"]} if s["only"] is not None else None
     boots: list[Boot] = []
+    engines.warm_up(max((info.size or 0 for info in p.cand_res.splits.values()), default=0))
     if len(p.base_models) > 1 or len(p.cand_models) > 1:
         rows = compare_seeds(comp, p.base_models, p.cand_models, s["resamples"], s["seed"],
                              s["confidence"], s["alpha"], only, progress)

@@ -4,7 +4,9 @@ them to pay for numba's start-up. `statistic` is the one place a record's metric
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import threading
 
 import numpy as np
 
@@ -26,15 +28,39 @@ def fused_statistics() -> dict:
     return fused.FUSED
 
 
-def engine(n: int) -> str:
-    """"fused" where numba imports and the split has at least FUSED_MIN_EXAMPLES examples (any size
-    with ALIGNEVAL_STATS_ENGINE=fused), else "numpy"."""
+def _wanted(n: int) -> bool:
     choice = os.environ.get(ENGINE_ENV, "auto") or "auto"
     if choice not in ENGINES:
         raise UsageError(f"{ENGINE_ENV}={choice!r}: expected one of {', '.join(ENGINES)}")
-    if choice == "numpy" or (choice == "auto" and n < FUSED_MIN_EXAMPLES):
-        return "numpy"
-    return "fused" if fused_statistics() else "numpy"
+    return choice == "fused" or (choice == "auto" and n >= FUSED_MIN_EXAMPLES)
+
+
+_WARM: list[threading.Thread] = []
+
+
+def warm_up(n: int) -> None:
+    """Where a split of n examples will get the compiled statistics, import numba and load them in a
+    background thread now (about 0.5 s on the benchmark machine), while compare reads the predictions
+    and sorts them, instead of at the first bootstrap block. Once per process."""
+    if _WARM or not _wanted(n) or importlib.util.find_spec("numba") is None:
+        return
+    _WARM.append(threading.Thread(target=_load_compiled, name="aligneval-numba-warm-up", daemon=True))
+    _WARM[0].start()
+
+
+def _load_compiled() -> None:
+    try:
+        from aligneval.compare import fused  # numba: heavy and optional
+
+        fused.warm()
+    except Exception:  # noqa: BLE001 - a failure here shows again, with its message, where the loops are used
+        pass
+
+
+def engine(n: int) -> str:
+    """"fused" where numba imports and the split has at least FUSED_MIN_EXAMPLES examples (any size
+    with ALIGNEVAL_STATS_ENGINE=fused), else "numpy"."""
+    return "fused" if _wanted(n) and fused_statistics() else "numpy"
 
 
 def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,

@@ -141,6 +141,13 @@ class Fusion:
         return out
 
 
+def warm() -> None:
+    """Load the compiled loops (from numba's cache, or compile them) with the argument types of every
+    real call, so that the first bootstrap block does not wait for it."""
+    if numba is not None:
+        Plan(np.arange(2), np.zeros(2), None).run(np.ones((1, 2), np.int32), {})
+
+
 def fusion_of(views: dict) -> Fusion:
     """The model's Fusion, kept in the dict chunk_stats shares between the model's statistics."""
     return views.setdefault(("fusion",), Fusion())
