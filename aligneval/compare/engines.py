@@ -63,6 +63,17 @@ def engine(n: int) -> str:
     return "fused" if _wanted(n) and fused_statistics() else "numpy"
 
 
+def compiled_counts(rng: np.random.Generator, n: int, c: int) -> np.ndarray | None:
+    """Where a split gets the compiled statistics, its resample counts [c, n] too: the same counts as
+    numpy's draw and bincount, the generator left in the same state (aligneval.compare.kernels
+    .draw_counts), about 40% faster. None: draw them with numpy."""
+    if not _wanted(n) or not fused_statistics():
+        return None
+    from aligneval.compare import kernels  # numba, already imported by fused_statistics
+
+    return kernels.draw_counts(rng, n, c)
+
+
 def statistic(metric: str, probs: np.ndarray, labels: np.ndarray, temperature: float | None = None,
               ranked: dict | None = None) -> Statistic:
     """The bootstrap statistic for a record's metric on stored predictions (fast path when one exists).

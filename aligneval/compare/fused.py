@@ -26,7 +26,7 @@ from aligneval.compare.chunk_stats import Ranked, Statistic
 from aligneval.metrics import correct
 from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
 
-from aligneval.compare.kernels import B, block, numba
+from aligneval.compare.kernels import B, block, draw_counts, numba
 
 FUSED: dict[str, Callable[..., Statistic]] = {}  # by metric family, as chunk_stats.FAST
 class Plan:
@@ -146,6 +146,7 @@ def warm() -> None:
     real call, so that the first bootstrap block does not wait for it."""
     if numba is not None:
         Plan(np.arange(2), np.zeros(2), None).run(np.ones((1, 2), np.int32), {})
+        draw_counts(np.random.default_rng(0), 2, 1)
 
 
 def fusion_of(views: dict) -> Fusion:

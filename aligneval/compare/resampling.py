@@ -19,7 +19,8 @@ import numpy as np
 
 from aligneval.compare.chunk_stats import (  # noqa: F401 - the statistics are part of resampling's API
     FAST, RANKED_FAMILIES, Ranked, Statistic, count_dtype, generic_statistic, product)
-from aligneval.compare.engines import ENGINE_ENV, FUSED_MIN_EXAMPLES, engine, statistic  # noqa: F401
+from aligneval.compare.engines import (  # noqa: F401 - statistic and engine are part of resampling's API
+    ENGINE_ENV, FUSED_MIN_EXAMPLES, compiled_counts, engine, statistic)
 from aligneval.compare.stats import Interval, percentile_interval
 from aligneval.metrics import base_metric_name, get_metric, scale_probs
 
@@ -36,15 +37,19 @@ def split_rng(seed: int, split: str, stream: int = 0) -> np.random.Generator:
 
 def _draw_chunks(n: int, resamples: int, rng: np.random.Generator, cells: int, dtype,
                  with_float: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """The one place resamples are drawn: (W [c, n] in `dtype`, W as float64 or None) per chunk."""
+    """The one place resamples are drawn: (W [c, n] in `dtype`, W as float64 or None) per chunk. Rows
+    of counts of rng.integers(0, n) draws, counted by a compiled loop where the split gets the compiled
+    statistics (the same counts and generator state as numpy's draw and bincount, tested)."""
     step = max(1, min(resamples, cells // max(n, 1)))
     done = 0
     while done < resamples:
         c = min(step, resamples - done)
-        draws = rng.integers(0, n, size=(c, n))
-        w = np.empty((c, n), dtype=dtype)
-        for r in range(c):
-            w[r] = np.bincount(draws[r], minlength=n)
+        w = compiled_counts(rng, n, c) if dtype == np.int32 else None
+        if w is None:
+            draws = rng.integers(0, n, size=(c, n))
+            w = np.empty((c, n), dtype=dtype)
+            for r in range(c):
+                w[r] = np.bincount(draws[r], minlength=n)
         yield w, (w.astype(np.float64) if with_float else None)
         done += c
 
