@@ -82,14 +82,14 @@ class Plan:
         c, n = w.shape
         ki, kf, v, p, a = (len(pk[k]) for k in ("ilin", "flin", "mass", "ckpt", "ace_vec"))
         dtype = np.int32  # every cumulative count fits (chunk_stats.count_dtype, for any split in memory)
-        shapes = {"ws": ((c, n), dtype), "cw": ((c, n + 1), dtype), "ce": ((c, n + 1), dtype),
-                  "prefix": ((c, v, n // B + 1), np.float64)}
+        shapes = {"ws": ((n,), dtype), "cw": ((n + 1,), dtype), "ce": ((n + 1,), dtype),
+                  "prefix": ((v, n // B + 1), np.float64)}
         scratch = []
-        for name, (shape, dt) in shapes.items():
+        for name, (shape, dt) in shapes.items():  # one row's worth, reused row after row
             buf = work.get(("fused", name))
-            if buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < c or buf.dtype != dt:
+            if buf is None or buf.shape != shape or buf.dtype != dt:
                 buf = work[("fused", name)] = np.empty(shape, dt)
-            scratch.append(buf[:c])
+            scratch.append(buf)
         out = dict(tot=np.empty(c, np.int64), err=np.empty(c, np.int64), ilin=np.empty((c, ki), np.int64),
                    flin=np.empty((c, kf)), aurc=np.empty(c), twice_u=np.empty(c, np.int64),
                    cw=np.empty((c, p), np.int64), ce=np.empty((c, p), np.int64), mass=np.empty((c, v, p)),

@@ -103,39 +103,38 @@ def _mass_upto(ws, values, prefix, stop):
 def _block(w, order, es, ends, tied, ilin, flin, mass, ckpt, ace_vec, ace_lo, ace_hi, ace_frac, ace_bins,
            ranked, tot, err, ilin_out, flin_out, aurc, twice_u, cw_out, ce_out, mass_out, ace_out,
            ws, cw, ce, prefix):
-    """Every requested sum for each row of w [c, n]; see the module docstring."""
+    """Every requested sum for each row of w [c, n], one row start to finish (its scratch rows `ws`,
+    `cw`, `ce`, `prefix` stay in cache); see the module docstring."""
     c, n = w.shape
     v, kf, p, a = mass.shape[0], flin.shape[0], ckpt.shape[0], ace_vec.shape[0]
     nb = n // B
     for r in range(c):
         for t in range(ilin.shape[0]):
             ilin_out[r, t] = _isum(w[r], ilin[t])
-        _gather(w[r], order, es, ws[r], cw[r], ce[r])
-        tot[r] = cw[r, n]
-        err[r] = ce[r, n]
+        _gather(w[r], order, es, ws, cw, ce)
+        tot[r] = cw[n]
+        err[r] = ce[n]
         if ranked:
             if tied:
-                aurc[r], twice_u[r] = _rank_sums_tied(ws[r], es, cw[r], ce[r], ends)
+                aurc[r], twice_u[r] = _rank_sums_tied(ws, es, cw, ce, ends)
             else:
-                aurc[r], twice_u[r] = _rank_sums(ws[r], es, cw[r], ce[r])
-    for r in range(c):  # count x value sums; block prefix sums of count x confidence
-        for t in range(kf):
-            flin_out[r, t] = _dot(ws[r], flin[t], 0, n)
+                aurc[r], twice_u[r] = _rank_sums(ws, es, cw, ce)
+        for t in range(kf):  # count x value sums; block prefix sums of count x confidence
+            flin_out[r, t] = _dot(ws, flin[t], 0, n)
         for t in range(v):
             acc = 0.0
-            prefix[r, t, 0] = 0.0
+            prefix[t, 0] = 0.0
             for q in range(nb):
-                acc += _dot(ws[r], mass[t], q * B, q * B + B)
-                prefix[r, t, q + 1] = acc
-    for r in range(c):
+                acc += _dot(ws, mass[t], q * B, q * B + B)
+                prefix[t, q + 1] = acc
         for i in range(p):
-            cw_out[r, i] = cw[r, ckpt[i] + 1]
-            ce_out[r, i] = ce[r, ckpt[i] + 1]
+            cw_out[r, i] = cw[ckpt[i] + 1]
+            ce_out[r, i] = ce[ckpt[i] + 1]
             for t in range(v):
-                mass_out[r, t, i] = _mass_upto(ws[r], mass[t], prefix[r, t], ckpt[i] + 1)
+                mass_out[r, t, i] = _mass_upto(ws, mass[t], prefix[t], ckpt[i] + 1)
         for t in range(a):
-            ace_out[r, t] = _ace_row(ws[r], cw[r], ce[r], mass[ace_vec[t]], prefix[r, ace_vec[t]], ace_lo[t],
-                                     ace_hi[t], ace_frac[t], ace_bins[t])
+            ace_out[r, t] = _ace_row(ws, cw, ce, mass[ace_vec[t]], prefix[ace_vec[t]], ace_lo[t], ace_hi[t],
+                                     ace_frac[t], ace_bins[t])
 
 
 def _ace_row(ws, cw, ce, cs, prefix, lo, hi, frac, bins):
