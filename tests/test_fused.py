@@ -101,3 +101,15 @@ def test_compiled_counts_decline_what_they_do_not_reproduce():
 
     assert kernels.draw_counts(np.random.Generator(np.random.MT19937(0)), 100, 2) is None
     assert kernels.draw_counts(np.random.default_rng(0), 1, 2) is None
+
+
+def test_linear_sums_ride_on_the_ranked_pass_whatever_the_order_they_were_asked_in(monkeypatch):
+    """accuracy, brier and macro-F1 asked before any rank-based statistic: still one pass per block."""
+    from aligneval.compare.fused import fusion_of
+
+    probs, labels = synthetic_probs(2_000, 2, np.random.default_rng(6))
+    monkeypatch.setenv(resampling.ENGINE_ENV, "fused")
+    ranked: dict = {}
+    stats = {m: resampling.statistic(m, probs, labels, None, ranked) for m in ("accuracy", "brier", "macro_f1", "aurc")}
+    resampling.observed_all(stats, len(labels))
+    assert len(fusion_of(ranked).plans) == 1

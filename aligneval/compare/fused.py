@@ -18,19 +18,41 @@ Without numba nothing registers and chunk_stats' numpy statistics run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from aligneval.compare.chunk_stats import Ranked, Statistic
+from aligneval.compare.kernels import B, block, draw_counts, numba
 from aligneval.metrics import correct
 from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
 
-from aligneval.compare.kernels import B, block, draw_counts, numba
-
 FUSED: dict[str, Callable[..., Statistic]] = {}  # by metric family, as chunk_stats.FAST
+NO_SUMS = (np.zeros((0, 0), np.int8), np.zeros((0, 0)))  # a plan that does not carry the linear sums
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """What the kernel gives for each row of a block: the resample's size and errors, the linear sums
+    (0/1 `ilin`, float `flin`), AURC's sum and twice AUROC's U, the cumulative counts, errors and
+    confidence masses at the checkpoints, and each ACE request's value."""
+
+    tot: np.ndarray
+    err: np.ndarray
+    ilin: np.ndarray
+    flin: np.ndarray
+    aurc: np.ndarray
+    twice_u: np.ndarray
+    cw: np.ndarray
+    ce: np.ndarray
+    mass: np.ndarray
+    ace: np.ndarray
+
+
 class Plan:
-    """The requests on one sorted order (one `Ranked.shared` group, or the identity for sums only)."""
+    """The requests on one confidence order (one `Ranked.shared` group; the identity for linear sums
+    alone)."""
 
     def __init__(self, order: np.ndarray, es: np.ndarray, ends: np.ndarray | None):
         n = len(order)
@@ -39,8 +61,6 @@ class Plan:
         self.tied = ends is not None
         self.ends = np.ascontiguousarray(np.arange(n) if ends is None else ends, dtype=np.int64)
         self.ranked = False  # AURC or AUROC asked
-        self.ilin: list[np.ndarray] = []  # 0/1 vectors, in the predictions' order
-        self.flin: list[np.ndarray] = []  # float vectors, in sorted order
         self.mass: list[np.ndarray] = []  # confidences in sorted order
         self.ckpt: set[int] = set()
         self.ace: list[tuple[int, int]] = []  # (mass index of the confidences, bins)
@@ -68,19 +88,18 @@ class Plan:
                 frac[t, : b + 1] = h - lo[t, : b + 1]
                 hi[t, : b + 1] = np.minimum(lo[t, : b + 1] + 1, n - 1)
             self.packed = dict(
-                ilin=np.array(self.ilin, dtype=np.int8).reshape(len(self.ilin), n),
-                flin=np.array(self.flin, dtype=np.float64).reshape(len(self.flin), n),
                 mass=np.array(self.mass, dtype=np.float64).reshape(len(self.mass), n),
                 ckpt=ckpt, where={int(j): i for i, j in enumerate(ckpt)},
                 ace_vec=np.array([m for m, _ in self.ace], dtype=np.int64), ace_lo=lo, ace_hi=hi, ace_frac=frac,
                 ace_bins=np.array([b for _, b in self.ace], dtype=np.int64))
         return self.packed
 
-    def run(self, w: np.ndarray, work: dict) -> dict:
-        """The kernel on one block of rows; its scratch arrays live in `work` across blocks."""
+    def run(self, w: np.ndarray, work: dict, ilin: np.ndarray, flin: np.ndarray) -> BlockSums:
+        """The kernel on one block of rows, with the linear sums `ilin` [ki, n] (int8) and `flin` [kf, n]
+        (float64) in the predictions' order; its one row of scratch lives in `work` across blocks."""
         pk = self.pack()
         c, n = w.shape
-        ki, kf, v, p, a = (len(pk[k]) for k in ("ilin", "flin", "mass", "ckpt", "ace_vec"))
+        v, p, a = len(pk["mass"]), len(pk["ckpt"]), len(pk["ace_vec"])
         dtype = np.int32  # every cumulative count fits (chunk_stats.count_dtype, for any split in memory)
         shapes = {"ws": ((n,), dtype), "cw": ((n + 1,), dtype), "ce": ((n + 1,), dtype),
                   "prefix": ((v, n // B + 1), np.float64)}
@@ -90,52 +109,57 @@ class Plan:
             if buf is None or buf.shape != shape or buf.dtype != dt:
                 buf = work[("fused", name)] = np.empty(shape, dt)
             scratch.append(buf)
-        out = dict(tot=np.empty(c, np.int64), err=np.empty(c, np.int64), ilin=np.empty((c, ki), np.int64),
-                   flin=np.empty((c, kf)), aurc=np.empty(c), twice_u=np.empty(c, np.int64),
-                   cw=np.empty((c, p), np.int64), ce=np.empty((c, p), np.int64), mass=np.empty((c, v, p)),
-                   ace=np.empty((c, a)))
-        counts = np.ascontiguousarray(w, dtype=dtype)
-        block(counts, self.order, self.es, self.ends, self.tied, pk["ilin"], pk["flin"], pk["mass"],
-               pk["ckpt"], pk["ace_vec"], pk["ace_lo"], pk["ace_hi"], pk["ace_frac"], pk["ace_bins"], self.ranked,
-               out["tot"], out["err"], out["ilin"], out["flin"], out["aurc"], out["twice_u"], out["cw"], out["ce"],
-               out["mass"], out["ace"], *scratch)
+        out = BlockSums(tot=np.empty(c, np.int64), err=np.empty(c, np.int64), ilin=np.empty((c, len(ilin)), np.int64),
+                        flin=np.empty((c, len(flin))), aurc=np.empty(c), twice_u=np.empty(c, np.int64),
+                        cw=np.empty((c, p), np.int64), ce=np.empty((c, p), np.int64), mass=np.empty((c, v, p)),
+                        ace=np.empty((c, a)))
+        block(np.ascontiguousarray(w, dtype=dtype), self.order, self.es, self.ends, self.tied, ilin, flin,
+              pk["mass"], pk["ckpt"], pk["ace_vec"], pk["ace_lo"], pk["ace_hi"], pk["ace_frac"], pk["ace_bins"],
+              self.ranked, out.tot, out.err, out.ilin, out.flin, out.aurc, out.twice_u, out.cw, out.ce, out.mass,
+              out.ace, *scratch)
         return out
 
 
 class Fusion:
-    """Every fused statistic of one model: their requests, grouped into plans, and one pass per block.
-    Sums in the predictions' order ride on the first plan (no pass of their own)."""
+    """Every fused statistic of one model: their requests, grouped into plans by confidence order, and
+    one pass per plan and block. The linear sums (accuracy, brier, nll, macro-F1) do not depend on an
+    order, so they ride on the first plan's pass (or on an identity plan when no statistic ranks)."""
 
     def __init__(self):
         self.plans: dict = {}
+        self.ilin: list[np.ndarray] = []
+        self.flin: list[np.ndarray] = []
+        self._linear = None  # the packed linear vectors
 
     def plan(self, r: Ranked) -> Plan:
         if r.shared not in self.plans:
             self.plans[r.shared] = Plan(r.order, r.es, r.ends if r.ties else None)
         return self.plans[r.shared]
 
-    def _host(self, n: int) -> Plan:
-        if not self.plans:
-            self.plans["identity"] = Plan(np.arange(n), np.zeros(n), None)
-        return next(iter(self.plans.values()))
-
     def linear(self, values: np.ndarray, exact: bool = False):
         """Register count x values summed over each resample (`exact`: 0/1 values, summed as integers);
         returns a reader (w, cache) -> [c]."""
-        host = self._host(len(values))
         kind = "ilin" if exact else "flin"
-        values = np.asarray(values, np.int8) if exact else np.asarray(values, np.float64)[host.order]
-        getattr(host, kind).append(values)
-        host.packed = None
-        i = len(getattr(host, kind)) - 1
-        return lambda w, cache: self.run(w, cache)[id(host)][kind][:, i]
+        getattr(self, kind).append(np.asarray(values, np.int8 if exact else np.float64))
+        self._linear = None
+        i = len(getattr(self, kind)) - 1
+        return lambda w, cache: getattr(self.run(w, cache)["linear"], kind)[:, i]
 
     def run(self, w: np.ndarray, cache: dict | None) -> dict:
-        """Every plan's outputs on this block of rows, once per block (the per-block cache)."""
+        """{id(plan): BlockSums, "linear": the host plan's BlockSums} on this block of rows, computed once
+        per block (the per-block cache)."""
         if cache is not None and (id(self), "fused") in cache:
             return cache[(id(self), "fused")]
+        n = w.shape[1]
+        if not self.plans:
+            self.plans["identity"] = Plan(np.arange(n), np.zeros(n), None)
+        if self._linear is None:
+            self._linear = (np.array(self.ilin, np.int8).reshape(len(self.ilin), n),
+                            np.array(self.flin, np.float64).reshape(len(self.flin), n))
         work = cache.setdefault("scratch", {}) if cache is not None else {}
-        out = {id(plan): plan.run(w, work) for plan in self.plans.values()}
+        plans = list(self.plans.values())
+        out = {id(plan): plan.run(w, work, *(self._linear if i == 0 else NO_SUMS)) for i, plan in enumerate(plans)}
+        out["linear"] = out[id(plans[0])]
         if cache is not None:
             cache[(id(self), "fused")] = out
         return out
@@ -145,7 +169,7 @@ def warm() -> None:
     """Load the compiled loops (from numba's cache, or compile them) with the argument types of every
     real call, so that the first bootstrap block does not wait for it."""
     if numba is not None:
-        Plan(np.arange(2), np.zeros(2), None).run(np.ones((1, 2), np.int32), {})
+        Plan(np.arange(2), np.zeros(2), None).run(np.ones((1, 2), np.int32), {}, *NO_SUMS)
         draw_counts(np.random.default_rng(0), 2, 1)
 
 
@@ -227,7 +251,7 @@ def _fixed_bins(r: Ranked, views, bins: int):
         cols = [plan.packed["where"][int(j)] for j in last[drawn]]
         c = w.shape[0]
         cw, ce, mass = (np.zeros((bins, c)) for _ in range(3))
-        cw[drawn], ce[drawn], mass[drawn] = out["cw"][:, cols].T, out["ce"][:, cols].T, out["mass"][:, m, cols].T
+        cw[drawn], ce[drawn], mass[drawn] = out.cw[:, cols].T, out.ce[:, cols].T, out.mass[:, m, cols].T
         zero = np.zeros((1, c))
         count = np.diff(cw, axis=0, prepend=zero)
         return count, count - np.diff(ce, axis=0, prepend=zero), np.diff(mass, axis=0, prepend=zero)
@@ -266,7 +290,7 @@ def _aurc(probs, labels, views, ranked=None, **_):
 
     def stat(w, cache=None):
         out = read(w, cache)
-        return out["aurc"] / out["tot"]
+        return out.aurc / out.tot
 
     return stat
 
@@ -278,10 +302,10 @@ def _auroc_error(probs, labels, views, ranked=None, **_):
 
     def stat(w, cache=None):
         out = read(w, cache)
-        n_neg = out["err"]
-        n_pos = out["tot"] - n_neg
+        n_neg = out.err
+        n_pos = out.tot - n_neg
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((n_pos > 0) & (n_neg > 0), out["twice_u"] / (2.0 * n_pos * n_neg), np.nan)
+            return np.where((n_pos > 0) & (n_neg > 0), out.twice_u / (2.0 * n_pos * n_neg), np.nan)
 
     return stat
 
@@ -294,4 +318,4 @@ def _ace(probs, labels, views, bins=15, ranked=None, **_):
     plan.ace.append((plan.mass_index(r.cs), bins))
     plan.packed = None
     i = len(plan.ace) - 1
-    return lambda w, cache=None: fusion_of(views).run(w, cache)[id(plan)]["ace"][:, i]
+    return lambda w, cache=None: fusion_of(views).run(w, cache)[id(plan)].ace[:, i]

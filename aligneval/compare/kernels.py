@@ -120,7 +120,7 @@ def _block(w, order, es, ends, tied, ilin, flin, mass, ckpt, ace_vec, ace_lo, ac
             else:
                 aurc[r], twice_u[r] = _rank_sums(ws, es, cw, ce)
         for t in range(kf):  # count x value sums; block prefix sums of count x confidence
-            flin_out[r, t] = _dot(ws, flin[t], 0, n)
+            flin_out[r, t] = _dot(w[r], flin[t], 0, n)
         for t in range(v):
             acc = 0.0
             prefix[t, 0] = 0.0
