@@ -4,9 +4,10 @@ Per row of counts (one resample): `_gather` puts the counts in a model's confide
 cumulative counts and errors (integers, exact); `_rank_sums` / `_rank_sums_tied` give AURC's and
 AUROC's sums; `_dot` sums count x value over a range, vectorized; `_block` runs them for every row of
 a block and reads the cumulative sums at the positions ECE and MCE need; `_ace_row` finds each
-resample's equal-mass bins. Each loop is written so the compiler vectorizes it (slices instead of
-offset indexing, branch-free bodies, float copies of integers below 2**53): written naively, the
-same loops ran 3-5x slower than numpy.
+resample's equal-mass bins. `draw_counts` draws the resamples themselves, exactly as numpy does.
+Each loop is written so the compiler vectorizes it (slices instead of offset indexing, branch-free
+bodies, float copies of integers below 2**53): written naively, the same loops ran 3-5x slower than
+numpy (benchmarks/README.md, report_speed, session 14).
 """
 
 from __future__ import annotations
