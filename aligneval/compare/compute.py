@@ -42,7 +42,7 @@ def run_plan(p: Plan, progress=None) -> Comparison:
     comp.inputs = p.inputs
     only = {tuple(reversed(x.split("/", 1))) for x in s["only"]} if s["only"] is not None else None
     boots: list[Boot] = []
-    engines.warm_up(max((info.size or 0 for info in p.cand_res.splits.values()), default=0))
+    engines.warm_up(max((r.n or 0 for r in p.cand_res.records), default=0))  # the largest split's records
     if len(p.base_models) > 1 or len(p.cand_models) > 1:
         rows = compare_seeds(comp, p.base_models, p.cand_models, s["resamples"], s["seed"],
                              s["confidence"], s["alpha"], only, progress)
