@@ -113,3 +113,14 @@ def test_linear_sums_ride_on_the_ranked_pass_whatever_the_order_they_were_asked_
     stats = {m: resampling.statistic(m, probs, labels, None, ranked) for m in ("accuracy", "brier", "macro_f1", "aurc")}
     resampling.observed_all(stats, len(labels))
     assert len(fusion_of(ranked).plans) == 1
+
+
+def test_asking_for_the_compiled_statistics_without_numba_is_a_usage_error(monkeypatch):
+    from aligneval.compare import engines, fused
+
+    monkeypatch.setattr(fused, "FUSED", {})  # as where numba does not import
+    monkeypatch.setenv(resampling.ENGINE_ENV, "fused")
+    with pytest.raises(UsageError, match=r"ALIGNEVAL_STATS_ENGINE=fused needs numba: pip install 'aligneval\[fast\]'"):
+        engines.engine(10)
+    monkeypatch.setenv(resampling.ENGINE_ENV, "auto")
+    assert engines.engine(10**6) == "numpy"

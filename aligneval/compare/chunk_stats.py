@@ -16,8 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from aligneval.errors import DataError
-from aligneval.metrics import base_metric_name, confidence, correct, get_metric, scale_probs
+from aligneval.metrics import confidence, correct
 from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
 
 
@@ -82,6 +81,8 @@ def row_cumsum(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 # model) to the c metric values of the resampled data.
 Statistic = Callable[..., np.ndarray]
 FAST: dict[str, Callable[..., Statistic]] = {}
+
+
 def fast_path(family: str):
     def decorator(fn):
         FAST[family] = fn

@@ -59,8 +59,14 @@ def _load_compiled() -> None:
 
 def engine(n: int) -> str:
     """"fused" where numba imports and the split has at least FUSED_MIN_EXAMPLES examples (any size
-    with ALIGNEVAL_STATS_ENGINE=fused), else "numpy"."""
-    return "fused" if _wanted(n) and fused_statistics() else "numpy"
+    with ALIGNEVAL_STATS_ENGINE=fused, which refuses to run without numba), else "numpy"."""
+    if not _wanted(n):
+        return "numpy"
+    if fused_statistics():
+        return "fused"
+    if os.environ.get(ENGINE_ENV) == "fused":
+        raise UsageError(f"{ENGINE_ENV}=fused needs numba: pip install 'aligneval[fast]'")
+    return "numpy"
 
 
 def compiled_counts(rng: np.random.Generator, n: int, c: int) -> np.ndarray | None:

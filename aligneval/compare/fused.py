@@ -217,7 +217,7 @@ def _nll(probs, labels, views, **_):
 @fused_path("macro_f1")
 def _macro_f1(probs, labels, views, **_):
     """Per class: true positives, predicted and true counts (0/1 sums, exact), then chunk_stats' F1."""
-    k, n = probs.shape[1], len(labels)
+    k = probs.shape[1]
     pred = probs.argmax(axis=1)
     fusion = fusion_of(views)
     reads = [fusion.linear((pred == c) & (labels == c), exact=True) for c in range(k)]
