@@ -91,6 +91,58 @@ def fast_path(family: str):
     return decorator
 
 
+# Per-example terms and formulas both engines use (this module and aligneval.compare.fused), so that
+# the two compute each metric the same way.
+
+def brier_terms(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each example's squared distance to its one-hot label (brier is their mean)."""
+    return ((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(axis=1)
+
+
+def nll_terms(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each example's negative log-likelihood, clipped as the metric clips it (nll is their mean)."""
+    return -np.log(np.clip(probs[np.arange(len(labels)), labels], PROB_EPS, 1 - PROB_EPS))
+
+
+def macro_f1_of(tp: np.ndarray, npred: np.ndarray, ntrue: np.ndarray) -> np.ndarray:
+    """Macro-F1 [c] from per-class true positives, predicted and true counts [k, c]; classes that are
+    neither predicted nor present are left out, as the metric leaves them out."""
+    denom = npred + ntrue
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+    return f1.sum(axis=0) / present.sum(axis=0)
+
+
+def bin_ends(ccs: np.ndarray, bins: int) -> np.ndarray:
+    """The last sorted position of each of `bins` equal-width bins over the sorted clipped confidences
+    `ccs` (-1: an empty bin before any example): equal-width bins are runs of the confidence order."""
+    idx = assign_bins(ccs, bin_edges(ccs, bins))  # non-decreasing along the sorted confidences
+    return np.searchsorted(idx, np.arange(bins), side="right") - 1
+
+
+def ece_of(hits: np.ndarray, mass: np.ndarray, n: int) -> np.ndarray:
+    return np.abs(hits - mass).sum(axis=0) / n
+
+
+def mce_of(count: np.ndarray, hits: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    full = count > 0
+    return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
+
+
+def auroc_of(twice_u: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray) -> np.ndarray:
+    """AUROC [c] from twice the Mann-Whitney U; undefined (nan) where a resample has one class only."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
+
+
+def ace_ranks(n: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.quantile's (linear) edges of `bins` equal-mass bins as order statistics of n values: edge q
+    lies `frac[q]` of the way from the lo[q]-th to the hi[q]-th smallest (0-based)."""
+    h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
+    lo = np.floor(h).astype(np.int64)
+    return lo, np.minimum(lo + 1, n - 1), h - lo
+
+
 def _conf_hit(probs, labels):
     return confidence(probs), correct(probs, labels).astype(np.float64)
 
@@ -287,14 +339,12 @@ def _accuracy(probs, labels, views: dict | None = None, temperature=None, **_):
 
 @fast_path("brier")
 def _brier(probs, labels, **_):
-    onehot = np.eye(probs.shape[1])[labels]
-    return _mean_of(((probs - onehot) ** 2).sum(axis=1))
+    return _mean_of(brier_terms(probs, labels))
 
 
 @fast_path("nll")
 def _nll(probs, labels, **_):
-    p = probs[np.arange(len(labels)), labels]
-    return _mean_of(-np.log(np.clip(p, PROB_EPS, 1 - PROB_EPS)))
+    return _mean_of(nll_terms(probs, labels))
 
 
 EXACT_BITS = 52  # float64 holds every integer below 2**53; one bit of room
@@ -358,10 +408,7 @@ def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
             tp, s = np.vstack([s[:k - 1], right - s[:k - 1].sum(axis=0, keepdims=True)]), s[k - 1:]
         npred = np.vstack([s[:k - 1], n - s[:k - 1].sum(axis=0, keepdims=True)])
         ntrue = np.vstack([s[k - 1:], n - s[k - 1:].sum(axis=0, keepdims=True)])
-        denom = npred + ntrue
-        present = denom > 0
-        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
-        return f1.sum(axis=0) / present.sum(axis=0)
+        return macro_f1_of(tp, npred, ntrue)
 
     return stat
 
@@ -369,8 +416,7 @@ def _macro_f1(probs, labels, views: dict | None = None, temperature=None, **_):
 def _fixed_bins(r: Ranked, bins: int):
     """Equal-width bins are runs of the confidence order: per bin (count, hits, confidence mass) [bins, c],
     read off the cumulative counts at the bins' last positions."""
-    idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))  # non-decreasing along the sorted confidences
-    last = np.searchsorted(idx, np.arange(bins), side="right") - 1  # last sorted position of each bin
+    last = bin_ends(r.ccs, bins)
     drawn = (last >= 0)[:, None]
     at = np.maximum(last, 0)
     blocks = r.partial_blocks(last[:, None]) if r.n > r.SMALL else None
@@ -402,7 +448,7 @@ def _ece(probs, labels, bins=15, ranked: Ranked | None = None, **_):
 
     def stat(w, cache=None):
         _, hits, mass = sums(w, cache)
-        return np.abs(hits - mass).sum(axis=0) / n
+        return ece_of(hits, mass, n)
 
     return stat
 
@@ -412,9 +458,7 @@ def _mce(probs, labels, bins=15, ranked: Ranked | None = None, **_):
     sums = _fixed_bins(ranked or Ranked(probs, labels), bins)
 
     def stat(w, cache=None):
-        count, hits, mass = sums(w, cache)
-        full = count > 0
-        return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
+        return mce_of(*sums(w, cache))
 
     return stat
 
@@ -469,9 +513,7 @@ def _auroc_error(probs, labels, ranked: Ranked | None = None, **_):
         if r.ties:  # without ties a group is all correct or all wrong, so pos x neg = 0
             twice_u -= np.einsum("ij,ij->i", pos, neg, dtype=acc).astype(np.int64)
         n_neg = ce[:, -1].astype(np.int64)
-        n_pos = cw[:, -1] - n_neg
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
+        return auroc_of(twice_u, cw[:, -1] - n_neg, n_neg)
 
     return stat
 
@@ -483,10 +525,8 @@ def _ace(probs, labels, bins=15, ranked: Ranked | None = None, **_):
     sums are differences of cumulative sums at the bin ends."""
     r = ranked or Ranked(probs, labels)
     n = r.n
-    h = (n - 1) * np.linspace(0.0, 1.0, bins + 1)
-    lo = np.floor(h).astype(np.int64)
-    frac = h - lo
-    targets = np.r_[lo, np.minimum(lo + 1, n - 1)].astype(count_dtype(n))  # order statistics needed, 0-based
+    lo, hi, frac = ace_ranks(n, bins)
+    targets = np.r_[lo, hi].astype(count_dtype(n))  # order statistics needed, 0-based
 
     def order_stats(cw, cache):
         """Sorted position of the j-th smallest resampled value: the first position whose count exceeds

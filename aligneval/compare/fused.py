@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from aligneval.compare.chunk_stats import Ranked, Statistic
+from aligneval.compare.chunk_stats import (
+    Ranked, Statistic, ace_ranks, auroc_of, bin_ends, brier_terms, ece_of, macro_f1_of, mce_of, nll_terms)
 from aligneval.compare.kernels import B, block, draw_counts, numba
 from aligneval.metrics import correct
-from aligneval.metrics.calibration import PROB_EPS, assign_bins, bin_edges
 
 FUSED: dict[str, Callable[..., Statistic]] = {}  # by metric family, as chunk_stats.FAST
 NO_SUMS = (np.zeros((0, 0), np.int8), np.zeros((0, 0)))  # a plan that does not carry the linear sums
@@ -83,10 +83,7 @@ class Plan:
             lo = np.zeros((len(self.ace), bins + 1), dtype=np.int64)
             hi, frac = np.zeros_like(lo), np.zeros(lo.shape)
             for t, (_, b) in enumerate(self.ace):
-                h = (n - 1) * np.linspace(0.0, 1.0, b + 1)
-                lo[t, : b + 1] = np.floor(h)
-                frac[t, : b + 1] = h - lo[t, : b + 1]
-                hi[t, : b + 1] = np.minimum(lo[t, : b + 1] + 1, n - 1)
+                lo[t, : b + 1], hi[t, : b + 1], frac[t, : b + 1] = ace_ranks(n, b)
             self.packed = dict(
                 mass=np.array(self.mass, dtype=np.float64).reshape(len(self.mass), n),
                 ckpt=ckpt, where={int(j): i for i, j in enumerate(ckpt)},
@@ -205,13 +202,12 @@ def _mean_of(values, views):
 
 @fused_path("brier")
 def _brier(probs, labels, views, **_):
-    return _mean_of(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(axis=1), views)
+    return _mean_of(brier_terms(probs, labels), views)
 
 
 @fused_path("nll")
 def _nll(probs, labels, views, **_):
-    p = np.clip(probs[np.arange(len(labels)), labels], PROB_EPS, 1 - PROB_EPS)
-    return _mean_of(-np.log(p), views)
+    return _mean_of(nll_terms(probs, labels), views)
 
 
 @fused_path("macro_f1")
@@ -226,11 +222,7 @@ def _macro_f1(probs, labels, views, **_):
 
     def stat(w, cache=None):
         s = np.array([read(w, cache) for read in reads])
-        tp, npred, ntrue = s[:k], s[k:2 * k], s[2 * k:]
-        denom = npred + ntrue
-        present = denom > 0
-        f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
-        return f1.sum(axis=0) / present.sum(axis=0)
+        return macro_f1_of(s[:k], s[k:2 * k], s[2 * k:])
 
     return stat
 
@@ -239,8 +231,7 @@ def _fixed_bins(r: Ranked, views, bins: int):
     """Equal-width bins are runs of the confidence order: (count, hits, confidence mass) [bins, c] from
     the cumulative sums at each bin's last sorted position, as chunk_stats reads them."""
     plan = fusion_of(views).plan(r)
-    idx = assign_bins(r.ccs, bin_edges(r.ccs, bins))
-    last = np.searchsorted(idx, np.arange(bins), side="right") - 1
+    last = bin_ends(r.ccs, bins)
     drawn = last >= 0
     plan.ckpt.update(int(j) for j in last[drawn])
     m = plan.mass_index(r.ccs)
@@ -262,31 +253,27 @@ def _fixed_bins(r: Ranked, views, bins: int):
 @fused_path("ece")
 def _ece(probs, labels, views, bins=15, ranked=None, **_):
     sums = _fixed_bins(_ranked(probs, labels, ranked), views, bins)
-    return lambda w, cache=None: np.abs(np.subtract(*sums(w, cache)[1:])).sum(axis=0) / len(labels)
+    return lambda w, cache=None: ece_of(*sums(w, cache)[1:], len(labels))
 
 
 @fused_path("mce")
 def _mce(probs, labels, views, bins=15, ranked=None, **_):
     sums = _fixed_bins(_ranked(probs, labels, ranked), views, bins)
 
-    def stat(w, cache=None):
-        count, hits, mass = sums(w, cache)
-        full = count > 0
-        return np.where(full, np.abs(hits - mass) / np.where(full, count, 1.0), 0.0).max(axis=0)
-
-    return stat
+    return lambda w, cache=None: mce_of(*sums(w, cache))
 
 
 def _ranks(probs, labels, views, ranked):
+    """Ask for AURC's and AUROC's sums on the model's plan; returns a reader of its BlockSums."""
     plan = fusion_of(views).plan(_ranked(probs, labels, ranked))
     plan.ranked = True
-    return plan, lambda w, cache: fusion_of(views).run(w, cache)[id(plan)]
+    return lambda w, cache: fusion_of(views).run(w, cache)[id(plan)]
 
 
 @fused_path("aurc")
 def _aurc(probs, labels, views, ranked=None, **_):
     """Per tie group, (errors above x count) / kept, as chunk_stats._aurc, summed in the pass."""
-    _, read = _ranks(probs, labels, views, ranked)
+    read = _ranks(probs, labels, views, ranked)
 
     def stat(w, cache=None):
         out = read(w, cache)
@@ -298,14 +285,11 @@ def _aurc(probs, labels, views, ranked=None, **_):
 @fused_path("auroc_error")
 def _auroc_error(probs, labels, views, ranked=None, **_):
     """Twice the Mann-Whitney U of confidence, correct vs wrong, summed per tie group in the pass."""
-    _, read = _ranks(probs, labels, views, ranked)
+    read = _ranks(probs, labels, views, ranked)
 
     def stat(w, cache=None):
         out = read(w, cache)
-        n_neg = out.err
-        n_pos = out.tot - n_neg
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((n_pos > 0) & (n_neg > 0), out.twice_u / (2.0 * n_pos * n_neg), np.nan)
+        return auroc_of(out.twice_u, out.tot - out.err, out.err)
 
     return stat
 
